@@ -1,0 +1,208 @@
+"""Give MLX's Linux CPU build a fast BLAS.
+
+The Linux ``mlx[cpu]`` wheel links the netlib *reference* BLAS: single-threaded, about 6 GFLOP/s
+for float32 matmuls. MLX resolves ``cblas_sgemm`` through the dynamic linker, so an optimised CBLAS
+opened with ``RTLD_GLOBAL`` *before* ``mlx.core`` is first imported takes over every matmul.
+
+Sources, tried in order (the first that loads and passes a numeric check wins):
+
+1. ``$WMPLAN_BLAS`` — a path to any CBLAS shared library (``WMPLAN_BLAS=off`` disables all this).
+2. ``ngsolve-openblas`` (a Linux x86-64 dependency of wmplan): OpenBLAS with the standard symbol
+   names and an ``$ORIGIN`` run path. It needs ``libgfortran.so.5``; where the system has none, the
+   copy that the ``mlx[cpu]`` wheel itself bundles is linked beside it in a small cache folder.
+3. The system's OpenBLAS (Debian: ``apt install libopenblas0``).
+
+Nothing here imports MLX; :func:`activate` must run before ``mlx.core`` is imported, which is why
+``planners`` and ``worldmodel`` import this module first. On macOS MLX uses Accelerate and nothing
+is done. Failures never raise: they warn once and MLX keeps its reference BLAS.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import hashlib
+import importlib.util
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["BlasStatus", "activate", "status", "measure_matmul_gflops"]
+
+
+@dataclass(frozen=True)
+class BlasStatus:
+    """What BLAS MLX's float32 matmuls run on.
+
+    Attributes:
+        name: short description, e.g. ``"OpenBLAS (ngsolve-openblas)"``.
+        path: the shared library that was loaded, or ``None``.
+        active: ``True`` when an optimised BLAS was loaded in time (or on macOS).
+        message: why it is not active, when it is not.
+    """
+
+    name: str
+    path: str | None
+    active: bool
+    message: str = ""
+
+
+_STATUS: BlasStatus | None = None
+_HANDLES: list[ctypes.CDLL] = []  # keep loaded libraries alive
+
+
+def status() -> BlasStatus:
+    """The result of :func:`activate` (calling it if it has not run yet)."""
+    return _STATUS if _STATUS is not None else activate()
+
+
+def activate() -> BlasStatus:
+    """Load an optimised CBLAS into the global symbol scope, once. Never raises."""
+    global _STATUS
+    if _STATUS is not None:
+        return _STATUS
+    _STATUS = _activate()
+    if not _STATUS.active and _STATUS.message and sys.platform.startswith("linux"):
+        warnings.warn(f"wmplan: slow reference BLAS in use: {_STATUS.message}", RuntimeWarning, stacklevel=3)
+    return _STATUS
+
+
+def _activate() -> BlasStatus:
+    if sys.platform == "darwin":
+        return BlasStatus("Accelerate (MLX's own)", None, True)
+    if not sys.platform.startswith("linux"):
+        return BlasStatus("MLX's own", None, False, f"no BLAS loader for platform {sys.platform!r}")
+    choice = os.environ.get("WMPLAN_BLAS", "").strip()
+    if choice.lower() in {"off", "0", "none", "reference"}:
+        return BlasStatus("reference BLAS (netlib)", None, False, "")
+    if "mlx.core" in sys.modules:
+        return BlasStatus(
+            "reference BLAS (netlib)", None, False,
+            "mlx.core was imported before wmplan; import planners/worldmodel first to get OpenBLAS",
+        )
+    errors = []
+    for name, finder in _candidates(choice):
+        try:
+            path = finder()
+        except OSError as err:
+            errors.append(f"{name}: {err}")
+            continue
+        if path is None:
+            continue
+        try:
+            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            _check_sgemm(lib)
+        except (OSError, AttributeError, ArithmeticError) as err:
+            errors.append(f"{name}: {err}")
+            continue
+        _HANDLES.append(lib)
+        return BlasStatus(name, path, True)
+    detail = "; ".join(errors) if errors else "no optimised BLAS found (pip install ngsolve-openblas, or apt install libopenblas0)"
+    return BlasStatus("reference BLAS (netlib)", None, False, detail)
+
+
+def _candidates(choice: str):
+    if choice:
+        yield f"$WMPLAN_BLAS ({choice})", lambda: _existing(choice)
+    if platform.machine() in {"x86_64", "AMD64"}:
+        yield "OpenBLAS (ngsolve-openblas)", _ngsolve_openblas
+    yield "OpenBLAS (system)", lambda: ctypes.util.find_library("openblas")
+
+
+def _existing(path: str) -> str:
+    if not os.path.exists(path):
+        raise OSError(f"no such file: {path}")
+    return path
+
+
+def _ngsolve_openblas() -> str | None:
+    spec = importlib.util.find_spec("ngsolve_openblas")  # the locations only: its __init__ prints on failure
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    libs = sorted(glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "libopenblas*.so*")))
+    if not libs:
+        raise OSError("ngsolve-openblas is installed but holds no libopenblas*.so")
+    library = libs[0]
+    if ctypes.util.find_library("gfortran"):
+        return library
+    return _link_beside_bundled_gfortran(library)
+
+
+def _link_beside_bundled_gfortran(library: str) -> str:
+    """A folder with ``library`` and ``libgfortran.so.5`` (MLX's bundled copy) side by side.
+
+    The library's run path is ``$ORIGIN``, resolved from the folder it is opened from, so a folder of
+    symbolic links lets the dynamic linker find the Fortran runtime and its own dependencies.
+    """
+    mlx_spec = importlib.util.find_spec("mlx")
+    if mlx_spec is None or not mlx_spec.submodule_search_locations:
+        raise OSError("libgfortran.so.5 is missing and mlx is not installed")
+    site = Path(list(mlx_spec.submodule_search_locations)[0]).parent
+    bundled = sorted(glob.glob(str(site / "mlx*.libs" / "*.so*")))
+    gfortran = [p for p in bundled if os.path.basename(p).startswith("libgfortran")]
+    if not gfortran:
+        raise OSError("libgfortran.so.5 is missing (install libgfortran5, or use the mlx[cpu] wheel)")
+    links = {"libopenblas.so.0": library, "libgfortran.so.5": gfortran[0]}
+    links.update({os.path.basename(p): p for p in bundled})
+    key = hashlib.sha1(repr(sorted(links.items())).encode()).hexdigest()[:12]
+    for root in (_cache_root(), Path(tempfile.gettempdir()) / f"wmplan-{os.getuid()}"):
+        folder = root / f"blas-{key}"
+        if (folder / "libopenblas.so.0").exists():
+            return str(folder / "libopenblas.so.0")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix="blas-", dir=root))
+            for name, target in links.items():
+                os.symlink(target, staging / name)
+            try:
+                os.rename(staging, folder)
+            except OSError:  # another process made it first
+                if not (folder / "libopenblas.so.0").exists():
+                    raise
+            return str(folder / "libopenblas.so.0")
+        except OSError:
+            continue
+    raise OSError("could not create a folder for the BLAS links")
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("WMPLAN_HOME", Path.home() / ".cache" / "wmplan"))
+
+
+def _check_sgemm(lib: ctypes.CDLL) -> None:
+    """Multiply two small matrices through ``cblas_sgemm`` and compare with exact integers."""
+    sgemm = lib.cblas_sgemm
+    m, k, n = 3, 4, 2
+    a = (ctypes.c_float * (m * k))(*[float(i % 5 - 2) for i in range(m * k)])
+    b = (ctypes.c_float * (k * n))(*[float(i % 3 - 1) for i in range(k * n)])
+    c = (ctypes.c_float * (m * n))()
+    row_major, no_trans = 101, 111
+    sgemm.restype = None
+    sgemm(row_major, no_trans, no_trans, m, n, k, ctypes.c_float(1.0), a, k, b, n, ctypes.c_float(0.0), c, n)
+    for i in range(m):
+        for j in range(n):
+            want = sum(a[i * k + t] * b[t * n + j] for t in range(k))
+            if c[i * n + j] != want:
+                raise ArithmeticError(f"cblas_sgemm check failed: C[{i},{j}] = {c[i * n + j]}, expected {want}")
+
+
+def measure_matmul_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """Best-of-``repeats`` float32 ``[size, size] @ [size, size]`` rate in GFLOP/s on MLX's default device."""
+    import mlx.core as mx
+
+    a = mx.random.normal((size, size), key=mx.random.key(0))
+    b = mx.random.normal((size, size), key=mx.random.key(1))
+    mx.eval(a, b)
+    mx.eval(a @ b)  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mx.eval(a @ b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best / 1e9
