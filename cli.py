@@ -1,0 +1,170 @@
+"""The ``wmplan`` command: train, rollout, plan, benchmark, speed.
+
+Heavy imports (MLX, the packages) happen inside the subcommands, so ``wmplan --help`` is instant.
+Every expected failure (bad input, missing or corrupt files) ends in a one-line error and exit 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _version() -> str:
+    try:
+        return version("wmplan")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(ctx, _param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    import planners
+    import mlx.core as mx
+
+    blas = planners.blas.status()
+    gflops = planners.blas.measure_matmul_gflops()
+    click.echo(f"wmplan {_version()} (mlx {mx.__version__}, device {mx.default_device()})")
+    click.echo(f"BLAS: {blas.name}{'' if blas.active else ' — ' + (blas.message or 'not optimised')}")
+    click.echo(f"float32 matmul 1024x1024: {gflops:.1f} GFLOP/s")
+    ctx.exit()
+
+
+def friendly_errors(func):
+    """Turn the errors a user can cause into one-line messages (exit 1) instead of tracebacks."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from worldmodel import CheckpointError, DatasetError
+
+        try:
+            return func(*args, **kwargs)
+        except (CheckpointError, DatasetError, ValueError, FloatingPointError, OSError) as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise click.ClickException(message) from None
+
+    return wrapper
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version, the active BLAS and its measured GFLOP/s, and exit.")
+def main():
+    """wmplan: train a small MLX world model of a 1-D particle and plan with it.
+
+    Planners (random shooting, CEM/iCEM, MPPI, gradient) run on any batched MLX dynamics; the
+    benchmark compares them in closed loop in the true environment against the exact optimum.
+    """
+
+
+def positive(name):
+    def check(_ctx, _param, value):
+        if value is not None and value < 1:
+            raise click.BadParameter(f"{name} must be >= 1, got {value}")
+        return value
+
+    return check
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--episodes", default=400, show_default=True, callback=positive("--episodes"), help="Random-action episodes to record.")
+@click.option("--steps", default=50, show_default=True, callback=positive("--steps"), help="Steps per episode.")
+@click.option("--epochs", default=20, show_default=True, callback=positive("--epochs"))
+@click.option("--batch-size", default=128, show_default=True, callback=positive("--batch-size"))
+@click.option("--lr", default=1e-3, show_default=True, help="Adam's base learning rate (the seed's).")
+@click.option("--max-lr", default=2e-2, show_default=True, help="Peak of the one-cycle schedule.")
+@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
+              help="'constant' keeps --lr throughout, as the seed did.")
+@click.option("--hidden", default=128, show_default=True, callback=positive("--hidden"), help="Units in each of the two hidden layers.")
+@click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
+@click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model.")
+@friendly_errors
+def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, balance_bins, compile, seed, out):
+    """Generate random-action data, train the world model, report held-out accuracy, save it."""
+    import time
+
+    from worldmodel import TrainConfig
+    from worldmodel.recipe import HELD_OUT_SIZE, default_model_path, train_world_model
+
+    out = out or default_model_path()
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_lr=max_lr, schedule=schedule,
+                         balance_bins=balance_bins, seed=seed, compile=compile)
+    start = time.perf_counter()
+    _, metrics = train_world_model(out, episodes, steps, hidden=(hidden, hidden), config=config, log=click.echo)
+    x, v, r = metrics["held_out_mse"]
+    click.echo(f"Held-out one-step MSE ({HELD_OUT_SIZE} uniform transitions): "
+               f"x = {x:.2e}, v = {v:.2e}, r = {r:.2e}, mean = {metrics['held_out_mse_mean']:.2e}")
+    click.echo(f"Saved model to {out} ({time.perf_counter() - start:.1f} s)")
+
+
+def load_or_train_model(path):
+    """The model at ``path``; with no path, the default one, trained first (and said so) if missing."""
+    from worldmodel import load_model
+    from worldmodel.recipe import default_model_path, train_world_model
+
+    if path is not None:
+        return load_model(path), path
+    path = default_model_path()
+    import os
+
+    if not os.path.exists(os.path.join(path, "config.json")):
+        click.echo(f"No model at {path}: training the default one first (wmplan train).", err=True)
+        train_world_model(path, log=lambda line: click.echo(line, err=True))
+    return load_model(path), path
+
+
+def parse_pushes(text):
+    """``"+1,0,-1"`` -> ``[1, 0, -1]``; anything else is a one-line error."""
+    try:
+        pushes = [int(tok) for tok in text.replace(" ", "").split(",") if tok != ""]
+    except ValueError:
+        raise click.BadParameter(f"actions must be a comma-separated list of -1, 0, +1, got {text!r}") from None
+    if not pushes or any(p not in (-1, 0, 1) for p in pushes):
+        raise click.BadParameter(f"actions must be a comma-separated list of -1, 0, +1, got {text!r}")
+    return pushes
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@click.option("--steps", default=15, show_default=True, callback=positive("--steps"), help="Steps of random actions (ignored with --actions).")
+@click.option("--x0", default=1.0, show_default=True, type=float)
+@click.option("--v0", default=0.0, show_default=True, type=float)
+@click.option("--actions", default=None, help="Pushes to apply, e.g. +1,+1,-1,0 (one step each).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random actions.")
+@friendly_errors
+def rollout(model_path, steps, x0, v0, actions, seed):
+    """Open-loop rollout: the true physics and the model's imagination side by side."""
+    import numpy as np
+
+    from worldmodel import ParticleEnv
+    from worldmodel.rollout import compare_open_loop
+
+    pushes = parse_pushes(actions) if actions else np.random.default_rng(seed).integers(-1, 2, size=steps).tolist()
+    _check_start(x0, v0)
+    model, _ = load_or_train_model(model_path)
+    true, imagined = compare_open_loop(ParticleEnv(), model, (x0, v0), pushes)
+    for t, push in enumerate(pushes):
+        (xt, vt, rt), (xm, vm, rm) = true[t], imagined[t]
+        click.echo(f"t={t:02d} a={push:+d} | TRUE x={xt:+.3f}, v={vt:+.3f}, r={rt:+.3f}  ||  "
+                   f"MODEL x={xm:+.3f}, v={vm:+.3f}, r={rm:+.3f}")
+    err = np.abs(true - imagined).max(axis=0)
+    click.echo(f"Max |error| over {len(pushes)} steps: x = {err[0]:.4f}, v = {err[1]:.4f}, r = {err[2]:.4f}")
+
+
+def _check_start(x0, v0):
+    import math
+
+    if not (math.isfinite(x0) and math.isfinite(v0)):
+        raise click.BadParameter(f"the start state must be finite, got x0={x0}, v0={v0}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
