@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 
 import mlx.core as mx
+import numpy as np
 from mlx.utils import tree_flatten
 
+from .files import atomic_output, write_json_atomic
 from .model import WorldModel
 
 CONFIG_NAME = "config.json"
@@ -38,17 +39,15 @@ def save_model(model: WorldModel, path: str, extra: dict | None = None) -> str:
     """
     os.makedirs(path, exist_ok=True)
     weights = dict(tree_flatten(model.parameters()))
-    fd, tmp_weights = tempfile.mkstemp(suffix=".safetensors", dir=path)
-    os.close(fd)
-    try:
-        mx.save_safetensors(tmp_weights, weights)
-        digest = _sha256(tmp_weights)
-        weights_name = f"weights-{digest[:16]}.safetensors"
-        os.replace(tmp_weights, os.path.join(path, weights_name))
-    except BaseException:
-        if os.path.exists(tmp_weights):
-            os.remove(tmp_weights)
-        raise
+    content = hashlib.sha256()
+    for name, value in sorted(weights.items()):
+        content.update(name.encode())
+        content.update(np.array(value).tobytes())
+    weights_name = f"weights-{content.hexdigest()[:16]}.safetensors"
+    weights_path = os.path.join(path, weights_name)
+    with atomic_output(weights_path, suffix=".safetensors") as tmp:
+        mx.save_safetensors(tmp, weights)
+    digest = _sha256(weights_path)
     config = {
         "format": FORMAT,
         "weights": weights_name,
@@ -57,7 +56,7 @@ def save_model(model: WorldModel, path: str, extra: dict | None = None) -> str:
         **(extra or {}),
     }
     config_path = os.path.join(path, CONFIG_NAME)
-    _write_json_atomic(config_path, config)
+    write_json_atomic(config_path, config)
     for name in os.listdir(path):
         if name.startswith("weights-") and name.endswith(".safetensors") and name != weights_name:
             os.remove(os.path.join(path, name))
@@ -98,20 +97,6 @@ def load_model(path: str) -> WorldModel:
     model.eval()
     mx.eval(model.parameters())
     return model
-
-
-def _write_json_atomic(path: str, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _sha256(path: str) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
+
+from .files import atomic_output
 
 
 class DatasetError(ValueError):
@@ -46,17 +46,9 @@ class Transitions:
 
     def save(self, path: str) -> None:
         """Write an ``.npz`` atomically (temporary file, then rename)."""
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with atomic_output(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
                 np.savez(f, states=self.states, actions=self.actions, next_states=self.next_states, rewards=self.rewards)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
 
     @classmethod
     def load(cls, path: str) -> "Transitions":
