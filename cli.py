@@ -159,6 +159,148 @@ def rollout(model_path, steps, x0, v0, actions, seed):
     click.echo(f"Max |error| over {len(pushes)} steps: x = {err[0]:.4f}, v = {err[1]:.4f}, r = {err[2]:.4f}")
 
 
+def _planner_names():
+    return ("random-shooting", "cem", "icem", "mppi", "gradient", "cem-gd")
+
+
+def _split_names(text, known, what):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise click.BadParameter(f"give at least one {what}")
+    for name in names:
+        if name not in known:
+            raise click.BadParameter(f"unknown {what} {name!r}; choose from {', '.join(known)}")
+    return tuple(dict.fromkeys(names))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True,
+              help="Comma-separated: " + ", ".join(_planner_names()) + ". Baselines (random-policy, zero, feedback, optimal) are always added.")
+@click.option("--dynamics", default="model,true", show_default=True, help="Comma-separated: model (the learned world model), true (the env's own dynamics).")
+@click.option("--episodes", default=100, show_default=True, callback=positive("--episodes"), help="Episodes (start states); overridden by --init-states.")
+@click.option("--steps", default=50, show_default=True, callback=positive("--steps"), help="Closed-loop steps per episode.")
+@click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Planning horizon. Default: each planner's own (15).")
+@click.option("--samples", type=int, default=None, callback=positive("--samples"), help="Imagined action sequences per episode and iteration. Default: each planner's own.")
+@click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Optimiser iterations per step. Default: each planner's own.")
+@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@click.option("--init-states", type=click.Path(), default=None, help="CSV with header x,v and one start per row.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Draw the return distributions to a PNG (needs the 'plot' extra).")
+@friendly_errors
+def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterations, model_path, init_states, seed, json_path, plot_path):
+    """Closed-loop planner benchmark in the true environment.
+
+    Every planner plans with every dynamics source; all episodes step together (one planning call
+    per step for all of them). Rows report the return, the cost ratio to the exact optimum
+    (sum of costs / sum of optimal costs), the final |x|, the success rate (|x| < 0.1 in each of the
+    last 10 steps), the model gap (return with true dynamics minus return with the model), the
+    planning time per step and the imagined transitions per second.
+    """
+    import time
+
+    from benchmarks.report import table, write_json
+    from benchmarks.starts import default_starts, read_init_states
+    from benchmarks.suite import PLANNERS, BenchmarkConfig, run_benchmark
+    from worldmodel import ParticleEnv
+
+    names = _split_names(planner_names, tuple(PLANNERS), "planner")
+    sources = _split_names(dynamics, ("model", "true"), "dynamics")
+    config = BenchmarkConfig(planners=names, dynamics=sources, episodes=episodes, steps=steps, horizon=horizon,
+                             samples=samples, iterations=iterations, seed=seed, model=model_path, init_states=init_states)
+    if plot_path:
+        _require_matplotlib()
+    env = ParticleEnv()
+    starts = read_init_states(init_states) if init_states else default_starts(episodes, seed)
+    model = None
+    if "model" in sources:
+        model, config.model = load_or_train_model(model_path)
+    runs = len(names) * len(sources) + 3
+    start = time.perf_counter()
+    with click.progressbar(length=runs * steps, label="benchmark", file=sys.stderr) as bar:
+        result = run_benchmark(config, env, model, starts, on_step=lambda: bar.update(1))
+    result["config"]["wall_seconds"] = round(time.perf_counter() - start, 2)
+    click.echo(table(result))
+    click.echo(f"{len(starts)} episodes x {steps} steps; cost ratio = sum of costs / sum of optimal costs; "
+               f"{result['config']['wall_seconds']:.1f} s")
+    if json_path:
+        write_json(json_path, result)
+        click.echo(f"Wrote {json_path}")
+    if plot_path:
+        from benchmarks.plots import plot_returns
+
+        plot_returns(result, plot_path)
+        click.echo(f"Wrote {plot_path}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--planner", "planner_name", default="cem", show_default=True, help="One of: " + ", ".join(_planner_names()) + ".")
+@click.option("--dynamics", type=click.Choice(["model", "true"]), default="model", show_default=True, help="What the planner imagines with.")
+@click.option("--x0", default=1.0, show_default=True, type=float)
+@click.option("--v0", default=0.0, show_default=True, type=float)
+@click.option("--steps", default=50, show_default=True, callback=positive("--steps"))
+@click.option("--horizon", type=int, default=None, callback=positive("--horizon"))
+@click.option("--samples", type=int, default=None, callback=positive("--samples"))
+@click.option("--iterations", type=int, default=None, callback=positive("--iterations"))
+@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Draw x, v and the pushes over time to a PNG (needs the 'plot' extra).")
+@friendly_errors
+def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, model_path, seed, plot_path):
+    """One closed-loop episode with one planner, step by step, next to the optimum."""
+    import mlx.core as mx
+    import numpy as np
+
+    from benchmarks.optimal import optimal_plan
+    from benchmarks.suite import PLANNERS, BenchmarkConfig, make_planner
+    from worldmodel import ParticleEnv
+
+    _split_names(planner_name, tuple(PLANNERS), "planner")
+    _check_start(x0, v0)
+    if plot_path:
+        _require_matplotlib()
+    env = ParticleEnv()
+    source = load_or_train_model(model_path)[0] if dynamics == "model" else env
+    config = BenchmarkConfig(planners=(planner_name,), horizon=horizon, samples=samples, iterations=iterations, seed=seed)
+    planner = make_planner(planner_name, source, env.action_space, config)
+    best_return, best_pushes = optimal_plan((x0, v0), steps)
+    state = mx.array([[x0, v0]], dtype=mx.float32)
+    states, imagined, pushes, total = [np.array(state[0])], [], [], 0.0
+    optimal_total, optimal_state = 0.0, state
+    eye = mx.array(np.eye(3, dtype=np.float32))
+    click.echo(f"{planner_name} planning with the {dynamics} dynamics; optimal return from ({x0:+.3f}, {v0:+.3f}) "
+               f"over {steps} steps: {best_return:.3f}")
+    for t in range(steps):
+        result = planner.optimize(state)
+        action = planner.act(state)
+        predicted_next, _ = source(state, action)
+        state, reward = env(state, action)
+        optimal_state, optimal_reward = env(optimal_state, eye[int(best_pushes[t]) + 1][None])
+        push = int(np.argmax(np.array(action[0]))) - 1
+        total += float(reward[0])
+        optimal_total += float(optimal_reward[0])
+        states.append(np.array(state[0]))
+        imagined.append(np.array(predicted_next[0]))
+        pushes.append(push)
+        click.echo(f"t={t:02d} a={push:+d} | x={float(state[0, 0]):+.3f}, v={float(state[0, 1]):+.3f}, "
+                   f"r={float(reward[0]):+.3f} | predicted return {float(result.expected_return[0]):+.3f} | "
+                   f"return {total:+.3f} | optimal a={int(best_pushes[t]):+d}, return {optimal_total:+.3f}")
+    click.echo(f"Return {total:.3f}, optimal {best_return:.3f}, cost ratio {total / best_return if best_return < 0 else float('nan'):.4f}")
+    if plot_path:
+        from benchmarks.plots import plot_episode
+
+        plot_episode(np.array(states), np.array(imagined), np.array(pushes), plot_path,
+                     title=f"{planner_name} with the {dynamics} dynamics from ({x0:+.2f}, {v0:+.2f})")
+        click.echo(f"Wrote {plot_path}")
+
+
+def _require_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise click.ClickException("--plot needs matplotlib: pip install 'wmplan[plot]'") from None
+
+
 def _check_start(x0, v0):
     import math
 

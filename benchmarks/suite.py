@@ -1,0 +1,153 @@
+"""The benchmark: planners x dynamics sources in closed loop, baselines, the exact optimum."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+import planners
+
+from .baselines import BASELINES
+from .closed_loop import CountingDynamics, Episodes, planner_chooser, run_episodes
+from .optimal import optimal_returns
+
+PLANNERS = {
+    "random-shooting": planners.RandomShooting,
+    "cem": planners.CEM,
+    "icem": planners.ICEM,
+    "mppi": planners.MPPI,
+    "gradient": planners.GradientPlanner,
+    "cem-gd": planners.CEMGradient,
+}
+DYNAMICS = ("model", "true")
+DEFAULT_PLANNERS = ("cem", "mppi", "random-shooting")
+OPTIMAL_CHUNK = 100  # starts solved together (memory grows with the chunk)
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to run. ``None`` sizes use each planner's own defaults."""
+
+    planners: tuple = DEFAULT_PLANNERS
+    dynamics: tuple = DYNAMICS
+    episodes: int = 100
+    steps: int = 50
+    horizon: int | None = None
+    samples: int | None = None
+    iterations: int | None = None
+    seed: int = 0
+    model: str | None = None
+    init_states: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        unknown = [p for p in self.planners if p not in PLANNERS]
+        if unknown:
+            raise ValueError(f"unknown planner {unknown[0]!r}; choose from {', '.join(PLANNERS)}")
+        bad = [d for d in self.dynamics if d not in DYNAMICS]
+        if bad:
+            raise ValueError(f"unknown dynamics {bad[0]!r}; choose from {', '.join(DYNAMICS)}")
+        if not self.planners or not self.dynamics:
+            raise ValueError("give at least one planner and one dynamics source")
+        for name in ("episodes", "steps", "horizon", "samples", "iterations"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_planner(name: str, dynamics, action_space, config: BenchmarkConfig):
+    """Build planner ``name`` with the config's sizes (``None`` keeps the planner's default)."""
+    options = {"horizon": config.horizon, "num_samples": config.samples, "iterations": config.iterations}
+    options = {k: v for k, v in options.items() if v is not None}
+    return PLANNERS[name](dynamics, action_space, seed=config.seed, **options)
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    env,
+    model,
+    starts: np.ndarray,
+    on_step: Callable[[], None] | None = None,
+) -> dict:
+    """Run every planner on every dynamics source, then the baselines and the optimum.
+
+    Args:
+        env: the true environment (``ParticleEnv``); episodes always run in it.
+        model: the learned dynamics (needed when ``"model"`` is in ``config.dynamics``).
+        starts: ``[E, 2]`` start states.
+        on_step: called after each closed-loop step of each run (progress).
+
+    Returns:
+        ``{"config": {...}, "rows": [...]}`` as described in the README (JSON-ready).
+    """
+    steps = config.steps
+    sources = {"model": model, "true": env}
+    runs: list[tuple[str, str | None, Episodes]] = []
+    for name in config.planners:
+        for source in config.dynamics:
+            counted = CountingDynamics(sources[source])
+            planner = make_planner(name, counted, env.action_space, config)
+            episodes = run_episodes(planner_chooser(planner), env, starts, steps, on_step)
+            episodes.imagined = counted.count
+            runs.append((name, source, episodes))
+    for name, policy in BASELINES.items():
+        rng = np.random.default_rng(config.seed)
+        runs.append((name, None, run_episodes(lambda s, p=policy: p(np.array(s), rng), env, starts, steps, on_step)))
+
+    optimal = np.concatenate(
+        [optimal_returns(starts[i : i + OPTIMAL_CHUNK], steps) for i in range(0, len(starts), OPTIMAL_CHUNK)]
+    )
+    optimal_cost = float(-optimal.sum())
+    rows = [_row(name, source, ep, optimal_cost, steps) for name, source, ep in runs]
+    rows.append(_optimal_row(optimal, optimal_cost))
+    means = {(r["planner"], r["dynamics"]): r["mean_return"] for r in rows}
+    for row in rows:
+        if row["dynamics"] == "model" and (row["planner"], "true") in means:
+            row["model_gap"] = means[(row["planner"], "true")] - row["mean_return"]
+    config_dict = config.to_dict()
+    config_dict.update(episodes=len(starts), optimal_solver="lattice enumeration + backward induction")
+    return {"config": config_dict, "rows": rows}
+
+
+def _ratio(cost: float, optimal_cost: float) -> float | None:
+    if optimal_cost > 0:
+        return cost / optimal_cost
+    return 1.0 if cost <= 0 else None
+
+
+def _row(name: str, source: str | None, ep: Episodes, optimal_cost: float, steps: int) -> dict:
+    planned = source is not None
+    return {
+        "planner": name,
+        "dynamics": source,
+        "returns": [float(r) for r in ep.returns],
+        "mean_return": float(ep.returns.mean()),
+        "std_return": float(ep.returns.std()),
+        "cost_ratio": _ratio(float(-ep.returns.sum()), optimal_cost),
+        "mean_final_abs_x": float(ep.final_abs_x.mean()),
+        "success_rate": float(ep.success.mean()),
+        "model_gap": None,
+        "ms_per_step": 1000.0 * ep.plan_seconds / steps if planned else None,
+        "imagined_per_s": ep.imagined / ep.plan_seconds if planned and ep.plan_seconds > 0 else None,
+    }
+
+
+def _optimal_row(optimal: np.ndarray, optimal_cost: float) -> dict:
+    return {
+        "planner": "optimal",
+        "dynamics": None,
+        "returns": [float(r) for r in optimal],
+        "mean_return": float(optimal.mean()),
+        "std_return": float(optimal.std()),
+        "cost_ratio": _ratio(optimal_cost, optimal_cost),
+        "mean_final_abs_x": None,
+        "success_rate": None,
+        "model_gap": None,
+        "ms_per_step": None,
+        "imagined_per_s": None,
+    }
