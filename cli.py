@@ -271,8 +271,8 @@ def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, mo
     click.echo(f"{planner_name} planning with the {dynamics} dynamics; optimal return from ({x0:+.3f}, {v0:+.3f}) "
                f"over {steps} steps: {best_return:.3f}")
     for t in range(steps):
-        result = planner.optimize(state)
-        action = planner.act(state)
+        result = planner.optimize(state)  # what act() does, keeping the plan's predicted return
+        action = result.actions[:, 0]
         predicted_next, _ = source(state, action)
         state, reward = env(state, action)
         optimal_state, optimal_reward = env(optimal_state, eye[int(best_pushes[t]) + 1][None])
@@ -292,6 +292,54 @@ def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, mo
         plot_episode(np.array(states), np.array(imagined), np.array(pushes), plot_path,
                      title=f"{planner_name} with the {dynamics} dynamics from ({x0:+.2f}, {v0:+.2f})")
         click.echo(f"Wrote {plot_path}")
+
+
+def _int_list(text, what):
+    try:
+        values = [int(tok) for tok in text.split(",") if tok.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{what} must be positive integers, got {text!r}")
+    return values
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True, help="Comma-separated planner names.")
+@click.option("--samples", "samples_text", default="256,1024,4096,16384", show_default=True, help="Comma-separated N.")
+@click.option("--horizons", "horizons_text", default="15,30", show_default=True, help="Comma-separated H.")
+@click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Default: each planner's own.")
+@click.option("--repeats", default=5, show_default=True, callback=positive("--repeats"), help="Timed calls per cell (the median is shown).")
+@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON here.")
+@friendly_errors
+def speed(planner_names, samples_text, horizons_text, iterations, repeats, model_path, json_path):
+    """Planning throughput on the learned model: ms per call, imagined transitions/s, GFLOP/s."""
+    from tabulate import tabulate
+
+    import planners as planners_pkg
+    from benchmarks.report import write_json
+    from benchmarks.speed import measure_planning
+    from benchmarks.suite import PLANNERS
+
+    names = _split_names(planner_names, tuple(PLANNERS), "planner")
+    sizes = _int_list(samples_text, "--samples")
+    horizons = _int_list(horizons_text, "--horizons")
+    model, _ = load_or_train_model(model_path)
+    blas = planners_pkg.blas.status()
+    peak = planners_pkg.blas.measure_matmul_gflops()
+    click.echo(f"BLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
+               f"model: {model.flops_per_transition()} FLOP per transition")
+    rows = measure_planning(model, names, sizes, horizons, iterations, repeats, peak)
+    click.echo(tabulate(
+        [(r["planner"], r["samples"], r["horizon"], r["iterations"], f"{r['ms_per_call']:.1f}",
+          f"{r['transitions_per_s']:.3g}", f"{r['gflops']:.1f}", f"{r['percent_of_peak']:.0f}%") for r in rows],
+        headers=("planner", "N", "H", "iters", "ms/call", "transitions/s", "GFLOP/s", "of peak"),
+        disable_numparse=True,
+    ))
+    if json_path:
+        write_json(json_path, {"blas": blas.name, "matmul_peak_gflops": peak, "rows": rows})
+        click.echo(f"Wrote {json_path}")
 
 
 def _require_matplotlib():

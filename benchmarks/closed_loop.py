@@ -79,6 +79,8 @@ def run_episodes(
     for _ in range(steps):
         start = time.perf_counter()
         push = np.asarray(choose(state), dtype=np.int64)
+        if push.shape != (len(starts),) or np.any(np.abs(push) > 1):
+            raise ValueError(f"a policy returned pushes of shape {push.shape} with values outside -1, 0, +1")
         plan_seconds += time.perf_counter() - start
         state, reward = env(state, eye[mx.array(push + 1)])
         mx.eval(state, reward)
@@ -100,6 +102,6 @@ def planner_chooser(planner) -> Callable[[mx.array], np.ndarray]:
 
     def choose(state):
         action = planner.act(state)
-        return np.array(mx.argmax(action, axis=-1)) - 1
+        return np.array(mx.argmax(action, axis=-1)).astype(np.int64) - 1  # argmax is unsigned
 
     return choose

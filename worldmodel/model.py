@@ -84,6 +84,11 @@ class WorldModel(nn.Module):
             "reward_hidden": self.reward_hidden,
         }
 
+    def flops_per_transition(self) -> int:
+        """Multiply-add FLOPs of the matrix products in one forward pass for one transition (2 per weight)."""
+        layers = [*self.trunk, self.delta_out, self.delta_skip, self.reward_in, self.reward_out]
+        return 2 * sum(layer.weight.size for layer in layers)
+
     def fit_normalization(self, states: np.ndarray, next_states: np.ndarray, rewards: np.ndarray) -> None:
         """Set the statistics from training data: states/next_states ``[N, S]``, rewards ``[N]``."""
         self.state_norm.set(states.mean(0), states.std(0))

@@ -1,0 +1,54 @@
+"""Planning throughput: one planning call from one state, timed per (planner, N, H)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import mlx.core as mx
+
+from .closed_loop import CountingDynamics
+from .suite import PLANNERS
+
+
+def measure_planning(model, names, sizes, horizons, iterations, repeats: int, peak_gflops: float) -> list[dict]:
+    """Median time of ``repeats`` ``optimize`` calls (after one warm-up) for every planner x N x H.
+
+    Returns:
+        rows with ``ms_per_call``, ``transitions_per_s`` (imagined transitions the planner asked the
+        model for, per second), ``gflops`` (the model's matmul FLOPs per second) and ``percent_of_peak``.
+    """
+    flops = model.flops_per_transition()
+    state = mx.array([[1.0, 0.0]], dtype=mx.float32)
+    rows = []
+    for name in names:
+        for horizon in horizons:
+            for samples in sizes:
+                counted = CountingDynamics(model)
+                options = {"horizon": horizon, "num_samples": samples}
+                if iterations is not None:
+                    options["iterations"] = iterations
+                planner = PLANNERS[name](counted, model_action_space(model), seed=0, **options)
+                planner.optimize(state)  # warm-up
+                counted.count = 0
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    planner.optimize(state)
+                    times.append(time.perf_counter() - start)
+                seconds = statistics.median(times)
+                per_call = counted.count / repeats
+                gflops = per_call * flops / seconds / 1e9
+                rows.append({
+                    "planner": name, "samples": samples, "horizon": horizon, "iterations": planner.iterations,
+                    "ms_per_call": 1000 * seconds, "transitions_per_s": per_call / seconds,
+                    "gflops": gflops, "percent_of_peak": 100 * gflops / peak_gflops,
+                })
+    return rows
+
+
+def model_action_space(model):
+    """The one-hot action space of a world model with ``action_dim`` inputs."""
+    from planners import Discrete
+
+    return Discrete(model.action_dim)
