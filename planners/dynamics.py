@@ -1,0 +1,118 @@
+"""What planners imagine with: the dynamics contract, batched rollouts, and the objective builder."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Protocol, runtime_checkable
+
+import mlx.core as mx
+
+__all__ = ["Dynamics", "TerminalValue", "Evaluate", "check_step", "rollout", "make_evaluate"]
+
+
+@runtime_checkable
+class Dynamics(Protocol):
+    """One imagined step, batched: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``.
+
+    ``ParticleEnv``, a trained ``WorldModel``, any ``nn.Module`` or plain function with this call
+    signature fits. Actions are one-hot (or probability) vectors for ``Discrete`` spaces and floats
+    within the bounds for ``Box`` spaces. All arrays are float32 MLX arrays.
+    """
+
+    def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]: ...
+
+
+TerminalValue = Callable[[mx.array], mx.array]
+"""``terminal_value(state [B, S]) -> value [B]``, added (discounted) after the last imagined step."""
+
+Evaluate = Callable[[mx.array, mx.array], mx.array]
+"""``evaluate(state [E, S], actions [E, N, H, A]) -> returns [E, N]``; non-finite returns are ``-inf``."""
+
+
+def check_step(state: mx.array, next_state: mx.array, reward: mx.array) -> None:
+    """Raise ``ValueError`` unless ``next_state`` has ``state``'s shape and ``reward`` is ``[B]``.
+
+    Shapes are known without evaluating anything, so this costs nothing.
+    """
+    batch = state.shape[0]
+    if tuple(next_state.shape) != tuple(state.shape):
+        raise ValueError(
+            f"dynamics returned next_state of shape {tuple(next_state.shape)}, expected {tuple(state.shape)}"
+        )
+    if tuple(reward.shape) != (batch,):
+        raise ValueError(f"dynamics returned reward of shape {tuple(reward.shape)}, expected ({batch},)")
+
+
+def rollout(
+    dynamics: Dynamics,
+    state: mx.array,
+    actions: mx.array,
+    discount: float = 1.0,
+    terminal_value: Optional[TerminalValue] = None,
+    return_trajectory: bool = False,
+):
+    """Imagine action sequences from start states.
+
+    Args:
+        dynamics: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``.
+        state: start states ``[B, S]``.
+        actions: action sequences ``[B, H, A]``.
+        discount: reward at step ``t`` is weighted ``discount**t``. Default: ``1.0``.
+        terminal_value: optional ``V(state [B, S]) -> [B]``, added with weight ``discount**H``.
+        return_trajectory: also return the states and rewards.
+
+    Returns:
+        ``returns [B]``, or ``(returns [B], states [B, H+1, S], rewards [B, H])`` on request.
+        ``returns = sum_t discount**t r_t + discount**H V(s_H)``.
+    """
+    state = mx.array(state, dtype=mx.float32)
+    actions = mx.array(actions, dtype=mx.float32)
+    if state.ndim != 2 or actions.ndim != 3 or actions.shape[0] != state.shape[0]:
+        raise ValueError(
+            f"rollout needs state [B, S] and actions [B, H, A], got {tuple(state.shape)} and {tuple(actions.shape)}"
+        )
+    total = mx.zeros((state.shape[0],), dtype=mx.float32)
+    states, rewards = [state], []
+    weight = 1.0
+    for t in range(actions.shape[1]):
+        next_state, reward = dynamics(state, actions[:, t])
+        if t == 0:
+            check_step(state, next_state, reward)
+        state = next_state.astype(mx.float32)
+        reward = reward.astype(mx.float32)
+        total = total + weight * reward
+        weight *= discount
+        if return_trajectory:
+            states.append(state)
+            rewards.append(reward)
+    if terminal_value is not None:
+        value = terminal_value(state)
+        if tuple(value.shape) != (state.shape[0],):
+            raise ValueError(f"terminal_value returned shape {tuple(value.shape)}, expected ({state.shape[0]},)")
+        total = total + weight * value.astype(mx.float32)
+    if not return_trajectory:
+        return total
+    reward_array = mx.stack(rewards, axis=1) if rewards else mx.zeros((state.shape[0], 0), dtype=mx.float32)
+    return total, mx.stack(states, axis=1), reward_array
+
+
+def make_evaluate(
+    dynamics: Dynamics, *, discount: float = 1.0, terminal_value: Optional[TerminalValue] = None
+) -> Evaluate:
+    """Turn dynamics into the planners' objective ``evaluate(state [E, S], actions [E, N, H, A]) -> [E, N]``.
+
+    All ``E * N`` sequences run in one batched rollout (``[E*N, S]`` per step). NaN or infinite
+    returns become ``-inf``, so they are never chosen and never weigh in a refit.
+    """
+
+    def evaluate(state: mx.array, actions: mx.array) -> mx.array:
+        envs, num, horizon, dim = actions.shape
+        starts = mx.repeat(state, num, axis=0)
+        returns = rollout(dynamics, starts, actions.reshape(envs * num, horizon, dim), discount, terminal_value)
+        return finite_or_neg_inf(returns.reshape(envs, num))
+
+    return evaluate
+
+
+def finite_or_neg_inf(returns: mx.array) -> mx.array:
+    """``returns`` with NaN and ``±inf`` replaced by ``-inf``."""
+    return mx.where(mx.isfinite(returns), returns, -mx.inf)

@@ -1,0 +1,64 @@
+"""Model-predictive path integral control (MPPI), for continuous and discrete actions."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+from .base import Plan, SamplingPlanner, check_float
+from .distributions import blend, select
+
+__all__ = ["MPPI"]
+
+
+class MPPI(SamplingPlanner):
+    """Reweight the sampling distribution by ``softmax(returns / temperature)``; repeat.
+
+    ``Box``: the mean becomes the weighted mean of the sampled sequences; the noise ``init_std``
+    stays. ``Discrete``: the per-step probabilities become the weighted action frequencies. The
+    update is smoothed, ``params = momentum * old + (1 - momentum) * reweighted``. The plan is the
+    final mean (most likely actions), or the best sequence evaluated when that is better.
+
+    Args:
+        dynamics, action_space, seed, discount, terminal_value: see :class:`~planners.base.Planner`.
+        horizon: plan length. Default: ``15``.
+        num_samples: sequences per environment and iteration. Default: ``1000``.
+        iterations: reweightings per call. Default: ``5``.
+        temperature: ``lambda > 0``, in units of return. Default: ``0.5``.
+        momentum: weight of the old parameters in each update, in ``[0, 1)``. Default: ``0``.
+        init_std: ``Box`` only: noise standard deviation, as a fraction of the half-width. Default: ``0.5``.
+        spread: ``Discrete`` only: weight of the uniform distribution mixed into the warm start. Default: ``0.5``.
+    """
+
+    def __init__(
+        self,
+        dynamics,
+        action_space,
+        *,
+        horizon: int = 15,
+        num_samples: int = 1000,
+        iterations: int = 5,
+        temperature: float = 0.5,
+        momentum: float = 0.0,
+        init_std: float = 0.5,
+        spread: float = 0.5,
+        **options,
+    ):
+        init_std = check_float("init_std", init_std, 0.0, float("inf"), low_open=True)
+        spread = check_float("spread", spread, 0.0, 1.0)
+        super().__init__(
+            dynamics, action_space, horizon=horizon, num_samples=num_samples, iterations=iterations,
+            init_std=init_std, spread=spread, **options,
+        )
+        self.temperature = check_float("temperature", temperature, 0.0, float("inf"), low_open=True)
+        self.momentum = check_float("momentum", momentum, 0.0, 1.0, high_open=True)
+
+    def _update(self, params, samples, returns):
+        valid = mx.isfinite(mx.max(returns, axis=1))
+        weights = mx.softmax(mx.where(valid[:, None], returns, 0.0) / self.temperature, axis=1)
+        reweighted = self.distribution.fit(samples, weights)[:1] + params[1:]  # new mean / probs, same noise
+        return select(valid, blend(params, reweighted, self.momentum), params), None
+
+    def _finish(self, state, params, best, key) -> Plan:
+        mode = self._evaluate_plan(state, self.distribution.mode(params))
+        better = mode.expected_return >= best.expected_return
+        return Plan(mx.where(better[:, None, None], mode.actions, best.actions), mx.maximum(mode.expected_return, best.expected_return))
