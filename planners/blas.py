@@ -143,8 +143,9 @@ def _link_beside_bundled_gfortran(library: str) -> str:
     mlx_spec = importlib.util.find_spec("mlx")
     if mlx_spec is None or not mlx_spec.submodule_search_locations:
         raise OSError("libgfortran.so.5 is missing and mlx is not installed")
-    site = Path(list(mlx_spec.submodule_search_locations)[0]).parent
-    bundled = sorted(glob.glob(str(site / "mlx*.libs" / "*.so*")))
+    # mlx is a namespace package: a folder named "mlx" in the working directory can come first.
+    sites = dict.fromkeys(Path(p).parent for p in mlx_spec.submodule_search_locations)
+    bundled = sorted(p for site in sites for p in glob.glob(str(site / "mlx*.libs" / "*.so*")))
     gfortran = [p for p in bundled if os.path.basename(p).startswith("libgfortran")]
     if not gfortran:
         raise OSError("libgfortran.so.5 is missing (install libgfortran5, or use the mlx[cpu] wheel)")

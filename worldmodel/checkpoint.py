@@ -73,7 +73,14 @@ def read_config(path: str) -> dict:
             config = json.load(f)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"corrupt checkpoint {path}: cannot read {CONFIG_NAME} ({err})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT or "model" not in config or "weights" not in config:
+    if (
+        not isinstance(config, dict)
+        or config.get("format") != FORMAT
+        or not isinstance(config.get("model"), dict)
+        or not isinstance(config.get("weights"), str)
+        or os.path.basename(config["weights"]) != config["weights"]
+        or not config["weights"].endswith(".safetensors")
+    ):
         raise CheckpointError(f"corrupt checkpoint {path}: {CONFIG_NAME} is not a wmplan world-model config")
     return config
 

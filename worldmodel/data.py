@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -53,11 +54,11 @@ class Transitions:
     @classmethod
     def load(cls, path: str) -> "Transitions":
         try:
-            with np.load(path) as data:
+            with open(path, "rb") as f, np.load(f) as data:  # our own handle: closed even when np.load fails
                 arrays = {k: np.asarray(data[k], dtype=np.float32) for k in ("states", "actions", "next_states", "rewards")}
         except FileNotFoundError:
             raise DatasetError(f"no dataset at {path}") from None
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise DatasetError(f"cannot read dataset {path}: {err}") from None
         return cls(**arrays)
 
