@@ -31,7 +31,9 @@ def _print_version(ctx, _param, value):
     blas = planners.blas.status()
     gflops = planners.blas.measure_matmul_gflops()
     click.echo(f"wmplan {_version()} (mlx {mx.__version__}, device {mx.default_device()})")
-    click.echo(f"BLAS: {blas.name}{'' if blas.active else ' — ' + (blas.message or 'not optimised')}")
+    threads = planners.blas.threads()
+    click.echo(f"BLAS: {blas.name}{'' if blas.active else ' — ' + (blas.message or 'not optimised')}"
+               + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""))
     click.echo(f"float32 matmul 1024x1024: {gflops:.1f} GFLOP/s")
     ctx.exit()
 

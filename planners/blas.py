@@ -33,7 +33,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BlasStatus", "activate", "status", "measure_matmul_gflops"]
+__all__ = ["BlasStatus", "activate", "status", "measure_matmul_gflops", "set_threads", "threads"]
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,44 @@ def _activate() -> BlasStatus:
             errors.append(f"{name}: {err}")
             continue
         _HANDLES.append(lib)
+        set_threads(_default_threads())
         return BlasStatus(name, path, True)
     detail = "; ".join(errors) if errors else "no optimised BLAS found (pip install ngsolve-openblas, or apt install libopenblas0)"
     return BlasStatus("reference BLAS (netlib)", None, False, detail)
+
+
+def _default_threads() -> int:
+    """``$WMPLAN_BLAS_THREADS``, else 1.
+
+    One thread is the default because OpenBLAS's worker threads spin while they wait: with every
+    core busy (a test run beside a build, two ranks on two cores) training ran 30-60x slower with two
+    threads than with one, while the gain of two threads on a quiet machine is at most 2x on large
+    products and nothing on the 128-row batches of training.
+    """
+    try:
+        return max(1, int(os.environ.get("WMPLAN_BLAS_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+def set_threads(count: int) -> bool:
+    """Set the loaded OpenBLAS's thread count; ``False`` when no OpenBLAS is loaded."""
+    for lib in _HANDLES:
+        setter = getattr(lib, "openblas_set_num_threads", None)
+        if setter is not None:
+            setter(int(count))
+            return True
+    return False
+
+
+def threads() -> int | None:
+    """The loaded OpenBLAS's thread count, or ``None``."""
+    for lib in _HANDLES:
+        getter = getattr(lib, "openblas_get_num_threads", None)
+        if getter is not None:
+            getter.restype = ctypes.c_int
+            return int(getter())
+    return None
 
 
 def _candidates(choice: str):
