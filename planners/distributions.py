@@ -48,16 +48,17 @@ class Categorical:
 
     def sample(self, key: mx.array, params: Params, num: int) -> mx.array:
         """``num`` one-hot sequences per environment: ``[E, N, H, n]``."""
+        # Inverse CDF, one uniform per step (4x faster than mx.random.categorical on CPU):
+        # one_hot[i] = [u < cdf_i] - [u < cdf_{i-1}]; the last cdf is 1 exactly.
         (probs,) = params
         envs, horizon, _ = probs.shape
-        logits = mx.log(mx.maximum(probs, 1e-30))[:, None]
-        index = mx.random.categorical(logits, shape=(envs, num, horizon), key=key)
-        return self.one_hot(index)
+        cdf = mx.concatenate([mx.cumsum(probs[..., :-1], axis=-1), mx.ones((envs, horizon, 1))], axis=-1)
+        below = (mx.random.uniform(shape=(envs, num, horizon, 1), key=key) < cdf[:, None]).astype(mx.float32)
+        return below - mx.concatenate([mx.zeros((envs, num, horizon, 1)), below[..., :-1]], axis=-1)
 
     def random(self, key: mx.array, envs: int, num: int, horizon: int) -> mx.array:
         """Uniformly random sequences ``[E, N, H, n]``."""
-        index = mx.random.randint(0, self.dim, (envs, num, horizon), key=key)
-        return self.one_hot(index)
+        return self.sample(key, self.initial(envs, horizon), num)
 
     def fit(self, actions: mx.array, weights: mx.array) -> Params:
         """Weighted frequencies of ``actions [E, K, H, n]`` with ``weights [E, K]`` summing to 1."""
