@@ -1,0 +1,228 @@
+"""Benchmarks: start states, baselines, closed loop, the suite's rows and JSON, and the CLI commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import worldmodel  # noqa: F401  (before mlx.core: loads the fast BLAS)
+import mlx.core as mx  # isort: skip
+from benchmarks.baselines import feedback_policy
+from benchmarks.closed_loop import CountingDynamics, run_episodes
+from benchmarks.optimal import optimal_returns
+from benchmarks.starts import HARD_STARTS, InitStatesError, default_starts, read_init_states
+from benchmarks.suite import PLANNERS, BenchmarkConfig, run_benchmark
+from cli import _planner_names, main
+from worldmodel import ParticleEnv
+
+TINY_TRAIN = ["--episodes", "20", "--steps", "10", "--epochs", "2"]
+SMALL = ["--episodes", "3", "--steps", "4", "--horizon", "3", "--samples", "16", "--iterations", "2"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("bench") / "model")
+    result = invoke("train", *TINY_TRAIN, "--out", path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_cli_planner_names_match_the_registry():
+    assert tuple(_planner_names()) == tuple(PLANNERS)
+
+
+def test_default_starts_begin_with_the_hard_ones_and_are_deterministic():
+    starts = default_starts(10, seed=3)
+    assert starts.shape == (10, 2) and starts.dtype == np.float32
+    np.testing.assert_array_equal(starts[: len(HARD_STARTS)], np.array(HARD_STARTS, dtype=np.float32))
+    np.testing.assert_array_equal(starts, default_starts(10, seed=3))
+    assert not np.array_equal(starts, default_starts(10, seed=4))
+    assert np.all(np.abs(starts[:, 0]) <= 1.5) and np.all(np.abs(starts[:, 1]) <= 1.0)
+
+
+def test_read_init_states(tmp_path):
+    path = tmp_path / "starts.csv"
+    path.write_text("x,v\n1.5,1.0\n-0.25,0\n\n")
+    np.testing.assert_array_equal(read_init_states(str(path)), np.array([[1.5, 1.0], [-0.25, 0.0]], np.float32))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty"),
+        ("a,b\n1,2\n", "header must be 'x,v'"),
+        ("x,v\n", "no starts"),
+        ("x,v\n1,2,3\n", "line 2: expected 2 values"),
+        ("x,v\n0.1,abc\n", "line 2: not a number"),
+        ("x,v\n0.1,0\nnan,0\n", "line 3: x and v must be finite"),
+        ("x,v\n2.0,0\n", "outside the box"),
+    ],
+)
+def test_read_init_states_rejects_malformed_files(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(InitStatesError, match=message):
+        read_init_states(str(path))
+
+
+def test_read_init_states_missing_file(tmp_path):
+    with pytest.raises(InitStatesError, match="no initial-states file"):
+        read_init_states(str(tmp_path / "nope.csv"))
+
+
+def test_feedback_controller_centres_the_particle():
+    env = ParticleEnv()
+    starts = np.array([[1.0, 0.0], [-1.5, -1.0], [0.5, 0.5]], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    episodes = run_episodes(lambda s: feedback_policy(np.array(s), rng), env, starts, 40)
+    assert episodes.states.shape == (3, 41, 2) and episodes.pushes.shape == (3, 40)
+    assert np.all(episodes.final_abs_x < 0.1)
+    assert np.all(episodes.success)
+
+
+def test_run_episodes_matches_hand_computed_returns():
+    env = ParticleEnv()
+    episodes = run_episodes(lambda s: np.array([1, -1]), env, np.array([[0.0, 0.0], [0.0, 0.0]], np.float32), 2)
+    # push +1 twice: x' = 0.1, 0.3 -> return -0.4; push -1 twice: -0.1, -0.3 -> -0.4
+    np.testing.assert_allclose(episodes.returns, [-0.4, -0.4], atol=1e-6)
+    np.testing.assert_allclose(episodes.states[0, -1], [0.3, 0.2], atol=1e-6)
+
+
+def test_run_episodes_rejects_bad_pushes():
+    with pytest.raises(ValueError, match="outside -1, 0, \\+1"):
+        run_episodes(lambda s: np.array([2]), ParticleEnv(), np.zeros((1, 2), np.float32), 1)
+
+
+def test_counting_dynamics_counts_transitions():
+    counted = CountingDynamics(ParticleEnv())
+    counted(mx.zeros((7, 2)), mx.zeros((7, 3)))
+    counted(mx.zeros((5, 2)), mx.zeros((5, 3)))
+    assert counted.count == 12
+
+
+def test_suite_rows_on_the_true_dynamics():
+    env = ParticleEnv()
+    starts = default_starts(4, seed=0)
+    config = BenchmarkConfig(planners=("cem",), dynamics=("true",), episodes=4, steps=6, horizon=4, samples=64, iterations=3)
+    result = run_benchmark(config, env, None, starts)
+    rows = {(r["planner"], r["dynamics"]): r for r in result["rows"]}
+    assert set(rows) == {("cem", "true"), ("random-policy", None), ("zero", None), ("feedback", None), ("optimal", None)}
+    optimal = rows[("optimal", None)]
+    np.testing.assert_allclose(optimal["returns"], optimal_returns(starts, 6), rtol=1e-6)
+    assert optimal["cost_ratio"] == 1.0
+    for row in result["rows"]:
+        assert len(row["returns"]) == 4
+        assert row["mean_return"] <= optimal["mean_return"] + 1e-4  # nobody beats the optimum
+        assert row["cost_ratio"] >= 1.0 - 1e-5
+    cem = rows[("cem", "true")]
+    assert cem["imagined_per_s"] > 0 and cem["ms_per_step"] > 0
+    assert cem["cost_ratio"] < rows[("zero", None)]["cost_ratio"]
+
+
+def test_benchmark_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="unknown planner 'nope'"):
+        BenchmarkConfig(planners=("nope",))
+    with pytest.raises(ValueError, match="samples must be >= 1"):
+        BenchmarkConfig(samples=0)
+
+
+def test_benchmark_cli_json_schema_and_determinism(model_path, tmp_path):
+    out1, out2 = tmp_path / "a.json", tmp_path / "b.json"
+    for out in (out1, out2):
+        result = invoke("benchmark", *SMALL, "--planners", "cem,mppi", "--model", model_path, "--json", str(out))
+        assert result.exit_code == 0, result.output
+    assert "cost ratio" in result.output and "optimal" in result.output
+    data = json.loads(out1.read_text())
+    assert data["config"]["planners"] == ["cem", "mppi"] and data["config"]["episodes"] == 3
+    planners_rows = [(r["planner"], r["dynamics"]) for r in data["rows"] if r["dynamics"]]
+    assert planners_rows == [("cem", "model"), ("cem", "true"), ("mppi", "model"), ("mppi", "true")]
+    keys = {"planner", "dynamics", "returns", "mean_return", "std_return", "cost_ratio", "mean_final_abs_x",
+            "success_rate", "model_gap", "ms_per_step", "imagined_per_s"}
+    for row in data["rows"]:
+        assert keys <= set(row)
+    model_row = next(r for r in data["rows"] if r["dynamics"] == "model")
+    true_row = next(r for r in data["rows"] if r["dynamics"] == "true")
+    assert model_row["model_gap"] == pytest.approx(true_row["mean_return"] - model_row["mean_return"])
+    again = json.loads(out2.read_text())
+    assert [r["returns"] for r in again["rows"]] == [r["returns"] for r in data["rows"]]
+
+
+def test_benchmark_cli_init_states_override_episodes(model_path, tmp_path):
+    csv_path = tmp_path / "s.csv"
+    csv_path.write_text("x,v\n1.5,1.0\n0.2,-0.3\n")
+    out = tmp_path / "r.json"
+    result = invoke("benchmark", *SMALL, "--dynamics", "true", "--planners", "random-shooting",
+                    "--init-states", str(csv_path), "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert all(len(r["returns"]) == 2 for r in data["rows"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--planners", "cem,warp"], "unknown planner 'warp'"),
+        (["--dynamics", "dream"], "unknown dynamics 'dream'"),
+        (["--samples", "0"], "--samples must be >= 1"),
+        (["--episodes", "-3"], "--episodes must be >= 1"),
+        (["--model", "/nonexistent/model"], "no checkpoint at /nonexistent/model"),
+    ],
+)
+def test_benchmark_cli_bad_input_is_one_line(args, message):
+    result = invoke("benchmark", "--steps", "2", *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("text", ["x,v\nnan,0\n", "a,b\n0,0\n", "x,v\n0,zero\n"])
+def test_benchmark_cli_bad_init_states(tmp_path, text):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    result = invoke("benchmark", "--dynamics", "true", "--steps", "2", "--init-states", str(path))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+
+
+def test_benchmark_cli_corrupt_model(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+    result = invoke("benchmark", "--steps", "2", "--model", str(folder))
+    assert result.exit_code == 1 and "corrupt checkpoint" in result.output
+
+
+def test_plan_cli_prints_steps_and_the_optimum(model_path):
+    result = invoke("plan", "--planner", "cem", "--dynamics", "true", "--steps", "5", "--horizon", "4",
+                    "--samples", "64", "--x0", "1.0", "--v0", "0.0")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("t=")]
+    assert len(lines) == 5 and "predicted return" in lines[0] and "optimal a=" in lines[0]
+    assert "cost ratio" in result.output.splitlines()[-1]
+
+
+def test_plan_cli_with_the_model(model_path):
+    result = invoke("plan", "--planner", "mppi", "--steps", "3", "--horizon", "3", "--samples", "32", "--model", model_path)
+    assert result.exit_code == 0, result.output
+
+
+def test_speed_cli(model_path, tmp_path):
+    out = tmp_path / "speed.json"
+    result = invoke("speed", "--planners", "mppi", "--samples", "32,64", "--horizons", "3", "--repeats", "1",
+                    "--model", model_path, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["samples"], r["horizon"]) for r in rows] == [(32, 3), (64, 3)]
+    assert all(r["transitions_per_s"] > 0 and r["gflops"] > 0 for r in rows)
+
+
+def test_speed_cli_rejects_bad_lists():
+    result = invoke("speed", "--samples", "10,-1")
+    assert result.exit_code != 0 and "positive integers" in result.output
