@@ -25,7 +25,7 @@ class CEM(SamplingPlanner):
         iterations: refits per call. Default: ``8``.
         elite_fraction: fraction of the population refitted to, in ``(0, 1]``. Default: ``0.1``.
         momentum: weight of the old parameters in each refit, in ``[0, 1)``. Default: ``0.1``.
-        init_std: ``Box`` only: initial standard deviation, as a fraction of the half-width. Default: ``0.5``.
+        init_std: ``Box`` only: initial standard deviation, as a fraction of the half-width. Default: ``1.0``.
         noise_beta: ``Box`` only: colored-noise exponent along the horizon (iCEM). Default: ``0``.
         keep_elites: fraction of the elites carried into the next iteration's population (iCEM),
             in ``[0, 1]``. Default: ``0``.
@@ -44,7 +44,7 @@ class CEM(SamplingPlanner):
         iterations: int = 8,
         elite_fraction: float = 0.1,
         momentum: float = 0.1,
-        init_std: float = 0.5,
+        init_std: float = 1.0,
         noise_beta: float = 0.0,
         keep_elites: float = 0.0,
         shift_elites: bool = False,

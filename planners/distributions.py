@@ -92,11 +92,11 @@ class Gaussian:
         space: the ``Box`` space.
         horizon: plan length ``H`` (the colored-noise basis is built for it once).
         init_std: initial standard deviation as a fraction of the half-width ``(high - low) / 2``.
-            Default: ``0.5``.
+            Default: ``1.0``.
         noise_beta: colored-noise exponent along the horizon (0: white, 2: brown). Default: ``0``.
     """
 
-    def __init__(self, space: Box, *, horizon: int, init_std: float = 0.5, noise_beta: float = 0.0):
+    def __init__(self, space: Box, *, horizon: int, init_std: float = 1.0, noise_beta: float = 0.0):
         self.dim = space.dim
         self.low = mx.array(space.low)
         self.high = mx.array(space.high)
@@ -160,7 +160,7 @@ class Gaussian:
         return mx.clip(actions, self.low, self.high)
 
 
-def make_distribution(space, *, horizon: int, spread: float = 0.5, init_std: float = 0.5, noise_beta: float = 0.0):
+def make_distribution(space, *, horizon: int, spread: float = 0.5, init_std: float = 1.0, noise_beta: float = 0.0):
     """The distribution for ``space``: :class:`Categorical` for ``Discrete``, :class:`Gaussian` for ``Box``."""
     if isinstance(space, Discrete):
         return Categorical(space, spread=spread)

@@ -58,7 +58,7 @@ class GradientPlanner(Planner):
         num_samples: sequences optimised in parallel per environment. Default: ``100``.
         iterations: Adam steps per call. Default: ``30``.
         learning_rate: Adam step size on the free parameters (logits / pre-``tanh``). Default: ``0.1``.
-        init_std: ``Box`` only: spread of the starting sequences, as a fraction of the half-width. Default: ``0.5``.
+        init_std: ``Box`` only: spread of the starting sequences, as a fraction of the half-width. Default: ``1.0``.
     """
 
     def __init__(
@@ -70,7 +70,7 @@ class GradientPlanner(Planner):
         num_samples: int = 100,
         iterations: int = 30,
         learning_rate: float = 0.1,
-        init_std: float = 0.5,
+        init_std: float = 1.0,
         **options,
     ):
         init_std = check_float("init_std", init_std, 0.0, float("inf"), low_open=True)

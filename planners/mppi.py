@@ -22,10 +22,10 @@ class MPPI(SamplingPlanner):
         dynamics, action_space, seed, discount, terminal_value: see :class:`~planners.base.Planner`.
         horizon: plan length. Default: ``15``.
         num_samples: sequences per environment and iteration. Default: ``1000``.
-        iterations: reweightings per call. Default: ``5``.
-        temperature: ``lambda > 0``, in units of return. Default: ``0.5``.
-        momentum: weight of the old parameters in each update, in ``[0, 1)``. Default: ``0``.
-        init_std: ``Box`` only: noise standard deviation, as a fraction of the half-width. Default: ``0.5``.
+        iterations: reweightings per call. Default: ``8``.
+        temperature: ``lambda > 0``, in units of return. Default: ``1.0``.
+        momentum: weight of the old parameters in each update, in ``[0, 1)``. Default: ``0.2``.
+        init_std: ``Box`` only: noise standard deviation, as a fraction of the half-width. Default: ``1.0``.
         spread: ``Discrete`` only: weight of the uniform distribution mixed into the warm start. Default: ``0.5``.
     """
 
@@ -36,10 +36,10 @@ class MPPI(SamplingPlanner):
         *,
         horizon: int = 15,
         num_samples: int = 1000,
-        iterations: int = 5,
-        temperature: float = 0.5,
-        momentum: float = 0.0,
-        init_std: float = 0.5,
+        iterations: int = 8,
+        temperature: float = 1.0,
+        momentum: float = 0.2,
+        init_std: float = 1.0,
         spread: float = 0.5,
         **options,
     ):
