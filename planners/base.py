@@ -7,11 +7,12 @@ import warnings
 from typing import NamedTuple, Optional
 
 import mlx.core as mx
+import numpy as np
 
 from .distributions import make_distribution
 from .dynamics import Dynamics, TerminalValue, make_evaluate
 
-__all__ = ["Plan", "Planner", "shift", "WarmStart"]
+__all__ = ["Plan", "Planner", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
 
 
 class Plan(NamedTuple):
@@ -42,6 +43,49 @@ def shift(actions: mx.array) -> mx.array:
     return mx.concatenate([actions[..., 1:, :], actions[..., -1:, :]], axis=-2)
 
 
+def env_key(seed: int, env_id: int) -> np.ndarray:
+    """The first random key ``[2]`` uint32 of environment ``env_id``: a function of ``(seed, env_id)`` only."""
+    return np.random.SeedSequence([int(seed), int(env_id)]).generate_state(2, dtype=np.uint32)
+
+
+def split_keys(keys: mx.array, num: int) -> list:
+    """Split per-environment keys ``[E, 2]`` into ``num`` arrays of keys ``[E, 2]``, row by row."""
+    parts = mx.vmap(lambda k: mx.random.split(k, num))(keys)  # [E, num, 2]
+    return [parts[:, i] for i in range(num)]
+
+
+class PerEnvDraws:
+    """A distribution whose draws take one key per environment (``[E, 2]``), generated per row.
+
+    ``sample`` and ``random`` run the wrapped distribution's own code for one environment under
+    ``mx.vmap`` over the keys (and the parameters), so an environment's draws depend on its own key
+    only, never on which other environments share the batch. A single key (``[2]``) is passed
+    through unchanged. Every other attribute is the wrapped distribution's.
+    """
+
+    def __init__(self, distribution):
+        self.wrapped = distribution
+
+    def sample(self, key: mx.array, params, num: int) -> mx.array:
+        if key.ndim == 1:
+            return self.wrapped.sample(key, params, num)
+        one = lambda k, *p: self.wrapped.sample(k, tuple(x[None] for x in p), num)[0]  # noqa: E731
+        return mx.vmap(one)(key, *params)
+
+    def random(self, key: mx.array, envs: int, num: int, horizon: int) -> mx.array:
+        if key.ndim == 1:
+            return self.wrapped.random(key, envs, num, horizon)
+        if key.shape[0] != envs:
+            raise ValueError(f"got {key.shape[0]} keys for {envs} environments")
+        return mx.vmap(lambda k: self.wrapped.random(k, 1, num, horizon)[0])(key)
+
+    def __getattr__(self, name):
+        return getattr(self.wrapped, name)
+
+    def __repr__(self):
+        return f"PerEnvDraws({self.wrapped!r})"
+
+
 def check_int(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int, or ``ValueError`` naming it when it is not an integer ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
@@ -70,12 +114,17 @@ class Planner:
         horizon: plan length ``H``.
         num_samples: sequences ``N`` imagined per environment and iteration.
         iterations: search iterations per call.
-        seed: seed of the planner's random key; the same seed gives the same actions.
+        seed: seed of the planners' random keys. Every environment has its own key stream, started
+            from ``(seed, env id)`` and split once per call, so the same seed and env ids give the
+            same actions whatever other environments are planned in the same batch.
         discount: weight ``discount**t`` of the reward at step ``t``. Default: ``1.0``.
         terminal_value: optional ``V(state [B, S]) -> [B]`` added after the last step.
 
     Use :meth:`act` for one MPC step (warm-started from the previous call's shifted plan),
-    :meth:`optimize` for the whole :class:`Plan`, :meth:`reset` to forget the warm start.
+    :meth:`optimize` for the whole :class:`Plan`, :meth:`reset` to forget the warm start. Both take
+    optional ``env_ids`` ``[E]``: distinct global indices of the environments (default
+    ``0 .. E-1``); a share of the episodes planned elsewhere (another process) with their global ids
+    gets exactly the noise, and so the actions, it gets in one batch with all of them.
     """
 
     def __init__(
@@ -103,10 +152,13 @@ class Planner:
         self.seed = check_int("seed", seed, minimum=0)
         self.discount = check_float("discount", discount, 0.0, 1.0, low_open=True)
         self.terminal_value = terminal_value
-        self.distribution = make_distribution(action_space, horizon=self.horizon, **distribution_options)
+        self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
         self.evaluate = make_evaluate(dynamics, discount=self.discount, terminal_value=terminal_value)
-        self._key = mx.random.key(self.seed)
+        self._streams: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call
+        self._keys: Optional[mx.array] = None  # next keys [E, 2] of the last call's environments
+        self._key_ids: Optional[np.ndarray] = None  # their ids [E]
         self._warm: Optional[WarmStart] = None
+        self._warm_ids: Optional[np.ndarray] = None
 
     @property
     def warm_start(self) -> Optional[WarmStart]:
@@ -114,25 +166,56 @@ class Planner:
         return self._warm
 
     def reset(self) -> None:
-        """Forget the warm start (call it when a new episode begins)."""
+        """Forget the warm start (call it when a new episode begins); the key streams go on."""
         self._warm = None
+        self._warm_ids = None
 
-    def act(self, state) -> mx.array:
-        """One MPC step for ``E`` environments: ``state [E, S] -> action [E, A]``."""
-        return self.optimize(state).actions[:, 0]
+    def act(self, state, env_ids=None) -> mx.array:
+        """One MPC step for ``E`` environments: ``state [E, S] -> action [E, A]`` (``env_ids``: see :meth:`optimize`)."""
+        return self.optimize(state, env_ids).actions[:, 0]
 
-    def optimize(self, state) -> Plan:
-        """Plan from ``state [E, S]``: a :class:`Plan` with ``actions [E, H, A]`` and ``expected_return [E]``."""
+    def optimize(self, state, env_ids=None) -> Plan:
+        """Plan from ``state [E, S]``: a :class:`Plan` with ``actions [E, H, A]`` and ``expected_return [E]``.
+
+        ``env_ids``: ``[E]`` distinct non-negative integers naming the environments (default
+        ``0 .. E-1``). Each one's random draws come from its own key stream; the warm start is
+        used only when the ids are those of the previous call.
+        """
         state = mx.array(state, dtype=mx.float32)
         if state.ndim != 2:
             raise ValueError(f"state must be [E, S], got shape {tuple(state.shape)}")
-        warm = self._warm if self._warm is not None and self._warm.actions.shape[0] == state.shape[0] else None
-        self._key, key = mx.random.split(self._key)
+        ids = self._check_ids(env_ids, state.shape[0])
+        warm = self._warm if self._warm is not None and np.array_equal(self._warm_ids, ids) else None
+        pairs = mx.vmap(lambda k: mx.random.split(k))(self._stream_keys(ids))  # [E, 2, 2]
+        self._keys, self._key_ids, key = pairs[:, 0], ids, pairs[:, 1]
         plan, elites = self._search(state, warm, key)
         plan = self._fallback(plan, warm, state.shape[0])
         self._warm = WarmStart(shift(plan.actions), None if elites is None else shift(elites))
-        mx.eval(plan, self._warm, self._key)
+        self._warm_ids = ids
+        mx.eval(plan, self._warm, self._keys)
         return plan
+
+    @staticmethod
+    def _check_ids(env_ids, envs: int) -> np.ndarray:
+        if env_ids is None:
+            return np.arange(envs, dtype=np.int64)
+        ids = np.asarray(env_ids)
+        if ids.shape != (envs,) or (envs and (ids.dtype.kind not in "iu" or ids.min() < 0)):
+            raise ValueError(f"env_ids must be {envs} non-negative integers (one per state), got {env_ids!r}")
+        ids = ids.astype(np.int64)
+        if len(np.unique(ids)) != envs:
+            raise ValueError(f"env_ids must be distinct, got {env_ids!r}")
+        return ids
+
+    def _stream_keys(self, ids: np.ndarray) -> mx.array:
+        """The next keys ``[E, 2]`` of environments ``ids``: continued, or started from ``(seed, id)``."""
+        if self._keys is not None and np.array_equal(ids, self._key_ids):
+            return self._keys
+        if self._keys is not None:  # other environments now: keep the last ones' streams for later
+            self._streams.update(zip(self._key_ids.tolist(), np.array(self._keys)))
+        rows = [self._streams.get(i) for i in ids.tolist()]
+        rows = [env_key(self.seed, i) if row is None else row for i, row in zip(ids.tolist(), rows)]
+        return mx.array(np.stack(rows).astype(np.uint32)) if rows else mx.zeros((0, 2), dtype=mx.uint32)
 
     def _search(self, state: mx.array, warm: Optional[WarmStart], key: mx.array):
         """Return ``(Plan, elites [E, K, H, A] or None)`` for ``state [E, S]``; subclasses implement it."""
@@ -210,7 +293,7 @@ class SamplingPlanner(Planner):
         params = self._initial(envs, warm)
         best = self._first_guess(envs, warm)
         extra = candidates(warm)
-        *step_keys, finish_key = mx.random.split(key, self.iterations + 1)
+        *step_keys, finish_key = split_keys(key, self.iterations + 1)
         for step_key in step_keys:
             samples = inject(self._sample(step_key, params, envs), extra)
             returns = self.evaluate(state, samples)
