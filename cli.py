@@ -44,10 +44,11 @@ def friendly_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from worldmodel import CheckpointError, DatasetError
+        from worldmodel.distributed import DistributedError
 
         try:
             return func(*args, **kwargs)
-        except (CheckpointError, DatasetError, ValueError, FloatingPointError, OSError) as err:
+        except (CheckpointError, DatasetError, DistributedError, ValueError, FloatingPointError, OSError) as err:
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise click.ClickException(message) from None
 
@@ -63,6 +64,58 @@ def main():
     Planners (random shooting, CEM/iCEM, MPPI, gradient) run on any batched MLX dynamics; the
     benchmark compares them in closed loop in the true environment against the exact optimum.
     """
+
+
+def device_option(func):
+    """The ``--device cpu|gpu`` option of the commands that compute."""
+    return click.option(
+        "--device", type=click.Choice(["cpu", "gpu"]), default=None,
+        help="Where MLX computes. Default: MLX's default device (the GPU when this MLX build has one).",
+    )(func)
+
+
+def gpu_available() -> bool:
+    """Whether this MLX build can use a GPU here (Metal on macOS, CUDA with mlx[cuda12|cuda13] on Linux)."""
+    import mlx.core as mx
+
+    for backend in ("metal", "cuda"):
+        module = getattr(mx, backend, None)
+        try:
+            if module is not None and module.is_available():
+                return True
+        except Exception:  # noqa: BLE001 - a backend that cannot even be queried is not available
+            pass
+    return False
+
+
+def use_device(name):
+    """Make ``name`` (``"cpu"``, ``"gpu"`` or ``None``: keep MLX's default) the default device; return its name."""
+    import mlx.core as mx
+
+    if name == "gpu":
+        if not gpu_available():
+            raise click.ClickException(
+                "--device gpu: this MLX build sees no GPU (neither Metal nor CUDA is available); "
+                "use --device cpu, or on Linux with an NVIDIA GPU install mlx[cuda12] or mlx[cuda13]"
+            )
+        mx.set_default_device(mx.gpu)
+    elif name == "cpu":
+        mx.set_default_device(mx.cpu)
+    return "gpu" if mx.default_device().type == mx.gpu else "cpu"
+
+
+def current_world():
+    """This process's place in a ``mlx.launch`` job (rank 0 of 1 without a launcher)."""
+    from worldmodel.distributed import world
+
+    return world()
+
+
+def device_line(device, world) -> str:
+    """``Device: cpu`` and, with several processes, how many and over what."""
+    if world.size == 1:
+        return f"Device: {device}"
+    return f"Device: {device}; {world.size} processes (mx.distributed, {world.backend} backend)"
 
 
 def positive(name):
@@ -88,28 +141,46 @@ def positive(name):
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model.")
+@device_option
 @friendly_errors
-def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, balance_bins, compile, seed, out):
-    """Generate random-action data, train the world model, report held-out accuracy, save it."""
+def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, balance_bins, compile, seed, out, device):
+    """Generate random-action data, train the world model, report held-out accuracy, save it.
+
+    Under mlx.launch (several processes) the training is data-parallel: each process takes its
+    share of every batch, gradients are averaged; rank 0 prints and saves.
+    """
     import time
 
     from worldmodel import TrainConfig
     from worldmodel.recipe import HELD_OUT_SIZE, default_model_path, train_world_model
 
+    device = use_device(device)
+    world = current_world()
     out = out or default_model_path()
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_lr=max_lr, schedule=schedule,
                          balance_bins=balance_bins, seed=seed, compile=compile)
+    if batch_size < world.size:
+        raise click.BadParameter(f"--batch-size {batch_size} is smaller than the {world.size} processes")
     start = time.perf_counter()
-    _, metrics = train_world_model(out, episodes, steps, hidden=(hidden, hidden), config=config, log=click.echo)
+    _, metrics = train_world_model(out, episodes, steps, hidden=(hidden, hidden), config=config, log=click.echo,
+                                   world=world if world.size > 1 else None)
+    if not world.is_root:
+        return
     x, v, r = metrics["held_out_mse"]
     click.echo(f"Held-out one-step MSE ({HELD_OUT_SIZE} uniform transitions): "
                f"x = {x:.2e}, v = {v:.2e}, r = {r:.2e}, mean = {metrics['held_out_mse_mean']:.2e}")
+    click.echo(device_line(device, world))
     click.echo(f"Saved model to {out} ({time.perf_counter() - start:.1f} s)")
 
 
-def load_or_train_model(path):
-    """The model at ``path``; with no path, the default one, trained first (and said so) if missing."""
+def load_or_train_model(path, world=None):
+    """The model at ``path``; with no path, the default one, trained first (and said so) if missing.
+
+    With several processes (``world``), rank 0 alone trains a missing default model while the
+    others wait for it (the path must be visible to every process).
+    """
     from worldmodel import load_model
+    from worldmodel.distributed import all_max
     from worldmodel.recipe import default_model_path, train_world_model
 
     if path is not None:
@@ -117,9 +188,15 @@ def load_or_train_model(path):
     path = default_model_path()
     import os
 
-    if not os.path.exists(os.path.join(path, "config.json")):
-        click.echo(f"No model at {path}: training the default one first (wmplan train).", err=True)
-        train_world_model(path, log=lambda line: click.echo(line, err=True))
+    missing = not os.path.exists(os.path.join(path, "config.json"))
+    if world is not None and world.size > 1:
+        missing = all_max(float(missing), world) > 0  # every rank takes the same branch
+    if missing:
+        if world is None or world.is_root:
+            click.echo(f"No model at {path}: training the default one first (wmplan train).", err=True)
+            train_world_model(path, log=lambda line: click.echo(line, err=True))
+        if world is not None and world.size > 1:
+            all_max(0.0, world)  # wait until rank 0 has saved it
     return load_model(path), path
 
 
@@ -141,8 +218,9 @@ def parse_pushes(text):
 @click.option("--v0", default=0.0, show_default=True, type=float)
 @click.option("--actions", default=None, help="Pushes to apply, e.g. +1,+1,-1,0 (one step each).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random actions.")
+@device_option
 @friendly_errors
-def rollout(model_path, steps, x0, v0, actions, seed):
+def rollout(model_path, steps, x0, v0, actions, seed, device):
     """Open-loop rollout: the true physics and the model's imagination side by side."""
     import numpy as np
 
@@ -151,6 +229,7 @@ def rollout(model_path, steps, x0, v0, actions, seed):
 
     pushes = parse_pushes(actions) if actions else np.random.default_rng(seed).integers(-1, 2, size=steps).tolist()
     _check_start(x0, v0)
+    device = use_device(device)
     model, _ = load_or_train_model(model_path)
     true, imagined = compare_open_loop(ParticleEnv(), model, (x0, v0), pushes)
     for t, push in enumerate(pushes):
@@ -159,6 +238,7 @@ def rollout(model_path, steps, x0, v0, actions, seed):
                    f"MODEL x={xm:+.3f}, v={vm:+.3f}, r={rm:+.3f}")
     err = np.abs(true - imagined).max(axis=0)
     click.echo(f"Max |error| over {len(pushes)} steps: x = {err[0]:.4f}, v = {err[1]:.4f}, r = {err[2]:.4f}")
+    click.echo(f"Device: {device}")
 
 
 def _planner_names():
@@ -189,8 +269,9 @@ def _split_names(text, known, what):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Draw the return distributions to a PNG (needs the 'plot' extra).")
+@device_option
 @friendly_errors
-def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterations, model_path, init_states, seed, json_path, plot_path):
+def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterations, model_path, init_states, seed, json_path, plot_path, device):
     """Closed-loop planner benchmark in the true environment.
 
     Every planner plans with every dynamics source; all episodes step together (one planning call
@@ -198,6 +279,9 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
     (sum of costs / sum of optimal costs), the final |x|, the success rate (|x| < 0.1 in each of the
     last 10 steps), the model gap (return with true dynamics minus return with the model), the
     planning time per step and the imagined transitions per second.
+
+    Under mlx.launch (several processes) each process runs a contiguous share of the episodes;
+    rank 0 gathers them and prints and writes the results, identical per episode to one process's.
     """
     import time
 
@@ -212,19 +296,27 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
                              samples=samples, iterations=iterations, seed=seed, model=model_path, init_states=init_states)
     if plot_path:
         _require_matplotlib()
+    device = use_device(device)
+    world = current_world()
     env = ParticleEnv()
     starts = read_init_states(init_states) if init_states else default_starts(episodes, seed)
     model = None
     if "model" in sources:
-        model, config.model = load_or_train_model(model_path)
+        model, config.model = load_or_train_model(model_path, world)
     runs = len(names) * len(sources) + 3
     start = time.perf_counter()
-    with click.progressbar(length=runs * steps, label="benchmark", file=sys.stderr) as bar:
-        result = run_benchmark(config, env, model, starts, on_step=lambda: bar.update(1))
+    if world.is_root:
+        with click.progressbar(length=runs * steps, label="benchmark", file=sys.stderr) as bar:
+            result = run_benchmark(config, env, model, starts, on_step=lambda: bar.update(1), world=world)
+    else:
+        run_benchmark(config, env, model, starts, world=world)
+        return  # rank 0 prints and writes
     result["config"]["wall_seconds"] = round(time.perf_counter() - start, 2)
+    result["config"]["device"] = device
     click.echo(table(result))
     click.echo(f"{len(starts)} episodes x {steps} steps; cost ratio = sum of costs / sum of optimal costs; "
                f"{result['config']['wall_seconds']:.1f} s")
+    click.echo(device_line(device, world))
     if json_path:
         write_json(json_path, result)
         click.echo(f"Wrote {json_path}")
@@ -247,8 +339,9 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
 @click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Draw x, v and the pushes over time to a PNG (needs the 'plot' extra).")
+@device_option
 @friendly_errors
-def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, model_path, seed, plot_path):
+def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, model_path, seed, plot_path, device):
     """One closed-loop episode with one planner, step by step, next to the optimum."""
     import mlx.core as mx
     import numpy as np
@@ -261,6 +354,7 @@ def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, mo
     _check_start(x0, v0)
     if plot_path:
         _require_matplotlib()
+    device = use_device(device)
     env = ParticleEnv()
     source = load_or_train_model(model_path)[0] if dynamics == "model" else env
     config = BenchmarkConfig(planners=(planner_name,), horizon=horizon, samples=samples, iterations=iterations, seed=seed)
@@ -270,6 +364,7 @@ def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, mo
     states, imagined, pushes, total = [np.array(state[0])], [], [], 0.0
     optimal_total, optimal_state = 0.0, state
     eye = mx.array(np.eye(3, dtype=np.float32))
+    click.echo(f"Device: {device}")
     click.echo(f"{planner_name} planning with the {dynamics} dynamics; optimal return from ({x0:+.3f}, {v0:+.3f}) "
                f"over {steps} steps: {best_return:.3f}")
     for t in range(steps):
@@ -314,8 +409,9 @@ def _int_list(text, what):
 @click.option("--repeats", default=5, show_default=True, callback=positive("--repeats"), help="Timed calls per cell (the median is shown).")
 @click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON here.")
+@device_option
 @friendly_errors
-def speed(planner_names, samples_text, horizons_text, iterations, repeats, model_path, json_path):
+def speed(planner_names, samples_text, horizons_text, iterations, repeats, model_path, json_path, device):
     """Planning throughput on the learned model: ms per call, imagined transitions/s, GFLOP/s."""
     from tabulate import tabulate
 
@@ -327,9 +423,11 @@ def speed(planner_names, samples_text, horizons_text, iterations, repeats, model
     names = _split_names(planner_names, tuple(PLANNERS), "planner")
     sizes = _int_list(samples_text, "--samples")
     horizons = _int_list(horizons_text, "--horizons")
+    device = use_device(device)
     model, _ = load_or_train_model(model_path)
     blas = planners_pkg.blas.status()
     peak = planners_pkg.blas.measure_matmul_gflops()
+    click.echo(f"Device: {device}")
     click.echo(f"BLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
                f"model: {model.flops_per_transition()} FLOP per transition")
     rows = measure_planning(model, names, sizes, horizons, iterations, repeats, peak)
@@ -340,7 +438,7 @@ def speed(planner_names, samples_text, horizons_text, iterations, repeats, model
         disable_numparse=True,
     ))
     if json_path:
-        write_json(json_path, {"blas": blas.name, "matmul_peak_gflops": peak, "rows": rows})
+        write_json(json_path, {"device": device, "blas": blas.name, "matmul_peak_gflops": peak, "rows": rows})
         click.echo(f"Wrote {json_path}")
 
 

@@ -97,11 +97,15 @@ def run_episodes(
     )
 
 
-def planner_chooser(planner) -> Callable[[mx.array], np.ndarray]:
-    """Adapts a planner with a one-hot ``Discrete(3)`` action space to ``choose(state) -> pushes [E]``."""
+def planner_chooser(planner, env_ids=None) -> Callable[[mx.array], np.ndarray]:
+    """Adapts a planner with a one-hot ``Discrete(3)`` action space to ``choose(state) -> pushes [E]``.
+
+    ``env_ids``: the global indices ``[E]`` of the episodes (the planner's per-environment key
+    streams; default ``0 .. E-1``).
+    """
 
     def choose(state):
-        action = planner.act(state)
+        action = planner.act(state, env_ids)
         return np.array(mx.argmax(action, axis=-1)).astype(np.int64) - 1  # argmax is unsigned
 
     return choose

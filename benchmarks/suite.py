@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 import planners
+from worldmodel.distributed import World, all_max, all_sum, gather_rows, share
 
-from .baselines import BASELINES
+from .baselines import BASELINES, episode_rngs
 from .closed_loop import CountingDynamics, Episodes, planner_chooser, run_episodes
 from .optimal import optimal_returns
 
@@ -73,35 +74,50 @@ def run_benchmark(
     model,
     starts: np.ndarray,
     on_step: Callable[[], None] | None = None,
+    world: World | None = None,
 ) -> dict:
     """Run every planner on every dynamics source, then the baselines and the optimum.
+
+    Every episode's randomness depends on ``(config.seed, episode index)`` only: planners draw from
+    per-environment key streams (``env_ids``) and the random policy from one generator per episode.
 
     Args:
         env: the true environment (``ParticleEnv``); episodes always run in it.
         model: the learned dynamics (needed when ``"model"`` is in ``config.dynamics``).
         starts: ``[E, 2]`` start states.
         on_step: called after each closed-loop step of each run (progress).
+        world: with ``K > 1`` processes (:func:`worldmodel.distributed.world`), each rank runs its
+            contiguous share of the episodes; the episodes are gathered on every rank (per-episode
+            returns identical to one process's), the planning time is the slowest rank's and the
+            imagined transitions are summed over the ranks.
 
     Returns:
         ``{"config": {...}, "rows": [...]}`` as described in the README (JSON-ready).
     """
     steps = config.steps
+    w = world or World()
+    part = share(len(starts), w.rank, w.size)
+    local, ids = starts[part], np.arange(part.start, part.stop)
     sources = {"model": model, "true": env}
     runs: list[tuple[str, str | None, Episodes]] = []
     for name in config.planners:
         for source in config.dynamics:
             counted = CountingDynamics(sources[source])
             planner = make_planner(name, counted, env.action_space, config)
-            episodes = run_episodes(planner_chooser(planner), env, starts, steps, on_step)
+            episodes = _run_share(planner_chooser(planner, ids), env, local, steps, on_step)
             episodes.imagined = counted.count
             runs.append((name, source, episodes))
     for name, policy in BASELINES.items():
-        rng = np.random.default_rng(config.seed)
-        runs.append((name, None, run_episodes(lambda s, p=policy: p(np.array(s), rng), env, starts, steps, on_step)))
+        rngs = episode_rngs(config.seed, ids)
+        runs.append((name, None, _run_share(lambda s, p=policy, r=rngs: p(np.array(s), r), env, local, steps, on_step)))
 
     optimal = np.concatenate(
-        [optimal_returns(starts[i : i + OPTIMAL_CHUNK], steps) for i in range(0, len(starts), OPTIMAL_CHUNK)]
+        [np.zeros(0)]
+        + [optimal_returns(local[i : i + OPTIMAL_CHUNK], steps) for i in range(0, len(local), OPTIMAL_CHUNK)]
     )
+    if w.size > 1:
+        optimal = gather_rows(optimal, len(starts), w)
+        runs = [(name, source, _gather(ep, len(starts), w)) for name, source, ep in runs]
     optimal_cost = float(-optimal.sum())
     rows = [_row(name, source, ep, optimal_cost, steps) for name, source, ep in runs]
     rows.append(_optimal_row(optimal, optimal_cost))
@@ -110,8 +126,26 @@ def run_benchmark(
         if row["dynamics"] == "model" and (row["planner"], "true") in means:
             row["model_gap"] = means[(row["planner"], "true")] - row["mean_return"]
     config_dict = config.to_dict()
-    config_dict.update(episodes=len(starts), optimal_solver="lattice enumeration + backward induction")
+    config_dict.update(episodes=len(starts), optimal_solver="lattice enumeration + backward induction", processes=w.size)
     return {"config": config_dict, "rows": rows}
+
+
+def _run_share(choose, env, starts: np.ndarray, steps: int, on_step) -> Episodes:
+    """:func:`run_episodes`, or no episodes at all for an empty share (more processes than episodes)."""
+    if len(starts):
+        return run_episodes(choose, env, starts, steps, on_step)
+    return Episodes(np.zeros(0), np.zeros((0, steps + 1, 2), np.float32), np.zeros((0, steps), np.int64))
+
+
+def _gather(ep: Episodes, total: int, w: World) -> Episodes:
+    """All ranks' episodes in episode order; plan time of the slowest rank, imagined transitions summed."""
+    return Episodes(
+        returns=gather_rows(ep.returns, total, w),
+        states=gather_rows(ep.states, total, w),
+        pushes=gather_rows(ep.pushes, total, w),
+        plan_seconds=all_max(ep.plan_seconds, w),
+        imagined=int(round(all_sum(ep.imagined, w))),
+    )
 
 
 def _ratio(cost: float, optimal_cost: float) -> float | None:

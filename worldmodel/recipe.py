@@ -35,21 +35,30 @@ def train_world_model(
     config: TrainConfig | None = None,
     env: ParticleEnv | None = None,
     log: Callable[[str], None] | None = print,
+    world=None,
 ) -> tuple[WorldModel, dict]:
     """Generate data, train a :class:`WorldModel`, measure it, save it atomically to ``out``.
+
+    With ``world`` (a :class:`~worldmodel.distributed.World` of several processes) the training is
+    data-parallel (see :func:`~worldmodel.train.train`); only rank 0 logs, measures and saves, the
+    other ranks write nothing and get empty metrics.
 
     Returns:
         The model and its metrics: ``held_out_mse`` per dimension (``[x, v, r]`` for the particle) on
         20,000 transitions drawn uniformly from the whole state box and all actions, and its mean.
     """
     config = config or TrainConfig()
+    root = world is None or world.is_root
+    log = log if root else None
     env = env or ParticleEnv()
     data = generate(env, episodes, steps, seed=config.seed)
     if log:
         log(f"Dataset size: {len(data)} transitions")
     mx.random.seed(config.seed)
     model = WorldModel(env.state_dim, env.action_space.dim, hidden=hidden)
-    result = train(model, data, config, log=log)
+    result = train(model, data, config, log=log, world=world)
+    if not root:
+        return model, {}
     held_out = one_step_mse(model, uniform_transitions(env, HELD_OUT_SIZE, seed=config.seed + 1_000_003))
     metrics = {
         "held_out_mse": [float(v) for v in held_out],
@@ -63,7 +72,7 @@ def train_world_model(
         extra={
             "env": env.config(),
             "data": {"episodes": episodes, "steps": steps, "transitions": len(data), "seed": config.seed},
-            "training": config.to_dict(),
+            "training": {**config.to_dict(), **({"processes": world.size} if world is not None and world.size > 1 else {})},
             "metrics": metrics,
         },
     )

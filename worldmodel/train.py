@@ -10,6 +10,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.utils import tree_map
 
 from .data import Transitions
 from .model import WorldModel
@@ -112,14 +113,23 @@ def train(
     data: Transitions,
     config: TrainConfig | None = None,
     log: Callable[[str], None] | None = print,
+    world=None,
 ) -> TrainResult:
     """Fit ``model`` to ``data`` in place; print one line per epoch in the seed's format.
 
     The line is ``Epoch 01 | loss = 0.035199 | val = 0.000037``: mean training MSE over the epoch's
     batches, then the held-out MSE, both in data units averaged over (state dims, reward).
     Deterministic for a given ``config.seed``.
+
+    Data-parallel with ``world`` (a :class:`~worldmodel.distributed.World` of ``K > 1`` processes,
+    each holding the same ``data`` and the same initial ``model``): the global batches are drawn
+    exactly as in one process; each rank takes its contiguous share of every batch, and the
+    gradients are averaged across ranks (``mlx.nn.average_gradients``, weighted by share size), so
+    every rank applies the gradient of the whole global batch and the models stay identical. The
+    losses are those of the global batch, equal to one process's up to float rounding.
     """
     config = config or TrainConfig()
+    ranks = 1 if world is None else world.size
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(data))
     num_val = int(round(config.val_fraction * len(data)))
@@ -147,8 +157,21 @@ def train(
     value_and_grad = nn.value_and_grad(model, loss_fn)  # grads of the first output only
     state = [model.state, optimizer.state]
 
+    if ranks > 1:
+        from .distributed import share
+
+        part = share(batch, world.rank, ranks)
+        # This rank's weight in the global mean: its share of the batch (1 / ranks when they are equal).
+        weight = (part.stop - part.start) / batch
+        scale = None if batch % ranks == 0 else weight * ranks  # average_gradients divides by ranks
+
     def step(*batch_arrays):
         (loss, data_loss), grads = value_and_grad(model, *batch_arrays)
+        if ranks > 1:
+            if scale is not None:
+                grads = tree_map(lambda g: g * scale, grads)
+            grads = nn.average_gradients(grads, group=world.group)
+            loss, data_loss = (mx.distributed.all_sum(v * weight, group=world.group) for v in (loss, data_loss))
         optimizer.update(model, grads)
         return loss, data_loss
 
@@ -158,6 +181,8 @@ def train(
     result = TrainResult(num_train=len(train_data), num_val=len(val_data))
     for epoch in range(1, config.epochs + 1):
         index = rng.choice(len(train_data), size=(steps_per_epoch, batch), p=probabilities, replace=True)
+        if ranks > 1:
+            index = index[:, part]  # this rank's share of every global batch
         index = mx.array(index.astype(np.int32))
         losses = []
         for i in range(steps_per_epoch):
