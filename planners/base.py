@@ -105,6 +105,14 @@ def check_float(name: str, value, low: float, high: float, *, low_open: bool = F
     return value
 
 
+_DISTRIBUTION_RANGES = {  # option: (low, high, low end open)
+    "init_std": (0.0, float("inf"), True),
+    "spread": (0.0, 1.0, False),
+    "noise_beta": (0.0, float("inf"), False),
+    "colored_fraction": (0.0, 1.0, False),
+}
+
+
 class Planner:
     """Model-predictive control over any batched dynamics; subclasses write only the search.
 
@@ -119,6 +127,8 @@ class Planner:
             same actions whatever other environments are planned in the same batch.
         discount: weight ``discount**t`` of the reward at step ``t``. Default: ``1.0``.
         terminal_value: optional ``V(state [B, S]) -> [B]`` added after the last step.
+        **distribution_options: for :func:`~planners.distributions.make_distribution` (subclasses
+            name the ones they use: ``init_std``, ``spread``, ``noise_beta``, ``colored_fraction``).
 
     Use :meth:`act` for one MPC step (warm-started from the previous call's shifted plan),
     :meth:`optimize` for the whole :class:`Plan`, :meth:`reset` to forget the warm start. Both take
@@ -152,6 +162,11 @@ class Planner:
         self.seed = check_int("seed", seed, minimum=0)
         self.discount = check_float("discount", discount, 0.0, 1.0, low_open=True)
         self.terminal_value = terminal_value
+        for name, value in distribution_options.items():
+            if name not in _DISTRIBUTION_RANGES:
+                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {name!r}")
+            low, high, low_open = _DISTRIBUTION_RANGES[name]
+            distribution_options[name] = check_float(name, value, low, high, low_open=low_open)
         self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
         self.evaluate = make_evaluate(dynamics, discount=self.discount, terminal_value=terminal_value)
         self._streams: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import mlx.core as mx
 
 from .base import Plan, SamplingPlanner, check_float
 from .distributions import blend, select
+from .spaces import Box
 
 __all__ = ["CEM", "ICEM"]
 
@@ -22,11 +25,15 @@ class CEM(SamplingPlanner):
         dynamics, action_space, seed, discount, terminal_value: see :class:`~planners.base.Planner`.
         horizon: plan length. Default: ``15``.
         num_samples: population size per iteration. Default: ``1000``.
-        iterations: refits per call. Default: ``8``.
+        iterations: refits per call. Default: ``5``.
         elite_fraction: fraction of the population refitted to, in ``(0, 1]``. Default: ``0.1``.
         momentum: weight of the old parameters in each refit, in ``[0, 1)``. Default: ``0.1``.
         init_std: ``Box`` only: initial standard deviation, as a fraction of the half-width. Default: ``1.0``.
-        noise_beta: ``Box`` only: colored-noise exponent along the horizon (iCEM). Default: ``0``.
+        noise_beta: colored-noise exponent along the horizon (iCEM; for ``Discrete``, correlated
+            quantiles, see :class:`~planners.distributions.Categorical`). Default: ``2.0``.
+        colored_fraction: fraction of each population drawn with colored noise, the rest white:
+            colored sequences cross plateaus (e.g. braking for ten steps), white ones fine-tune.
+            Default: ``0.25``.
         keep_elites: fraction of the elites carried into the next iteration's population (iCEM),
             in ``[0, 1]``. Default: ``0``.
         shift_elites: also carry them, shifted by one step, into the next call (iCEM). Default: ``False``.
@@ -41,21 +48,20 @@ class CEM(SamplingPlanner):
         *,
         horizon: int = 15,
         num_samples: int = 1000,
-        iterations: int = 8,
+        iterations: int = 5,
         elite_fraction: float = 0.1,
         momentum: float = 0.1,
         init_std: float = 1.0,
-        noise_beta: float = 0.0,
+        noise_beta: float = 2.0,
+        colored_fraction: float = 0.25,
         keep_elites: float = 0.0,
         shift_elites: bool = False,
         keep_best: bool = True,
         **options,
     ):
-        init_std = check_float("init_std", init_std, 0.0, float("inf"), low_open=True)
-        noise_beta = check_float("noise_beta", noise_beta, 0.0, float("inf"))
         super().__init__(
             dynamics, action_space, horizon=horizon, num_samples=num_samples, iterations=iterations,
-            init_std=init_std, noise_beta=noise_beta, **options,
+            init_std=init_std, noise_beta=noise_beta, colored_fraction=colored_fraction, **options,
         )
         self.elite_fraction = check_float("elite_fraction", elite_fraction, 0.0, 1.0, low_open=True)
         self.momentum = check_float("momentum", momentum, 0.0, 1.0, high_open=True)
@@ -82,12 +88,16 @@ class CEM(SamplingPlanner):
 class ICEM(CEM):
     """:class:`CEM` with the iCEM improvements on (Pinneri et al., 2020).
 
-    Defaults: colored noise ``noise_beta=2.0`` (``Box``), ``keep_elites=0.3``, ``shift_elites=True``,
-    ``keep_best=True``; every :class:`CEM` option can still be given.
+    Defaults: ``keep_elites=0.3``, ``shift_elites=True``, ``keep_best=True``, ``noise_beta=2.0``
+    with the whole population colored for ``Box`` actions (``colored_fraction=1.0``, as in the
+    paper) and a quarter of it for ``Discrete`` ones (``0.25``: fully correlated discrete sequences
+    fine-tune poorly). Every :class:`CEM` option can still be given.
     """
 
-    def __init__(self, dynamics, action_space, *, noise_beta: float = 2.0, keep_elites: float = 0.3, shift_elites: bool = True, keep_best: bool = True, **options):
+    def __init__(self, dynamics, action_space, *, colored_fraction: Optional[float] = None, keep_elites: float = 0.3, shift_elites: bool = True, **options):
+        if colored_fraction is None:
+            colored_fraction = 1.0 if isinstance(action_space, Box) else 0.25
         super().__init__(
-            dynamics, action_space, noise_beta=noise_beta, keep_elites=keep_elites,
-            shift_elites=shift_elites, keep_best=keep_best, **options,
+            dynamics, action_space, colored_fraction=colored_fraction, keep_elites=keep_elites,
+            shift_elites=shift_elites, **options,
         )

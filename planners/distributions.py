@@ -3,8 +3,9 @@
 A distribution's parameters are a tuple of arrays, one entry per environment and step:
 
 * :class:`Categorical` (``Discrete(n)``): ``(probs [E, H, n],)``; samples are one-hot ``[E, N, H, n]``.
-* :class:`Gaussian` (``Box``): ``(mean [E, H, A], std [E, H, A])``; samples are clipped to the bounds,
-  with optional colored (``1/f**beta``) noise along the horizon, as in iCEM.
+* :class:`Gaussian` (``Box``): ``(mean [E, H, A], std [E, H, A])``; samples are clipped to the bounds.
+
+Both take optional colored (``1/f**beta``) noise along the horizon, as in iCEM.
 
 Both offer the same methods, so a planner never branches on the space in its hot loop.
 """
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 from typing import Tuple
 
+import math
+
 import mlx.core as mx
 import numpy as np
 
 from .spaces import Box, Discrete
 
-__all__ = ["Categorical", "Gaussian", "make_distribution", "colored_noise_basis", "blend", "select"]
+__all__ = ["Categorical", "Gaussian", "make_distribution", "population_noise", "colored_noise_basis", "blend", "select"]
 
 Params = Tuple[mx.array, ...]
 _SOFTEN = 0.2  # uniform weight in the logits a one-hot sequence starts gradient planning from
@@ -28,15 +31,26 @@ _SQUASH_LIMIT = 0.9  # |tanh(u)| a Box sequence starts gradient planning from, a
 class Categorical:
     """Independent categorical distributions per step for ``Discrete(n)`` actions.
 
+    Sampling is by inverse CDF from one uniform per step. With ``noise_beta > 0`` the uniforms are
+    ``Phi(colored normal noise)``: each step still follows its probabilities exactly, but
+    consecutive steps tend to draw the same quantile, so persistent sequences (push, push, ...)
+    are far more common -- iCEM's colored noise carried over to discrete actions.
+
     Args:
         space: the ``Discrete`` space.
+        horizon: plan length ``H`` (the colored-noise basis is built for it once).
         spread: weight of the uniform distribution mixed into a warm start,
             ``probs = (1 - spread) * one_hot(plan) + spread / n``. Default: ``0.5``.
+        noise_beta: colored-noise exponent along the horizon (0: independent steps). Default: ``0``.
+        colored_fraction: fraction of each population drawn with colored noise, the rest white.
+            Default: ``1.0``.
     """
 
-    def __init__(self, space: Discrete, *, spread: float = 0.5):
+    def __init__(self, space: Discrete, *, horizon: int, spread: float = 0.5, noise_beta: float = 0.0, colored_fraction: float = 1.0):
         self.dim = space.dim
         self.spread = float(spread)
+        self.basis = colored_noise_basis(horizon, noise_beta)
+        self.colored_fraction = float(colored_fraction)
 
     def initial(self, envs: int, horizon: int) -> Params:
         """Uniform probabilities ``([E, H, n],)``."""
@@ -53,7 +67,9 @@ class Categorical:
         (probs,) = params
         envs, horizon, _ = probs.shape
         cdf = mx.concatenate([mx.cumsum(probs[..., :-1], axis=-1), mx.ones((envs, horizon, 1))], axis=-1)
-        below = (mx.random.uniform(shape=(envs, num, horizon, 1), key=key) < cdf[:, None]).astype(mx.float32)
+        shape = (envs, num, horizon, 1)
+        uniform = population_noise(key, shape, self.basis, self.colored_fraction, _uniform, _normal_cdf)
+        below = (uniform < cdf[:, None]).astype(mx.float32)
         return below - mx.concatenate([mx.zeros((envs, num, horizon, 1)), below[..., :-1]], axis=-1)
 
     def random(self, key: mx.array, envs: int, num: int, horizon: int) -> mx.array:
@@ -94,15 +110,18 @@ class Gaussian:
         init_std: initial standard deviation as a fraction of the half-width ``(high - low) / 2``.
             Default: ``1.0``.
         noise_beta: colored-noise exponent along the horizon (0: white, 2: brown). Default: ``0``.
+        colored_fraction: fraction of each population drawn with colored noise, the rest white.
+            Default: ``1.0``.
     """
 
-    def __init__(self, space: Box, *, horizon: int, init_std: float = 1.0, noise_beta: float = 0.0):
+    def __init__(self, space: Box, *, horizon: int, init_std: float = 1.0, noise_beta: float = 0.0, colored_fraction: float = 1.0):
         self.dim = space.dim
         self.low = mx.array(space.low)
         self.high = mx.array(space.high)
         self.center = (self.low + self.high) / 2
         self.std0 = float(init_std) * (self.high - self.low) / 2
         self.basis = colored_noise_basis(horizon, noise_beta)
+        self.colored_fraction = float(colored_fraction)
 
     def initial(self, envs: int, horizon: int) -> Params:
         """``(mean, std)``, each ``[E, H, A]``: the centre of the box and the initial spread."""
@@ -117,16 +136,8 @@ class Gaussian:
         """``num`` sequences per environment, ``[E, N, H, A]``, clipped to the bounds."""
         mean, std = params
         envs, horizon, dim = mean.shape
-        noise = self.noise(key, (envs, num, horizon, dim))
+        noise = population_noise(key, (envs, num, horizon, dim), self.basis, self.colored_fraction, _normal)
         return self.clip(mean[:, None] + std[:, None] * noise)
-
-    def noise(self, key: mx.array, shape: tuple) -> mx.array:
-        """Standard normal noise ``[E, N, H, A]``, colored along ``H`` when ``noise_beta > 0``."""
-        if self.basis is None:
-            return mx.random.normal(shape, key=key)
-        envs, num, horizon, dim = shape
-        white = mx.random.normal((envs, num, dim, self.basis.shape[0]), key=key)
-        return (white @ self.basis).transpose(0, 1, 3, 2)
 
     def random(self, key: mx.array, envs: int, num: int, horizon: int) -> mx.array:
         """Uniformly random sequences in the box, ``[E, N, H, A]``."""
@@ -160,12 +171,15 @@ class Gaussian:
         return mx.clip(actions, self.low, self.high)
 
 
-def make_distribution(space, *, horizon: int, spread: float = 0.5, init_std: float = 1.0, noise_beta: float = 0.0):
-    """The distribution for ``space``: :class:`Categorical` for ``Discrete``, :class:`Gaussian` for ``Box``."""
+def make_distribution(space, *, horizon: int, spread: float = 0.5, init_std: float = 1.0, **noise):
+    """The distribution for ``space``: :class:`Categorical` for ``Discrete``, :class:`Gaussian` for ``Box``.
+
+    ``noise``: ``noise_beta`` and ``colored_fraction``, for either.
+    """
     if isinstance(space, Discrete):
-        return Categorical(space, spread=spread)
+        return Categorical(space, horizon=horizon, spread=spread, **noise)
     if isinstance(space, Box):
-        return Gaussian(space, horizon=horizon, init_std=init_std, noise_beta=noise_beta)
+        return Gaussian(space, horizon=horizon, init_std=init_std, **noise)
     raise ValueError(f"action_space must be Discrete or Box, got {space!r}")
 
 
@@ -188,6 +202,35 @@ def colored_noise_basis(horizon: int, beta: float):
     basis = np.concatenate(rows, axis=0)
     basis /= np.sqrt(np.sum(basis**2, axis=0, keepdims=True))  # unit variance at every step
     return mx.array(basis.astype(np.float32))
+
+
+def population_noise(key: mx.array, shape: tuple, basis, colored_fraction: float, white, colored_map=None) -> mx.array:
+    """Draws ``[E, N, H, A]``: the first ``round(colored_fraction * N)`` sequences of each environment
+    are standard normal noise correlated along ``H`` through ``basis`` (then ``colored_map``-ed),
+    the others ``white(key, shape)``. All white when ``basis`` is ``None``."""
+    envs, num, horizon, dim = shape
+    colored = 0 if basis is None else round(colored_fraction * num)
+    colored_key, white_key = mx.random.split(key)
+    parts = []
+    if colored:
+        noise = mx.random.normal((envs, colored, dim, basis.shape[0]), key=colored_key) @ basis
+        noise = noise.transpose(0, 1, 3, 2)
+        parts.append(noise if colored_map is None else colored_map(noise))
+    if colored < num:
+        parts.append(white(white_key, (envs, num - colored, horizon, dim)))
+    return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=1)
+
+
+def _normal(key: mx.array, shape: tuple) -> mx.array:
+    return mx.random.normal(shape, key=key)
+
+
+def _uniform(key: mx.array, shape: tuple) -> mx.array:
+    return mx.random.uniform(shape=shape, key=key)
+
+
+def _normal_cdf(z: mx.array) -> mx.array:
+    return 0.5 * (1.0 + mx.erf(z / math.sqrt(2.0)))
 
 
 def blend(old: Params, new: Params, momentum: float) -> Params:

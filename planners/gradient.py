@@ -73,7 +73,6 @@ class GradientPlanner(Planner):
         init_std: float = 1.0,
         **options,
     ):
-        init_std = check_float("init_std", init_std, 0.0, float("inf"), low_open=True)
         super().__init__(dynamics, action_space, horizon=horizon, num_samples=num_samples, iterations=iterations, init_std=init_std, **options)
         self.learning_rate = check_float("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
 

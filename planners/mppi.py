@@ -22,11 +22,13 @@ class MPPI(SamplingPlanner):
         dynamics, action_space, seed, discount, terminal_value: see :class:`~planners.base.Planner`.
         horizon: plan length. Default: ``15``.
         num_samples: sequences per environment and iteration. Default: ``1000``.
-        iterations: reweightings per call. Default: ``8``.
+        iterations: reweightings per call. Default: ``5``.
         temperature: ``lambda > 0``, in units of return. Default: ``1.0``.
         momentum: weight of the old parameters in each update, in ``[0, 1)``. Default: ``0.2``.
         init_std: ``Box`` only: noise standard deviation, as a fraction of the half-width. Default: ``1.0``.
         spread: ``Discrete`` only: weight of the uniform distribution mixed into the warm start. Default: ``0.5``.
+        noise_beta: colored-noise exponent along the horizon (see :class:`~planners.cem.CEM`). Default: ``2.0``.
+        colored_fraction: fraction of each population drawn with colored noise. Default: ``0.25``.
     """
 
     def __init__(
@@ -36,18 +38,19 @@ class MPPI(SamplingPlanner):
         *,
         horizon: int = 15,
         num_samples: int = 1000,
-        iterations: int = 8,
+        iterations: int = 5,
         temperature: float = 1.0,
         momentum: float = 0.2,
         init_std: float = 1.0,
         spread: float = 0.5,
+        noise_beta: float = 2.0,
+        colored_fraction: float = 0.25,
         **options,
     ):
-        init_std = check_float("init_std", init_std, 0.0, float("inf"), low_open=True)
-        spread = check_float("spread", spread, 0.0, 1.0)
         super().__init__(
             dynamics, action_space, horizon=horizon, num_samples=num_samples, iterations=iterations,
-            init_std=init_std, spread=spread, **options,
+            init_std=init_std, spread=spread, noise_beta=noise_beta,
+            colored_fraction=colored_fraction, **options,
         )
         self.temperature = check_float("temperature", temperature, 0.0, float("inf"), low_open=True)
         self.momentum = check_float("momentum", momentum, 0.0, 1.0, high_open=True)

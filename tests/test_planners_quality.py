@@ -1,0 +1,36 @@
+"""Closed-loop quality of the planners' defaults on the true discrete particle, against the exact optimum.
+
+Cost ratio = sum over episodes of (-return) / sum of (-optimal return); 50 steps, horizon 15,
+1000 samples, every episode stepped together (one ``act`` per step). A bigger run by hand:
+``python -m pytest tests/test_planners_quality.py -m slow`` with ``EPISODES`` raised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import planners
+from benchmarks.closed_loop import planner_chooser, run_episodes
+from benchmarks.optimal import optimal_returns
+from worldmodel.env import ParticleEnv
+
+EPISODES, STEPS = 24, 50
+TARGETS = {planners.CEM: 1.02, planners.MPPI: 1.02, planners.RandomShooting: 1.25}
+
+
+def quality_starts(num: int, seed: int = 0) -> np.ndarray:
+    """At a wall moving outward, the mirror image, at rest in the centre; then uniform over the box."""
+    hard = np.array([(1.5, 1.0), (-1.5, -1.0), (0.0, 0.0)], dtype=np.float32)
+    return np.concatenate([hard, ParticleEnv().sample_states(np.random.default_rng(seed), num - len(hard))])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", list(TARGETS), ids=lambda c: c.__name__)
+def test_cost_ratio_against_the_optimum(cls):
+    env = ParticleEnv()
+    starts = quality_starts(EPISODES)
+    planner = cls(env, env.action_space, horizon=15, num_samples=1000)
+    returns = run_episodes(planner_chooser(planner), env, starts, STEPS).returns
+    ratio = np.sum(-returns) / np.sum(-optimal_returns(starts, STEPS))
+    assert ratio <= TARGETS[cls], f"{cls.__name__}: cost ratio {ratio:.4f} > {TARGETS[cls]}"
