@@ -247,8 +247,7 @@ class Planner:
             RuntimeWarning,
             stacklevel=3,
         )
-        previous = warm.actions if warm is not None else self.distribution.mode(self.distribution.initial(envs, self.horizon))
-        actions = mx.where(failed[:, None, None], previous, plan.actions)
+        actions = mx.where(failed[:, None, None], self._first_guess(envs, warm).actions, plan.actions)
         return Plan(actions, mx.where(failed, -mx.inf, plan.expected_return))
 
     def _initial(self, envs: int, warm: Optional[WarmStart]):

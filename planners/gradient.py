@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.optimizers as optim
 
-from .base import Plan, Planner, SamplingPlanner, candidates, check_float, check_int, improve, inject
+from .base import Plan, Planner, candidates, check_float, check_int, improve, inject
 from .cem import CEM
 from .dynamics import rollout
 
