@@ -259,10 +259,10 @@ def _split_names(text, known, what):
 @click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True,
               help="Comma-separated: " + ", ".join(_planner_names()) + ". Baselines (random-policy, zero, feedback, optimal) are always added.")
 @click.option("--dynamics", default="model,true", show_default=True, help="Comma-separated: model (the learned world model), true (the env's own dynamics).")
-@click.option("--episodes", default=100, show_default=True, callback=positive("--episodes"), help="Episodes (start states); overridden by --init-states.")
+@click.option("--episodes", default=20, show_default=True, callback=positive("--episodes"), help="Episodes (start states: 6 hard ones, then uniform draws); overridden by --init-states.")
 @click.option("--steps", default=50, show_default=True, callback=positive("--steps"), help="Closed-loop steps per episode.")
 @click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Planning horizon. Default: each planner's own (15).")
-@click.option("--samples", type=int, default=None, callback=positive("--samples"), help="Imagined action sequences per episode and iteration. Default: each planner's own.")
+@click.option("--samples", type=int, default=500, show_default=True, callback=positive("--samples"), help="Imagined action sequences per episode and iteration.")
 @click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Optimiser iterations per step. Default: each planner's own.")
 @click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
 @click.option("--init-states", type=click.Path(), default=None, help="CSV with header x,v and one start per row.")

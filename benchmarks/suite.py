@@ -33,10 +33,10 @@ class BenchmarkConfig:
 
     planners: tuple = DEFAULT_PLANNERS
     dynamics: tuple = DYNAMICS
-    episodes: int = 100
+    episodes: int = 20
     steps: int = 50
     horizon: int | None = None
-    samples: int | None = None
+    samples: int | None = 500
     iterations: int | None = None
     seed: int = 0
     model: str | None = None

@@ -160,9 +160,12 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
-def launch_two(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [*launcher(), "-n", "2", "--backend", "ring", "--starting-port", str(free_port_pair()),
-               "--", "bash", "-c", PER_RANK, sys.executable, "-m", "cli", *args]
+def launch_two(cwd: Path, *args: str, via: str = "mlx.launch") -> subprocess.CompletedProcess:
+    if via == "mlx.launch":
+        start = [*launcher(), "-n", "2", "--backend", "ring", "--starting-port", str(free_port_pair())]
+    else:  # wmplan's own local launcher, same ring backend
+        start = [sys.executable, "-m", "worldmodel.launch", "-n", "2", "--starting-port", str(free_port_pair())]
+    command = [*start, "--", "bash", "-c", PER_RANK, sys.executable, "-m", "cli", *args]
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0 and "exited with code" not in result.stderr, result.stdout + result.stderr
@@ -177,11 +180,12 @@ def tiny_model(tmp_path_factory):
     return path
 
 
-def test_two_ranks_benchmark_equals_one_process(tiny_model, tmp_path):
+@pytest.mark.parametrize("via", ["mlx.launch", "worldmodel.launch"])
+def test_two_ranks_benchmark_equals_one_process(tiny_model, tmp_path, via):
     single = tmp_path / "single.json"
     result = invoke("benchmark", *BENCH, "--model", tiny_model, "--json", str(single))
     assert result.exit_code == 0, result.output
-    run = launch_two(tmp_path, "benchmark", *BENCH, "--model", tiny_model, "--json", "out.json")
+    run = launch_two(tmp_path, "benchmark", *BENCH, "--model", tiny_model, "--json", "out.json", via=via)
     assert len(re.findall(r"^optimal ", run.stdout, re.M)) == 1 and run.stdout.count("Wrote out.json") == 1, run.stdout
     assert "Device: cpu; 2 processes (mx.distributed, ring backend)" in run.stdout
     assert os.listdir(tmp_path / "r1") == [] and os.listdir(tmp_path / "r0") == ["out.json"]
