@@ -6,6 +6,8 @@ from typing import Callable, Optional, Protocol, runtime_checkable
 
 import mlx.core as mx
 
+from . import streams as _streams
+
 __all__ = ["Dynamics", "TerminalValue", "Evaluate", "check_step", "rollout", "make_evaluate"]
 
 
@@ -49,6 +51,7 @@ def rollout(
     discount: float = 1.0,
     terminal_value: Optional[TerminalValue] = None,
     return_trajectory: bool = False,
+    streams: Optional[int] = None,
 ):
     """Imagine action sequences from start states.
 
@@ -59,6 +62,9 @@ def rollout(
         discount: reward at step ``t`` is weighted ``discount**t``. Default: ``1.0``.
         terminal_value: optional ``V(state [B, S]) -> [B]``, added with weight ``discount**H``.
         return_trajectory: also return the states and rewards.
+        streams: split the ``B`` rows into up to this many contiguous shards, each rolled out on its
+            own CPU stream (thread) -- the rows must be independent, as they are for any per-sample
+            dynamics. ``None``: :func:`planners.streams.default_count` (the CPU cores; 1 on a GPU).
 
     Returns:
         ``returns [B]``, or ``(returns [B], states [B, H+1, S], rewards [B, H])`` on request.
@@ -70,6 +76,23 @@ def rollout(
         raise ValueError(
             f"rollout needs state [B, S] and actions [B, H, A], got {tuple(state.shape)} and {tuple(actions.shape)}"
         )
+    count = _streams.default_count() if streams is None else streams
+    ranges = _streams.shards(state.shape[0], count)
+    if len(ranges) == 1:
+        return _rollout_rows(dynamics, state, actions, discount, terminal_value, return_trajectory)
+    parts = []
+    for stream, (start, stop) in zip(_streams.cpu_streams(len(ranges)), ranges):
+        with mx.stream(stream):
+            parts.append(
+                _rollout_rows(dynamics, state[start:stop], actions[start:stop], discount, terminal_value, return_trajectory)
+            )
+    if not return_trajectory:
+        return mx.concatenate(parts, axis=0)
+    return tuple(mx.concatenate(pieces, axis=0) for pieces in zip(*parts))
+
+
+def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_trajectory):
+    """:func:`rollout` of one shard on the current stream."""
     total = mx.zeros((state.shape[0],), dtype=mx.float32)
     states, rewards = [state], []
     weight = 1.0

@@ -11,12 +11,14 @@ and ``MLX_WORLD_SIZE``. ``mx.distributed.init()`` is only called when one of the
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Optional
 
 import mlx.core as mx
 import numpy as np
+from planners import streams as planner_streams
 
 __all__ = ["World", "world", "launched", "share", "gather_rows", "all_max", "all_sum", "LAUNCHER_VARIABLES"]
 
@@ -78,7 +80,30 @@ def world() -> World:
             return _WORLD
         raise DistributedError(f"mx.distributed.init() failed under a launcher: {str(err).strip()}") from None
     _WORLD = World(group.rank(), group.size(), group if group.size() > 1 else None)
+    if _WORLD.size > 1:  # the ranks on this machine share its cores: fewer rollout streams each
+        planner_streams.set_process_share(local_processes(_WORLD.rank, _WORLD.size))
     return _WORLD
+
+
+def local_processes(rank: int, size: int) -> int:
+    """How many of the job's processes run on this machine (this one included).
+
+    ``OMPI_COMM_WORLD_LOCAL_SIZE`` / ``MPI_LOCALNRANKS`` under MPI; under the ring backend the
+    hostfile entries with this rank's address; otherwise ``size`` (assume one machine).
+    """
+    for name in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"):
+        if os.environ.get(name, "").isdigit():
+            return max(1, int(os.environ[name]))
+    path = os.environ.get("MLX_HOSTFILE")
+    if path:
+        try:
+            with open(path) as f:
+                hosts = json.load(f)
+            address = [entry.rsplit(":", 1)[0] for entry in hosts[rank]]
+            return max(1, sum(1 for entry in hosts if [e.rsplit(":", 1)[0] for e in entry] == address))
+        except (OSError, ValueError, TypeError, IndexError, AttributeError):
+            pass
+    return size
 
 
 def _single_host_ring() -> bool:
