@@ -13,6 +13,7 @@ from . import blas as _blas
 
 _blas.activate()  # before mlx.core is imported anywhere below
 
+from . import streams  # noqa: E402
 from .base import Plan, Planner, WarmStart, shift  # noqa: E402
 from .cem import CEM, ICEM  # noqa: E402
 from .dynamics import Dynamics, make_evaluate, rollout  # noqa: E402

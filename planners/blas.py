@@ -228,17 +228,36 @@ def _check_sgemm(lib: ctypes.CDLL) -> None:
                 raise ArithmeticError(f"cblas_sgemm check failed: C[{i},{j}] = {c[i * n + j]}, expected {want}")
 
 
-def measure_matmul_gflops(size: int = 1024, repeats: int = 5) -> float:
-    """Best-of-``repeats`` float32 ``[size, size] @ [size, size]`` rate in GFLOP/s on MLX's default device."""
+def measure_matmul_gflops(size: int = 1024, repeats: int = 5, streams: int | None = None) -> float:
+    """Best-of-``repeats`` float32 ``[size, size] @ [size, size]`` rate in GFLOP/s on MLX's default device.
+
+    On the CPU the rows are split over ``streams`` CPU streams computed side by side (default: as
+    many as a rollout uses, :func:`planners.streams.default_count`), so the figure is the machine's
+    peak as wmplan's planners can reach it, not one thread's.
+    """
     import mlx.core as mx
+
+    from . import streams as _streams
 
     a = mx.random.normal((size, size), key=mx.random.key(0))
     b = mx.random.normal((size, size), key=mx.random.key(1))
     mx.eval(a, b)
-    mx.eval(a @ b)  # warm up
+    count = _streams.default_count() if streams is None else streams
+    ranges = _streams.shards(size, count, minimum=1)
+
+    def product():
+        if len(ranges) == 1:
+            return [a @ b]
+        parts = []
+        for stream, (start, stop) in zip(_streams.cpu_streams(len(ranges)), ranges):
+            with mx.stream(stream):
+                parts.append(a[start:stop] @ b)
+        return parts
+
+    mx.eval(product())  # warm up
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        mx.eval(a @ b)
+        mx.eval(product())
         best = min(best, time.perf_counter() - start)
     return 2.0 * size**3 / best / 1e9

@@ -117,3 +117,16 @@ def test_local_processes_from_a_ring_hostfile(monkeypatch, tmp_path):
     assert distributed.local_processes(2, 3) == 1
     monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "4")
     assert distributed.local_processes(0, 3) == 4
+
+
+@pytest.mark.parametrize("args", [["--version"], ["plan", "--steps", "2", "--dynamics", "true"]])
+def test_cli_reports_a_bad_stream_count_in_one_line(monkeypatch, args):
+    from click.testing import CliRunner
+
+    import cli
+
+    monkeypatch.setenv("WMPLAN_CPU_STREAMS", "zero")
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == "Error: WMPLAN_CPU_STREAMS must be a positive integer, got 'zero'"
+    assert "Traceback" not in result.output
