@@ -18,20 +18,11 @@ from benchmarks.suite import PLANNERS, BenchmarkConfig, run_benchmark
 from cli import _planner_names, main
 from worldmodel import ParticleEnv
 
-TINY_TRAIN = ["--episodes", "20", "--steps", "10", "--epochs", "2"]
 SMALL = ["--episodes", "3", "--steps", "4", "--horizon", "3", "--samples", "16", "--iterations", "2"]
 
 
 def invoke(*args):
     return CliRunner().invoke(main, list(args))
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("bench") / "model")
-    result = invoke("train", *TINY_TRAIN, "--out", path)
-    assert result.exit_code == 0, result.output
-    return path
 
 
 def test_cli_planner_names_match_the_registry():
@@ -133,10 +124,10 @@ def test_benchmark_config_rejects_nonsense():
         BenchmarkConfig(samples=0)
 
 
-def test_benchmark_cli_json_schema_and_determinism(model_path, tmp_path):
+def test_benchmark_cli_json_schema_and_determinism(tiny_model_path, tmp_path):
     out1, out2 = tmp_path / "a.json", tmp_path / "b.json"
     for out in (out1, out2):
-        result = invoke("benchmark", *SMALL, "--planners", "cem,mppi", "--model", model_path, "--json", str(out))
+        result = invoke("benchmark", *SMALL, "--planners", "cem,mppi", "--model", tiny_model_path, "--json", str(out))
         assert result.exit_code == 0, result.output
     assert "cost ratio" in result.output and "optimal" in result.output
     data = json.loads(out1.read_text())
@@ -154,7 +145,7 @@ def test_benchmark_cli_json_schema_and_determinism(model_path, tmp_path):
     assert [r["returns"] for r in again["rows"]] == [r["returns"] for r in data["rows"]]
 
 
-def test_benchmark_cli_init_states_override_episodes(model_path, tmp_path):
+def test_benchmark_cli_init_states_override_episodes(tiny_model_path, tmp_path):
     csv_path = tmp_path / "s.csv"
     csv_path.write_text("x,v\n1.5,1.0\n0.2,-0.3\n")
     out = tmp_path / "r.json"
@@ -199,7 +190,7 @@ def test_benchmark_cli_corrupt_model(tmp_path):
     assert result.exit_code == 1 and "corrupt checkpoint" in result.output
 
 
-def test_plan_cli_prints_steps_and_the_optimum(model_path):
+def test_plan_cli_prints_steps_and_the_optimum(tiny_model_path):
     result = invoke("plan", "--planner", "cem", "--dynamics", "true", "--steps", "5", "--horizon", "4",
                     "--samples", "64", "--x0", "1.0", "--v0", "0.0")
     assert result.exit_code == 0, result.output
@@ -208,15 +199,15 @@ def test_plan_cli_prints_steps_and_the_optimum(model_path):
     assert "cost ratio" in result.output.splitlines()[-1]
 
 
-def test_plan_cli_with_the_model(model_path):
-    result = invoke("plan", "--planner", "mppi", "--steps", "3", "--horizon", "3", "--samples", "32", "--model", model_path)
+def test_plan_cli_with_the_model(tiny_model_path):
+    result = invoke("plan", "--planner", "mppi", "--steps", "3", "--horizon", "3", "--samples", "32", "--model", tiny_model_path)
     assert result.exit_code == 0, result.output
 
 
-def test_speed_cli(model_path, tmp_path):
+def test_speed_cli(tiny_model_path, tmp_path):
     out = tmp_path / "speed.json"
     result = invoke("speed", "--planners", "mppi", "--samples", "32,64", "--horizons", "3", "--repeats", "1",
-                    "--model", model_path, "--json", str(out))
+                    "--model", tiny_model_path, "--json", str(out))
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["rows"]
     assert [(r["samples"], r["horizon"]) for r in rows] == [(32, 3), (64, 3)]

@@ -25,14 +25,6 @@ def invoke(*args):
     return CliRunner().invoke(main, list(args))
 
 
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("cli") / "model")
-    result = invoke("train", *TINY, "--out", path)
-    assert result.exit_code == 0, result.output
-    return path
-
-
 def test_help_lists_commands():
     result = invoke("--help")
     assert result.exit_code == 0
