@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -217,3 +218,24 @@ def test_speed_cli(tiny_model_path, tmp_path):
 def test_speed_cli_rejects_bad_lists():
     result = invoke("speed", "--samples", "10,-1")
     assert result.exit_code != 0 and "positive integers" in result.output
+
+
+def test_accuracy_script_reports_the_three_measures(tiny_model_path, capsys):
+    from benchmarks import accuracy
+
+    accuracy.main(["--model", tiny_model_path])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("one-step MSE (20,000 uniform transitions): x ")
+    assert "15 steps from (1, 0)" in lines[1] and "50 steps from 500 random starts" in lines[2]
+    medians = [float(re.search(r"median (\S+),", line).group(1)) for line in lines[1:]]
+    assert all(0.0 <= m < 3.0 for m in medians)  # |x error| is bounded by the box width
+
+
+def test_accuracy_x_errors_are_zero_for_the_env_itself():
+    from benchmarks.accuracy import x_errors
+
+    env = ParticleEnv()
+    rng = np.random.default_rng(0)
+    errors = x_errors(env, env, env.sample_states(rng, 8), rng.integers(-1, 2, size=(8, 5)))
+    assert errors.shape == (8, 6) and np.all(errors == 0.0)
