@@ -93,7 +93,7 @@ def rollout(
 
 def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_trajectory):
     """:func:`rollout` of one shard on the current stream."""
-    total = mx.zeros((state.shape[0],), dtype=mx.float32)
+    total = None  # the first reward starts the sum; no multiply while the weight is 1 (fewer ops per step)
     states, rewards = [state], []
     weight = 1.0
     for t in range(actions.shape[1]):
@@ -102,11 +102,14 @@ def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_tra
             check_step(state, next_state, reward)
         state = next_state.astype(mx.float32)
         reward = reward.astype(mx.float32)
-        total = total + weight * reward
+        weighted = reward if weight == 1.0 else weight * reward
+        total = weighted if total is None else total + weighted
         weight *= discount
         if return_trajectory:
             states.append(state)
             rewards.append(reward)
+    if total is None:  # no steps
+        total = mx.zeros((state.shape[0],), dtype=mx.float32)
     if terminal_value is not None:
         value = terminal_value(state)
         if tuple(value.shape) != (state.shape[0],):
