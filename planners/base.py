@@ -127,6 +127,9 @@ class Planner:
             same actions whatever other environments are planned in the same batch.
         discount: weight ``discount**t`` of the reward at step ``t``. Default: ``1.0``.
         terminal_value: optional ``V(state [B, S]) -> [B]`` added after the last step.
+        streams: CPU streams the imagined rows are split over (see :func:`~planners.dynamics.rollout`);
+            ``1`` for dynamics whose rows are not independent (batch statistics). Default ``None``:
+            ``$WMPLAN_CPU_STREAMS``, else the CPU cores (1 on a GPU).
         **distribution_options: for :func:`~planners.distributions.make_distribution` (subclasses
             name the ones they use: ``init_std``, ``spread``, ``noise_beta``, ``colored_fraction``).
 
@@ -148,6 +151,7 @@ class Planner:
         seed: int = 0,
         discount: float = 1.0,
         terminal_value: Optional[TerminalValue] = None,
+        streams: Optional[int] = None,
         **distribution_options,
     ):
         if not callable(dynamics):
@@ -168,7 +172,8 @@ class Planner:
             low, high, low_open = _DISTRIBUTION_RANGES[name]
             distribution_options[name] = check_float(name, value, low, high, low_open=low_open)
         self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
-        self.evaluate = make_evaluate(dynamics, discount=self.discount, terminal_value=terminal_value)
+        self.streams = None if streams is None else check_int("streams", streams)
+        self.evaluate = make_evaluate(dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams)
         self._streams: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call
         self._keys: Optional[mx.array] = None  # next keys [E, 2] of the last call's environments
         self._key_ids: Optional[np.ndarray] = None  # their ids [E]

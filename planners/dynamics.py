@@ -122,18 +122,25 @@ def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_tra
 
 
 def make_evaluate(
-    dynamics: Dynamics, *, discount: float = 1.0, terminal_value: Optional[TerminalValue] = None
+    dynamics: Dynamics,
+    *,
+    discount: float = 1.0,
+    terminal_value: Optional[TerminalValue] = None,
+    streams: Optional[int] = None,
 ) -> Evaluate:
     """Turn dynamics into the planners' objective ``evaluate(state [E, S], actions [E, N, H, A]) -> [E, N]``.
 
-    All ``E * N`` sequences run in one batched rollout (``[E*N, S]`` per step). NaN or infinite
-    returns become ``-inf``, so they are never chosen and never weigh in a refit.
+    All ``E * N`` sequences run in one batched rollout (``[E*N, S]`` per step), split over
+    ``streams`` as in :func:`rollout`. NaN or infinite returns become ``-inf``, so they are never
+    chosen and never weigh in a refit.
     """
 
     def evaluate(state: mx.array, actions: mx.array) -> mx.array:
         envs, num, horizon, dim = actions.shape
         starts = mx.repeat(state, num, axis=0)
-        returns = rollout(dynamics, starts, actions.reshape(envs * num, horizon, dim), discount, terminal_value)
+        returns = rollout(
+            dynamics, starts, actions.reshape(envs * num, horizon, dim), discount, terminal_value, streams=streams
+        )
         return finite_or_neg_inf(returns.reshape(envs, num))
 
     return evaluate

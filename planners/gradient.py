@@ -27,7 +27,7 @@ def refine(planner: Planner, state: mx.array, samples: mx.array, best: Plan, ste
 
     def loss(free):
         actions = space.relax(free).reshape(envs * num, horizon, dim)
-        returns = rollout(planner.dynamics, starts, actions, planner.discount, planner.terminal_value)
+        returns = rollout(planner.dynamics, starts, actions, planner.discount, planner.terminal_value, streams=planner.streams)
         return -mx.sum(mx.where(mx.isfinite(returns), returns, 0.0))
 
     gradient = mx.grad(loss)

@@ -130,3 +130,28 @@ def test_cli_reports_a_bad_stream_count_in_one_line(monkeypatch, args):
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1] == "Error: WMPLAN_CPU_STREAMS must be a positive integer, got 'zero'"
     assert "Traceback" not in result.output
+
+
+class BatchCoupled:
+    """Dynamics whose reward depends on the whole batch (its mean): rows are not independent."""
+
+    def __call__(self, state, action):
+        return state, -mx.abs(state[:, 0] - mx.mean(state[:, 0]))
+
+
+def test_planner_streams_option_keeps_batch_coupled_dynamics_whole(monkeypatch):
+    monkeypatch.setenv("WMPLAN_CPU_STREAMS", "2")
+    state, actions = random_batch(1024, horizon=3)
+    whole = planners.rollout(BatchCoupled(), state, actions, streams=1)
+    split = planners.rollout(BatchCoupled(), state, actions)  # env default: 2 shards, different means
+    assert not np.allclose(np.array(whole), np.array(split))
+    cem = planners.CEM(BatchCoupled(), planners.Discrete(3), horizon=3, num_samples=512, iterations=1, streams=1)
+    assert cem.streams == 1
+    returns = cem.evaluate(state[:2], actions[None, :512].reshape(2, 256, 3, 3))
+    expected = planners.rollout(BatchCoupled(), mx.repeat(state[:2], 256, axis=0), actions[:512], streams=1)
+    np.testing.assert_allclose(np.array(returns).reshape(-1), np.array(expected), rtol=1e-6)
+
+
+def test_planner_rejects_a_bad_streams_option():
+    with pytest.raises(ValueError, match="streams"):
+        planners.CEM(ParticleEnv(), planners.Discrete(3), horizon=3, num_samples=8, iterations=1, streams=0)
