@@ -16,7 +16,8 @@ class Dynamics(Protocol):
     """One imagined step, batched: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``.
 
     ``ParticleEnv``, a trained ``WorldModel``, any ``nn.Module`` or plain function with this call
-    signature fits. Actions are one-hot (or probability) vectors for ``Discrete`` spaces and floats
+    signature fits. An optional attribute ``rollout_streams`` (int) tells :func:`rollout`
+    how many CPU streams suit it (see there). Actions are one-hot (or probability) vectors for ``Discrete`` spaces and floats
     within the bounds for ``Box`` spaces. All arrays are float32 MLX arrays.
     """
 
@@ -64,7 +65,9 @@ def rollout(
         return_trajectory: also return the states and rewards.
         streams: split the ``B`` rows into up to this many contiguous shards, each rolled out on its
             own CPU stream (thread) -- the rows must be independent, as they are for any per-sample
-            dynamics. ``None``: :func:`planners.streams.default_count` (the CPU cores; 1 on a GPU).
+            dynamics. ``None``: the dynamics' own ``rollout_streams`` attribute if it has one (e.g.
+            ``1`` for very light dynamics), else :func:`planners.streams.default_count` (the CPU
+            cores; 1 on a GPU).
 
     Returns:
         ``returns [B]``, or ``(returns [B], states [B, H+1, S], rewards [B, H])`` on request.
@@ -76,6 +79,8 @@ def rollout(
         raise ValueError(
             f"rollout needs state [B, S] and actions [B, H, A], got {tuple(state.shape)} and {tuple(actions.shape)}"
         )
+    if streams is None:
+        streams = getattr(dynamics, "rollout_streams", None)
     count = _streams.default_count() if streams is None else streams
     ranges = _streams.shards(state.shape[0], count)
     if len(ranges) == 1:

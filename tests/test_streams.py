@@ -76,12 +76,11 @@ def test_shape_error_still_named_in_a_shard():
 
 
 def test_planner_actions_do_not_depend_on_the_stream_count(monkeypatch):
-    env = ParticleEnv()
-    state = env.reset(4, seed=1)
+    model, state = Mlp(), ParticleEnv().reset(4, seed=1)
     plans = []
     for count in ("1", "2"):
         monkeypatch.setenv("WMPLAN_CPU_STREAMS", count)
-        cem = planners.CEM(env, env.action_space, horizon=10, num_samples=300, iterations=3, seed=5)
+        cem = planners.CEM(model, planners.Discrete(3), horizon=10, num_samples=300, iterations=3, seed=5)
         plans.append(cem.optimize(state))
     assert np.array_equal(np.array(plans[0].actions), np.array(plans[1].actions))
     np.testing.assert_allclose(np.array(plans[0].expected_return), np.array(plans[1].expected_return), rtol=1e-6)
@@ -119,12 +118,17 @@ def test_local_processes_from_a_ring_hostfile(monkeypatch, tmp_path):
     assert distributed.local_processes(0, 3) == 4
 
 
-@pytest.mark.parametrize("args", [["--version"], ["plan", "--steps", "2", "--dynamics", "true"]])
-def test_cli_reports_a_bad_stream_count_in_one_line(monkeypatch, args):
+@pytest.mark.parametrize("command", ["--version", "speed", "plan"])
+def test_cli_reports_a_bad_stream_count_in_one_line(monkeypatch, command, tiny_model_path):
     from click.testing import CliRunner
 
     import cli
 
+    args = {
+        "--version": ["--version"],
+        "speed": ["speed", "--model", tiny_model_path, "--planners", "cem", "--samples", "16", "--horizons", "2", "--repeats", "1"],
+        "plan": ["plan", "--model", tiny_model_path, "--steps", "2", "--horizon", "2", "--samples", "600"],
+    }[command]
     monkeypatch.setenv("WMPLAN_CPU_STREAMS", "zero")
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 1, result.output
@@ -155,3 +159,23 @@ def test_planner_streams_option_keeps_batch_coupled_dynamics_whole(monkeypatch):
 def test_planner_rejects_a_bad_streams_option():
     with pytest.raises(ValueError, match="streams"):
         planners.CEM(ParticleEnv(), planners.Discrete(3), horizon=3, num_samples=8, iterations=1, streams=0)
+
+
+def test_dynamics_can_ask_for_one_stream(monkeypatch):
+    monkeypatch.setenv("WMPLAN_CPU_STREAMS", "2")
+    seen = []
+
+    class Light:
+        rollout_streams = 1
+
+        def __call__(self, state, action):
+            seen.append(state.shape[0])
+            return state, state[:, 0]
+
+    state, actions = random_batch(1024, horizon=2)
+    planners.rollout(Light(), state, actions)
+    assert seen == [1024, 1024]  # one shard: every call sees the whole batch
+    seen.clear()
+    planners.rollout(Light(), state, actions, streams=2)  # an explicit count still wins
+    assert seen == [512, 512, 512, 512]
+    assert ParticleEnv.rollout_streams == 1

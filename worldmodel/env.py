@@ -30,6 +30,7 @@ class ParticleEnv:
     """
 
     state_dim = 2
+    rollout_streams = 1  # a handful of tiny element-wise ops a step: splitting rows costs more than it gains
 
     def __init__(self, continuous: bool = False, accel: float = 0.1, x_limit: float = 1.5, v_limit: float = 1.0):
         if accel <= 0 or x_limit <= 0 or v_limit <= 0:
