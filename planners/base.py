@@ -129,7 +129,8 @@ class Planner:
         terminal_value: optional ``V(state [B, S]) -> [B]`` added after the last step.
         streams: CPU streams the imagined rows are split over (see :func:`~planners.dynamics.rollout`);
             ``1`` for dynamics whose rows are not independent (batch statistics). Default ``None``:
-            ``$WMPLAN_CPU_STREAMS``, else the CPU cores (1 on a GPU).
+            the dynamics' ``rollout_streams`` attribute, else ``$WMPLAN_CPU_STREAMS``, else the
+            CPU cores (1 on a GPU).
         **distribution_options: for :func:`~planners.distributions.make_distribution` (subclasses
             name the ones they use: ``init_std``, ``spread``, ``noise_beta``, ``colored_fraction``).
 

@@ -248,11 +248,7 @@ def measure_matmul_gflops(size: int = 1024, repeats: int = 5, streams: int | Non
     def product():
         if len(ranges) == 1:
             return [a @ b]
-        parts = []
-        for stream, (start, stop) in zip(_streams.cpu_streams(len(ranges)), ranges):
-            with mx.stream(stream):
-                parts.append(a[start:stop] @ b)
-        return parts
+        return _streams.on_streams(ranges, lambda start, stop: a[start:stop] @ b)
 
     mx.eval(product())  # warm up
     best = float("inf")

@@ -16,9 +16,9 @@ class Dynamics(Protocol):
     """One imagined step, batched: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``.
 
     ``ParticleEnv``, a trained ``WorldModel``, any ``nn.Module`` or plain function with this call
-    signature fits. An optional attribute ``rollout_streams`` (int) tells :func:`rollout`
-    how many CPU streams suit it (see there). Actions are one-hot (or probability) vectors for ``Discrete`` spaces and floats
-    within the bounds for ``Box`` spaces. All arrays are float32 MLX arrays.
+    signature fits. Actions are one-hot (or probability) vectors for ``Discrete`` spaces and floats
+    within the bounds for ``Box`` spaces. All arrays are float32 MLX arrays. An optional attribute
+    ``rollout_streams`` (int) tells :func:`rollout` how many CPU streams suit the dynamics.
     """
 
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]: ...
@@ -85,12 +85,12 @@ def rollout(
     ranges = _streams.shards(state.shape[0], count)
     if len(ranges) == 1:
         return _rollout_rows(dynamics, state, actions, discount, terminal_value, return_trajectory)
-    parts = []
-    for stream, (start, stop) in zip(_streams.cpu_streams(len(ranges)), ranges):
-        with mx.stream(stream):
-            parts.append(
-                _rollout_rows(dynamics, state[start:stop], actions[start:stop], discount, terminal_value, return_trajectory)
-            )
+    parts = _streams.on_streams(
+        ranges,
+        lambda start, stop: _rollout_rows(
+            dynamics, state[start:stop], actions[start:stop], discount, terminal_value, return_trajectory
+        ),
+    )
     if not return_trajectory:
         return mx.concatenate(parts, axis=0)
     return tuple(mx.concatenate(pieces, axis=0) for pieces in zip(*parts))

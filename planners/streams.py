@@ -19,7 +19,7 @@ import os
 
 import mlx.core as mx
 
-__all__ = ["MIN_SHARD_ROWS", "default_count", "cpu_streams", "shards", "set_process_share"]
+__all__ = ["MIN_SHARD_ROWS", "default_count", "cpu_streams", "shards", "on_streams", "set_process_share"]
 
 MIN_SHARD_ROWS = 256
 """Below this many rows per shard the per-operation overhead outweighs the second core."""
@@ -73,3 +73,12 @@ def shards(rows: int, count: int, minimum: int = MIN_SHARD_ROWS) -> list:
     count = max(1, min(count, rows // max(1, minimum)))
     bounds = [rows * i // count for i in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def on_streams(ranges: list, build) -> list:
+    """``[build(start, stop) for each range]``, each built on its own CPU stream (its ops run on that stream's thread)."""
+    parts = []
+    for stream, (start, stop) in zip(cpu_streams(len(ranges)), ranges):
+        with mx.stream(stream):
+            parts.append(build(start, stop))
+    return parts

@@ -20,7 +20,7 @@ import mlx.core as mx
 import numpy as np
 from planners import streams as planner_streams
 
-__all__ = ["World", "world", "launched", "share", "gather_rows", "all_max", "all_sum", "LAUNCHER_VARIABLES"]
+__all__ = ["World", "world", "launched", "local_processes", "share", "gather_rows", "all_max", "all_sum", "LAUNCHER_VARIABLES"]
 
 LAUNCHER_VARIABLES = ("MLX_RANK", "MLX_HOSTFILE", "MLX_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
 
