@@ -99,8 +99,8 @@ def local_processes(rank: int, size: int) -> int:
         try:
             with open(path) as f:
                 hosts = json.load(f)
-            address = [entry.rsplit(":", 1)[0] for entry in hosts[rank]]
-            return max(1, sum(1 for entry in hosts if [e.rsplit(":", 1)[0] for e in entry] == address))
+            hosts_of = [[address.rsplit(":", 1)[0] for address in entry] for entry in hosts]  # drop the ports
+            return max(1, hosts_of.count(hosts_of[rank]))
         except (OSError, ValueError, TypeError, IndexError, AttributeError):
             pass
     return size
