@@ -18,7 +18,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from .model import CHUNK_ROWS
+from .model import in_chunks
 
 __all__ = ["FoldedWorldModel"]
 
@@ -68,11 +68,9 @@ class FoldedWorldModel(nn.Module):
         return self._flops
 
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
-        rows = state.shape[0] if state.ndim == 2 else 0
-        if rows > 2 * CHUNK_ROWS:  # slices that stay in cache, as in WorldModel
-            step = CHUNK_ROWS
-            parts = [self(state[i : i + step], action[i : i + step]) for i in range(0, rows, step)]
-            return mx.concatenate([p[0] for p in parts]), mx.concatenate([p[1] for p in parts])
+        return in_chunks(self._step, state, action)
+
+    def _step(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
         inputs = mx.concatenate([state, action], axis=-1)
         h = mx.maximum(inputs @ self.w_in + self.b_in, 0.0)
         for weight, bias in zip(self.hidden_weights, self.hidden_biases):
