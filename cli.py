@@ -37,7 +37,7 @@ def _print_version(ctx, _param, value):
     threads = planners.blas.threads()
     click.echo(f"BLAS: {blas.name}{'' if blas.active else ' — ' + (blas.message or 'not optimised')}"
                + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""))
-    click.echo(f"Rollouts split over {planners.streams.default_count()} CPU stream(s) (WMPLAN_CPU_STREAMS)"
+    click.echo(f"Rollouts split over {planners.execution.default_count()} CPU stream(s) (WMPLAN_CPU_STREAMS)"
                if mx.default_device() == mx.cpu else "Rollouts on one GPU stream")
     click.echo(f"float32 matmul 1024x1024: {gflops:.1f} GFLOP/s")
     ctx.exit()

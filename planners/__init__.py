@@ -13,7 +13,7 @@ from . import blas as _blas
 
 _blas.activate()  # before mlx.core is imported anywhere below
 
-from . import streams  # noqa: E402
+from . import execution  # noqa: E402
 from .base import Plan, Planner, WarmStart, shift  # noqa: E402
 from .cem import CEM, ICEM  # noqa: E402
 from .dynamics import Dynamics, make_evaluate, rollout  # noqa: E402
@@ -35,6 +35,7 @@ __all__ = [
     "Planner",
     "RandomShooting",
     "WarmStart",
+    "execution",
     "make_evaluate",
     "rollout",
     "shift",

@@ -232,12 +232,12 @@ def measure_matmul_gflops(size: int = 1024, repeats: int = 5, streams: int | Non
     """Best-of-``repeats`` float32 ``[size, size] @ [size, size]`` rate in GFLOP/s on MLX's default device.
 
     On the CPU the rows are split over ``streams`` CPU streams computed side by side (default: as
-    many as a rollout uses, :func:`planners.streams.default_count`), so the figure is the machine's
+    many as a rollout uses, :func:`planners.execution.default_count`), so the figure is the machine's
     peak as wmplan's planners can reach it, not one thread's.
     """
     import mlx.core as mx
 
-    from . import streams as _streams
+    from . import execution as _streams
 
     a = mx.random.normal((size, size), key=mx.random.key(0))
     b = mx.random.normal((size, size), key=mx.random.key(1))

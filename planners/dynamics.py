@@ -6,7 +6,7 @@ from typing import Callable, Optional, Protocol, runtime_checkable
 
 import mlx.core as mx
 
-from . import streams as _streams
+from . import execution
 
 __all__ = ["Dynamics", "TerminalValue", "Evaluate", "check_step", "rollout", "make_evaluate"]
 
@@ -66,8 +66,9 @@ def rollout(
         streams: split the ``B`` rows into up to this many contiguous shards, each rolled out on its
             own CPU stream (thread) -- the rows must be independent, as they are for any per-sample
             dynamics. ``None``: the dynamics' own ``rollout_streams`` attribute if it has one (e.g.
-            ``1`` for very light dynamics), else :func:`planners.streams.default_count` (the CPU
-            cores; 1 on a GPU).
+            ``1`` for very light dynamics), else :func:`planners.execution.default_count` (the CPU
+            cores; 1 on a GPU). ``1`` also keeps each step in one call: use it for dynamics that
+            mix the batch. Otherwise a step over many rows runs in slices (:mod:`planners.execution`).
 
     Returns:
         ``returns [B]``, or ``(returns [B], states [B, H+1, S], rewards [B, H])`` on request.
@@ -81,16 +82,16 @@ def rollout(
         )
     if streams is None:
         streams = getattr(dynamics, "rollout_streams", None)
-    count = _streams.default_count() if streams is None else streams
-    ranges = _streams.shards(state.shape[0], count)
-    if len(ranges) == 1:
-        return _rollout_rows(dynamics, state, actions, discount, terminal_value, return_trajectory)
-    parts = _streams.on_streams(
-        ranges,
+    step = dynamics if streams == 1 else (lambda s, a: execution.in_chunks(dynamics, s, a))
+    parts = execution.map_rows(
         lambda start, stop: _rollout_rows(
-            dynamics, state[start:stop], actions[start:stop], discount, terminal_value, return_trajectory
+            step, state[start:stop], actions[start:stop], discount, terminal_value, return_trajectory
         ),
+        state.shape[0],
+        streams,
     )
+    if len(parts) == 1:
+        return parts[0]
     if not return_trajectory:
         return mx.concatenate(parts, axis=0)
     return tuple(mx.concatenate(pieces, axis=0) for pieces in zip(*parts))

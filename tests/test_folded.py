@@ -7,7 +7,7 @@ from mlx.utils import tree_flatten
 
 import planners
 from worldmodel import FoldedWorldModel, ParticleEnv, WorldModel
-from worldmodel.model import CHUNK_ROWS
+from planners.execution import CHUNK_ROWS, in_chunks
 
 
 def trained_like(hidden=(128, 128), seed=0):
@@ -44,11 +44,11 @@ def test_folded_matches_the_world_model(hidden, soft):
     np.testing.assert_allclose(np.array(r2), np.array(r1), rtol=1e-5, atol=2e-6)
 
 
-def test_folded_large_batches_are_chunked_the_same():
+def test_large_batches_in_chunks_are_the_same():
     model = trained_like()
     state, action = batch(2 * CHUNK_ROWS + 5)
     n1, r1 = model(state, action)
-    n2, r2 = model.folded()(state, action)
+    n2, r2 = in_chunks(model.folded(), state, action)
     np.testing.assert_allclose(np.array(n2), np.array(n1), rtol=1e-5, atol=2e-6)
     np.testing.assert_allclose(np.array(r2), np.array(r1), rtol=1e-5, atol=2e-6)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import planners
-from planners import streams
+from planners import execution as streams
 from worldmodel import ParticleEnv, distributed
 
 

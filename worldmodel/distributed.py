@@ -18,7 +18,7 @@ from typing import Optional
 
 import mlx.core as mx
 import numpy as np
-from planners import streams as planner_streams
+from planners import execution
 
 __all__ = ["World", "world", "launched", "local_processes", "share", "gather_rows", "all_max", "all_sum", "LAUNCHER_VARIABLES"]
 
@@ -81,7 +81,7 @@ def world() -> World:
         raise DistributedError(f"mx.distributed.init() failed under a launcher: {str(err).strip()}") from None
     _WORLD = World(group.rank(), group.size(), group if group.size() > 1 else None)
     if _WORLD.size > 1:  # the ranks on this machine share its cores: fewer rollout streams each
-        planner_streams.set_process_share(local_processes(_WORLD.rank, _WORLD.size))
+        execution.set_process_share(local_processes(_WORLD.rank, _WORLD.size))
     return _WORLD
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from .model import in_chunks
-
 __all__ = ["FoldedWorldModel"]
 
 
@@ -68,9 +66,6 @@ class FoldedWorldModel(nn.Module):
         return self._flops
 
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
-        return in_chunks(self._step, state, action)
-
-    def _step(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
         inputs = mx.concatenate([state, action], axis=-1)
         h = mx.maximum(inputs @ self.w_in + self.b_in, 0.0)
         for weight, bias in zip(self.hidden_weights, self.hidden_biases):

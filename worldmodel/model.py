@@ -18,22 +18,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-
-CHUNK_ROWS = 8192
-
-
-def in_chunks(step, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
-    """``step(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``, in slices of ``CHUNK_ROWS`` rows
-    when ``B > 2 * CHUNK_ROWS``.
-
-    The slices' ``[rows, 128]`` temporaries stay in cache and the allocator reuses them: 2.3x faster
-    at 100k rows on a 2-core x86-64 CPU.
-    """
-    rows = state.shape[0] if state.ndim == 2 else 0
-    if rows <= 2 * CHUNK_ROWS:
-        return step(state, action)
-    parts = [step(state[i : i + CHUNK_ROWS], action[i : i + CHUNK_ROWS]) for i in range(0, rows, CHUNK_ROWS)]
-    return mx.concatenate([p[0] for p in parts]), mx.concatenate([p[1] for p in parts])
+from .folded import FoldedWorldModel
 
 
 class Normalizer(nn.Module):
@@ -124,17 +109,12 @@ class WorldModel(nn.Module):
         r = self.reward_out(nn.relu(self.reward_in(mx.concatenate([next_n, action], axis=-1))))
         return delta_n, r[..., 0]
 
-    def folded(self):
+    def folded(self) -> FoldedWorldModel:
         """A frozen :class:`~worldmodel.folded.FoldedWorldModel` snapshot: the same function with the
         normalisations folded into the weights, for planning (about 1.7x faster on a 2-core CPU)."""
-        from .folded import FoldedWorldModel
-
         return FoldedWorldModel(self)
 
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
-        return in_chunks(self._step, state, action)
-
-    def _step(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
         delta_n, reward_n = self.predict_normalized(state, action)
         next_state = state + self.delta_norm.invert(delta_n)
         reward = self.reward_norm.invert(reward_n[..., None])[..., 0]
