@@ -247,7 +247,20 @@ def rollout(model_path, steps, x0, v0, actions, seed, device):
 
 
 def _planner_names():
-    return ("random-shooting", "cem", "icem", "mppi", "gradient", "cem-gd")
+    from planners.registry import PLANNERS
+
+    return tuple(PLANNERS)
+
+
+class NamesInHelp(click.Option):
+    """An option whose help text names the registered planners, looked up only when help is shown
+    (importing the planners loads MLX, which ``wmplan --help`` should not wait for)."""
+
+    def get_help_record(self, ctx):
+        record = super().get_help_record(ctx)
+        if record is None or "{planners}" not in record[1]:
+            return record
+        return record[0], record[1].replace("{planners}", ", ".join(_planner_names()))
 
 
 def _split_names(text, known, what):
@@ -261,8 +274,8 @@ def _split_names(text, known, what):
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True,
-              help="Comma-separated: " + ", ".join(_planner_names()) + ". Baselines (random-policy, zero, feedback, optimal) are always added.")
+@click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp,
+              help="Comma-separated: {planners}. Baselines (random-policy, zero, feedback, optimal) are always added.")
 @click.option("--dynamics", default="model,true", show_default=True, help="Comma-separated: model (the learned world model), true (the env's own dynamics).")
 @click.option("--episodes", default=20, show_default=True, callback=positive("--episodes"), help="Episodes (start states: 6 hard ones, then uniform draws); overridden by --init-states.")
 @click.option("--steps", default=50, show_default=True, callback=positive("--steps"), help="Closed-loop steps per episode.")
@@ -292,10 +305,10 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
 
     from benchmarks.report import table, write_json
     from benchmarks.starts import default_starts, read_init_states
-    from benchmarks.suite import PLANNERS, BenchmarkConfig, run_benchmark
+    from benchmarks.suite import BenchmarkConfig, run_benchmark
     from worldmodel import ParticleEnv
 
-    names = _split_names(planner_names, tuple(PLANNERS), "planner")
+    names = _split_names(planner_names, _planner_names(), "planner")
     sources = _split_names(dynamics, ("model", "true"), "dynamics")
     config = BenchmarkConfig(planners=names, dynamics=sources, episodes=episodes, steps=steps, horizon=horizon,
                              samples=samples, iterations=iterations, seed=seed, model=model_path, init_states=init_states)
@@ -334,7 +347,7 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--planner", "planner_name", default="cem", show_default=True, help="One of: " + ", ".join(_planner_names()) + ".")
+@click.option("--planner", "planner_name", default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}.")
 @click.option("--dynamics", type=click.Choice(["model", "true"]), default="model", show_default=True, help="What the planner imagines with.")
 @click.option("--x0", default=1.0, show_default=True, type=float)
 @click.option("--v0", default=0.0, show_default=True, type=float)
@@ -353,10 +366,10 @@ def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, mo
     import numpy as np
 
     from benchmarks.optimal import optimal_plan
-    from benchmarks.suite import PLANNERS, BenchmarkConfig, make_planner
+    from benchmarks.suite import BenchmarkConfig, make_planner
     from worldmodel import ParticleEnv
 
-    _split_names(planner_name, tuple(PLANNERS), "planner")
+    _split_names(planner_name, _planner_names(), "planner")
     _check_start(x0, v0)
     if plot_path:
         _require_matplotlib()
@@ -408,7 +421,7 @@ def _int_list(text, what):
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True, help="Comma-separated planner names.")
+@click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp, help="Comma-separated: {planners}.")
 @click.option("--samples", "samples_text", default="256,1024,4096,16384", show_default=True, help="Comma-separated N.")
 @click.option("--horizons", "horizons_text", default="15,30", show_default=True, help="Comma-separated H.")
 @click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Default: each planner's own.")
@@ -424,9 +437,7 @@ def speed(planner_names, samples_text, horizons_text, iterations, repeats, model
     import planners as planners_pkg
     from benchmarks.report import write_json
     from benchmarks.speed import measure_planning
-    from benchmarks.suite import PLANNERS
-
-    names = _split_names(planner_names, tuple(PLANNERS), "planner")
+    names = _split_names(planner_names, _planner_names(), "planner")
     sizes = _int_list(samples_text, "--samples")
     horizons = _int_list(horizons_text, "--horizons")
     device = use_device(device)

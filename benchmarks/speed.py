@@ -7,8 +7,9 @@ import time
 
 import mlx.core as mx
 
+import planners
+
 from .closed_loop import CountingDynamics
-from .suite import PLANNERS
 
 
 def measure_planning(model, names, sizes, horizons, iterations, repeats: int, peak_gflops: float) -> list[dict]:
@@ -28,7 +29,7 @@ def measure_planning(model, names, sizes, horizons, iterations, repeats: int, pe
                 options = {"horizon": horizon, "num_samples": samples}
                 if iterations is not None:
                     options["iterations"] = iterations
-                planner = PLANNERS[name](counted, model_action_space(model), seed=0, **options)
+                planner = planners.make_planner(name, counted, model_action_space(model), seed=0, **options)
                 planner.optimize(state)  # warm-up
                 counted.count = 0
                 times = []

@@ -14,14 +14,6 @@ from .baselines import BASELINES, episode_rngs
 from .closed_loop import CountingDynamics, Episodes, planner_chooser, run_episodes
 from .optimal import optimal_returns
 
-PLANNERS = {
-    "random-shooting": planners.RandomShooting,
-    "cem": planners.CEM,
-    "icem": planners.ICEM,
-    "mppi": planners.MPPI,
-    "gradient": planners.GradientPlanner,
-    "cem-gd": planners.CEMGradient,
-}
 DYNAMICS = ("model", "true")
 DEFAULT_PLANNERS = ("cem", "mppi", "random-shooting")
 OPTIMAL_CHUNK = 100  # starts solved together (memory grows with the chunk)
@@ -44,9 +36,8 @@ class BenchmarkConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        unknown = [p for p in self.planners if p not in PLANNERS]
-        if unknown:
-            raise ValueError(f"unknown planner {unknown[0]!r}; choose from {', '.join(PLANNERS)}")
+        for name in self.planners:
+            planners.planner_class(name)  # ValueError naming the choices
         bad = [d for d in self.dynamics if d not in DYNAMICS]
         if bad:
             raise ValueError(f"unknown dynamics {bad[0]!r}; choose from {', '.join(DYNAMICS)}")
@@ -63,9 +54,8 @@ class BenchmarkConfig:
 
 def make_planner(name: str, dynamics, action_space, config: BenchmarkConfig):
     """Build planner ``name`` with the config's sizes (``None`` keeps the planner's default)."""
-    options = {"horizon": config.horizon, "num_samples": config.samples, "iterations": config.iterations}
-    options = {k: v for k, v in options.items() if v is not None}
-    return PLANNERS[name](dynamics, action_space, seed=config.seed, **options)
+    return planners.make_planner(name, dynamics, action_space, horizon=config.horizon, num_samples=config.samples,
+                                 iterations=config.iterations, seed=config.seed)
 
 
 def run_benchmark(

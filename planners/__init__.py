@@ -20,6 +20,7 @@ from .dynamics import Dynamics, make_evaluate, rollout  # noqa: E402
 from .gradient import CEMGradient, GradientPlanner  # noqa: E402
 from .mppi import MPPI  # noqa: E402
 from .random_shooting import RandomShooting  # noqa: E402
+from .registry import PLANNERS, make_planner, planner_class  # noqa: E402
 from .spaces import Box, Discrete  # noqa: E402
 
 __all__ = [
@@ -31,12 +32,15 @@ __all__ = [
     "GradientPlanner",
     "ICEM",
     "MPPI",
+    "PLANNERS",
     "Plan",
     "Planner",
     "RandomShooting",
     "WarmStart",
     "execution",
     "make_evaluate",
+    "make_planner",
+    "planner_class",
     "rollout",
     "shift",
 ]

@@ -17,7 +17,7 @@ from worldmodel.env import ParticleEnv
 
 def _all_planners():
     """Every planner class the package exports (found by introspection, so new ones are covered)."""
-    exported = {getattr(planners, name) for name in planners.__all__}
+    exported = [getattr(planners, name) for name in planners.__all__]
     found, todo = [], [Planner]
     while todo:
         cls = todo.pop()
@@ -34,9 +34,15 @@ BOX = Box(-0.5, 0.5, shape=(1,))  # narrower than the push range: the bounds bin
 STARTS = mx.array([[1.0, 0.0], [-1.5, -1.0], [0.3, 0.5]])
 
 
-def test_every_planner_is_found():
+def test_every_planner_is_found_and_registered():
     names = {cls.__name__ for cls in PLANNERS}
     assert {"RandomShooting", "CEM", "ICEM", "MPPI", "GradientPlanner", "CEMGradient"} <= names
+    assert set(PLANNERS) == set(planners.PLANNERS.values())
+
+
+def test_unknown_planner_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown planner 'cme'; choose from random-shooting, cem"):
+        planners.make_planner("cme", lambda s, a: (s, s[:, 0]), Box(-1, 1))
 
 
 def env_and_space(kind):

@@ -179,3 +179,11 @@ def test_dynamics_can_ask_for_one_stream(monkeypatch):
     planners.rollout(Light(), state, actions, streams=2)  # an explicit count still wins
     assert seen == [512, 512, 512, 512]
     assert ParticleEnv.rollout_streams == 1
+
+
+def test_more_streams_than_cores_are_clamped_with_a_warning(monkeypatch):
+    monkeypatch.setenv("WMPLAN_CPU_STREAMS", "1000")
+    monkeypatch.setattr(streams, "_cores", lambda: 2)
+    monkeypatch.setattr(streams, "_WARNED", set())
+    with pytest.warns(RuntimeWarning, match="WMPLAN_CPU_STREAMS=1000 is more than the 2 CPU core"):
+        assert streams.default_count() == 2
