@@ -11,7 +11,7 @@ Planners: :class:`RandomShooting`, :class:`CEM` (and the iCEM preset :class:`ICE
 
 from . import blas as _blas
 
-_blas.activate()  # before mlx.core is imported anywhere below
+_blas.activate()  # MLX's float32 matmuls on OpenBLAS (Linux), whatever was imported before
 
 from . import streams  # noqa: E402
 from .base import Plan, Planner, WarmStart, shift  # noqa: E402
