@@ -231,6 +231,18 @@ def test_a_wrong_blas_is_caught_by_the_mlx_check(tmp_path):
     assert message.endswith(" differs; using OpenBLAS (ngsolve-openblas) instead")
 
 
+def test_version_names_the_route():
+    from click.testing import CliRunner
+
+    from cli import main
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0, result.output
+    status = blas.status()
+    line = next(line for line in result.output.splitlines() if line.startswith("BLAS: "))
+    assert line.startswith(f"BLAS: {status.name}") and f", route: {status.route}" in line, line
+
+
 @needs_linux_x86
 def test_matmul_results_and_rate():
     import mlx.core as mx
