@@ -123,7 +123,8 @@ def _first_working(choice: str, mx, count: int, notes: list[str]) -> BlasStatus:
         if choice and errors:  # the first candidate, $WMPLAN_BLAS, failed
             notes.append(f"WMPLAN_BLAS={choice} not used: {errors[0][1]}; using {name} instead")
         return BlasStatus(name, path, True, route=ROUTE_PATCHED)
-    detail = "; ".join(f"{name}: {err}" for name, err in errors) if errors else "no optimised BLAS found (pip install ngsolve-openblas, or apt install libopenblas0)"
+    detail = ("; ".join(f"{name}: {err}" for name, err in errors) if errors
+              else "no optimised BLAS found (pip install ngsolve-openblas, or apt install libopenblas0)")
     return BlasStatus("reference BLAS (netlib)", None, False, detail)
 
 

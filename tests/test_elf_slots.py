@@ -30,8 +30,11 @@ def _synthetic_elf(machine: int, glob_dat: int, jump_slot: int, decoy: int) -> b
     """
     strings = b"\0cblas_sgemm\0cblas_dgemm\0"
     symbols = b"".join(struct.pack("<IBBHQQ", name, info, 0, 0, 0, 0) for name, info in [(0, 0), (1, 0x12), (13, 0x12)])
-    rela_dyn = struct.pack("<QQq", RELRO_START, (1 << 32) | glob_dat, 0) + struct.pack("<QQq", 0x1008, (1 << 32) | decoy, 0)
-    rela_plt = struct.pack("<QQq", PLT_START, (1 << 32) | jump_slot, 0) + struct.pack("<QQq", PLT_START + 8, (2 << 32) | jump_slot, 0)
+    def rela(offset, symbol, kind):
+        return struct.pack("<QQq", offset, (symbol << 32) | kind, 0)
+
+    rela_dyn = rela(RELRO_START, 1, glob_dat) + rela(RELRO_START + 8, 1, decoy)
+    rela_plt = rela(PLT_START, 1, jump_slot) + rela(PLT_START + 8, 2, jump_slot)
     phoff, phnum = 64, 3
     strtab = phoff + phnum * 56
     symtab = strtab + len(strings) + (-len(strings)) % 8
