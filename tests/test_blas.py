@@ -16,6 +16,7 @@ from planners import blas
 
 LINUX_X86 = sys.platform.startswith("linux") and platform.machine() in {"x86_64", "AMD64"}
 needs_linux_x86 = pytest.mark.skipif(not LINUX_X86, reason="the OpenBLAS loader (ngsolve-openblas) is for Linux x86-64")
+needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MLX uses Accelerate on macOS")
 
 # Prints the status, every warning raised while importing, the BLAS thread count, and the error and
 # best rate of an [N, N] @ [N, N] float32 matmul on one stream, as JSON.
@@ -111,6 +112,7 @@ def test_fresh_process_with_a_folder_named_mlx_in_cwd(tmp_path):
     assert out["active"] and out["warnings"] == [], out
 
 
+@needs_linux
 def test_blas_off_is_inactive_without_warning(tmp_path):
     out, stderr = probe(tmp_path, WMPLAN_BLAS="off", WMPLAN_BLAS_THREADS="many")
     assert out["active"] is False and out["path"] is None and out["message"] == ""
