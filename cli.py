@@ -36,7 +36,7 @@ def _print_version(ctx, _param, value):
     click.echo(f"wmplan {_version()} (mlx {mx.__version__}, device {mx.default_device()})")
     threads = planners.blas.threads()
     click.echo(f"BLAS: {blas.name}{'' if blas.active else ' — ' + (blas.message or 'not optimised')}"
-               + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""))
+               + f", route: {blas.route}" + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""))
     click.echo(f"Rollouts split over {planners.execution.default_count()} CPU stream(s) (WMPLAN_CPU_STREAMS)"
                if mx.default_device() == mx.cpu else "Rollouts on one GPU stream")
     click.echo(f"float32 matmul 1024x1024: {gflops:.1f} GFLOP/s")

@@ -9,19 +9,15 @@ Planners: :class:`RandomShooting`, :class:`CEM` (and the iCEM preset :class:`ICE
     plan = planner.optimize(state)       # Plan(actions [E, H, A], expected_return [E])
 """
 
-from . import blas as _blas
-
-_blas.activate()  # before mlx.core is imported anywhere below
-
-from . import execution  # noqa: E402
-from .base import Plan, Planner, WarmStart, shift  # noqa: E402
-from .cem import CEM, ICEM  # noqa: E402
-from .dynamics import Dynamics, make_evaluate, rollout  # noqa: E402
-from .gradient import CEMGradient, GradientPlanner  # noqa: E402
-from .mppi import MPPI  # noqa: E402
-from .random_shooting import RandomShooting  # noqa: E402
-from .registry import PLANNERS, make_planner, planner_class  # noqa: E402
-from .spaces import Box, Discrete  # noqa: E402
+from . import execution  # first: points MLX's float32 matmuls at a fast BLAS (any import order)
+from .base import Plan, Planner, WarmStart, shift
+from .cem import CEM, ICEM
+from .dynamics import Dynamics, make_evaluate, rollout
+from .gradient import CEMGradient, GradientPlanner
+from .mppi import MPPI
+from .random_shooting import RandomShooting
+from .registry import PLANNERS, make_planner, planner_class
+from .spaces import Box, Discrete
 
 __all__ = [
     "Box",

@@ -1,20 +1,25 @@
-"""Give MLX's Linux CPU build a fast BLAS.
+"""Give MLX's Linux CPU build a fast BLAS, whatever the import order.
 
 The Linux ``mlx[cpu]`` wheel links the netlib *reference* BLAS: single-threaded, about 6 GFLOP/s
-for float32 matmuls. MLX resolves ``cblas_sgemm`` through the dynamic linker, so an optimised CBLAS
-opened with ``RTLD_GLOBAL`` *before* ``mlx.core`` is first imported takes over every matmul.
+for float32 matmuls. ``libmlx.so`` calls ``cblas_sgemm`` through a GOT slot that the dynamic linker
+fills when ``mlx.core`` is imported. :func:`activate` loads an optimised CBLAS (``RTLD_LOCAL``: its
+symbols are not offered to anything else), checks it, imports ``mlx.core`` itself (if nobody has
+yet) and writes the CBLAS's ``cblas_sgemm`` into MLX's slot (:mod:`planners.elf_slots`), then checks
+a few products through MLX; if they are wrong, the old slot values are written back. One route for
+every order: ``mlx.core`` imported before or after ``planners``, matmuls already run or not.
 
-Sources, tried in order (the first that loads and passes a numeric check wins):
+Sources, tried in order (the first that loads and passes the checks wins):
 
-1. ``$WMPLAN_BLAS`` — a path to any CBLAS shared library (``WMPLAN_BLAS=off`` disables all this).
+1. ``$WMPLAN_BLAS`` — a path to any CBLAS shared library (``WMPLAN_BLAS=off`` disables all this);
+   a path that fails is named in a warning.
 2. ``ngsolve-openblas`` (a Linux x86-64 dependency of wmplan): OpenBLAS with the standard symbol
    names and an ``$ORIGIN`` run path. It needs ``libgfortran.so.5``; where the system has none, the
    copy that the ``mlx[cpu]`` wheel itself bundles is linked beside it in a small cache folder.
 3. The system's OpenBLAS (Debian: ``apt install libopenblas0``).
 
-Nothing here imports MLX; :func:`activate` must run before ``mlx.core`` is imported, which is why
-``planners`` and ``worldmodel`` import this module first. On macOS MLX uses Accelerate and nothing
-is done. Failures never raise: they warn once and MLX keeps its reference BLAS.
+Only float32 matrix products change (``cblas_sgemm`` is the one CBLAS function of MLX's float32
+path); float64/complex products and LAPACK routines keep MLX's own libraries. On macOS MLX uses
+Accelerate and nothing is done. Failures never raise: they warn once and MLX keeps its reference BLAS.
 """
 
 from __future__ import annotations
@@ -33,7 +38,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import elf_slots
+
 __all__ = ["BlasStatus", "activate", "status", "measure_matmul_gflops", "set_threads", "threads"]
+
+ROUTE_PATCHED = "patched libmlx GOT slot"
+ROUTE_ACCELERATE = "macOS Accelerate"
+ROUTE_OFF = "off"
+SYMBOLS = ("cblas_sgemm",)
+"""The CBLAS functions redirected in MLX's libraries: those of MLX's float32 matmul path."""
 
 
 @dataclass(frozen=True)
@@ -43,18 +56,20 @@ class BlasStatus:
     Attributes:
         name: short description, e.g. ``"OpenBLAS (ngsolve-openblas)"``.
         path: the shared library that was loaded, or ``None``.
-        active: ``True`` when an optimised BLAS was loaded in time (or on macOS).
+        active: ``True`` when an optimised BLAS serves MLX's matmuls (or on macOS).
         message: why it is not active, when it is not.
+        route: how it got there: ``"patched libmlx GOT slot"``, ``"macOS Accelerate"`` or ``"off"``.
     """
 
     name: str
     path: str | None
     active: bool
     message: str = ""
+    route: str = ROUTE_OFF
 
 
 _STATUS: BlasStatus | None = None
-_HANDLES: list[ctypes.CDLL] = []  # keep loaded libraries alive
+_HANDLES: list[ctypes.CDLL] = []  # the library MLX now calls into: kept referenced for good
 
 
 def status() -> BlasStatus:
@@ -63,63 +78,140 @@ def status() -> BlasStatus:
 
 
 def activate() -> BlasStatus:
-    """Load an optimised CBLAS into the global symbol scope, once. Never raises."""
+    """Give MLX's float32 matmuls an optimised CBLAS, once. Never raises; each problem warns once."""
     global _STATUS
     if _STATUS is not None:
         return _STATUS
-    _STATUS = _activate()
+    notes: list[str] = []
+    _STATUS = _activate(notes)
     if not _STATUS.active and _STATUS.message and sys.platform.startswith("linux"):
-        warnings.warn(f"wmplan: slow reference BLAS in use: {_STATUS.message}", RuntimeWarning, stacklevel=3)
+        notes.append(f"slow reference BLAS in use: {_STATUS.message}")
+    for note in notes:
+        warnings.warn(f"wmplan: {note}", RuntimeWarning, stacklevel=3)
     return _STATUS
 
 
-def _activate() -> BlasStatus:
+def _activate(notes: list[str]) -> BlasStatus:
+    """Try the sources in order; ``notes`` receives warnings about the user's settings."""
     if sys.platform == "darwin":
-        return BlasStatus("Accelerate (MLX's own)", None, True)
+        return BlasStatus("Accelerate (MLX's own)", None, True, route=ROUTE_ACCELERATE)
     if not sys.platform.startswith("linux"):
         return BlasStatus("MLX's own", None, False, f"no BLAS loader for platform {sys.platform!r}")
     choice = os.environ.get("WMPLAN_BLAS", "").strip()
     if choice.lower() in {"off", "0", "none", "reference"}:
         return BlasStatus("reference BLAS (netlib)", None, False, "")
-    if "mlx.core" in sys.modules:
-        return BlasStatus(
-            "reference BLAS (netlib)", None, False,
-            "mlx.core was imported before wmplan; import planners/worldmodel first to get OpenBLAS",
-        )
+    try:
+        import mlx.core as mx
+    except ImportError as err:
+        return BlasStatus("reference BLAS (netlib)", None, False, f"mlx.core cannot be imported: {err}")
+    return _first_working(choice, mx, _default_threads(notes), notes)
+
+
+def _first_working(choice: str, mx, count: int, notes: list[str]) -> BlasStatus:
+    """Load, check and install the first candidate that works, with ``count`` threads."""
     errors = []
     for name, finder in _candidates(choice):
         try:
             path = finder()
-        except OSError as err:
-            errors.append(f"{name}: {err}")
+            if path is None:
+                continue
+            lib = _load(path, count)
+            _install(lib, mx)
+        except (OSError, AttributeError, ArithmeticError, RuntimeError, ValueError, elf_slots.ElfError) as err:
+            errors.append((name, err))
             continue
-        if path is None:
-            continue
-        try:
-            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-            _check_sgemm(lib)
-        except (OSError, AttributeError, ArithmeticError) as err:
-            errors.append(f"{name}: {err}")
-            continue
-        _HANDLES.append(lib)
-        set_threads(_default_threads())
-        return BlasStatus(name, path, True)
-    detail = "; ".join(errors) if errors else "no optimised BLAS found (pip install ngsolve-openblas, or apt install libopenblas0)"
+        if choice and errors:  # the first candidate, $WMPLAN_BLAS, failed
+            notes.append(f"WMPLAN_BLAS={choice} not used: {errors[0][1]}; using {name} instead")
+        return BlasStatus(name, path, True, route=ROUTE_PATCHED)
+    detail = ("; ".join(f"{name}: {err}" for name, err in errors) if errors
+              else "no optimised BLAS found (pip install ngsolve-openblas, or apt install libopenblas0)")
     return BlasStatus("reference BLAS (netlib)", None, False, detail)
 
 
-def _default_threads() -> int:
-    """``$WMPLAN_BLAS_THREADS``, else 1.
+def _load(path: str, count: int) -> ctypes.CDLL:
+    """Open the CBLAS at ``path`` privately, set its thread count and check ``cblas_sgemm`` directly."""
+    lib = ctypes.CDLL(path, mode=os.RTLD_LOCAL)
+    setter = getattr(lib, "openblas_set_num_threads", None)
+    if setter is not None:
+        setter(int(count))
+    _check_sgemm(lib)
+    return lib
+
+
+def _install(lib: ctypes.CDLL, mx) -> None:
+    """Point MLX's ``cblas_sgemm`` slots at ``lib``'s and check products through MLX; undo on failure.
+
+    Raises:
+        ElfError, OSError: the slots cannot be found or written (nothing changed).
+        ArithmeticError: MLX's products were wrong with ``lib`` (the old slot values are back).
+    """
+    address = ctypes.cast(lib.cblas_sgemm, ctypes.c_void_p).value
+    slots = elf_slots.slots_under(os.path.dirname(os.path.realpath(mx.__file__)), SYMBOLS)
+    if not slots:
+        raise elf_slots.ElfError("MLX's libraries import no cblas_sgemm")
+    patches = elf_slots.patch(slots, address)
+    try:
+        _check_mlx_matmul(mx)
+    except BaseException:
+        elf_slots.restore(patches)
+        raise
+    _HANDLES.append(lib)
+
+
+def _check_mlx_matmul(mx) -> None:
+    """Compare MLX CPU products (plain, transposed operands, ``addmm``) with exact integers.
+
+    Raises:
+        ArithmeticError: an entry differs.
+    """
+    m, k, n = 13, 9, 7
+    a = [[float((3 * i + 5 * t) % 7 - 3) for t in range(k)] for i in range(m)]
+    b = [[float((2 * t + i) % 5 - 2) for i in range(n)] for t in range(k)]
+    c = [[float((i + j) % 3 - 1) for j in range(n)] for i in range(m)]
+    want = [[sum(a[i][t] * b[t][j] for t in range(k)) for j in range(n)] for i in range(m)]
+    x, y, z = mx.array(a), mx.array(b), mx.array(c)
+    cpu = mx.cpu
+    results = {
+        "a @ b": mx.matmul(x, y, stream=cpu),
+        "(a.T).T @ (b.T).T": mx.matmul(mx.array(x.T.tolist()).T, mx.array(y.T.tolist()).T, stream=cpu),
+        "addmm(c, a, b) - c": mx.subtract(mx.addmm(z, x, y, stream=cpu), z, stream=cpu),
+    }
+    for label, result in results.items():
+        got = result.tolist()
+        if got != want:
+            raise ArithmeticError(f"MLX matmul check failed after redirecting cblas_sgemm: {label} differs")
+
+
+def _default_threads(notes: list[str] | None = None) -> int:
+    """``$WMPLAN_BLAS_THREADS`` within [1, usable cores], else 1; a bad value adds a note and is not used.
 
     One thread is the default because OpenBLAS's worker threads spin while they wait: with every
     core busy (a test run beside a build, two ranks on two cores) training ran 30-60x slower with two
     threads than with one, while the gain of two threads on a quiet machine is at most 2x on large
     products and nothing on the 128-row batches of training.
     """
-    try:
-        return max(1, int(os.environ.get("WMPLAN_BLAS_THREADS", "1")))
-    except ValueError:
+    notes = [] if notes is None else notes
+    raw = os.environ.get("WMPLAN_BLAS_THREADS", "").strip()
+    if not raw:
         return 1
+    try:
+        wanted = int(raw)
+    except ValueError:
+        notes.append(f"WMPLAN_BLAS_THREADS={raw!r} is not an integer; using 1 thread")
+        return 1
+    cores = _usable_cores()
+    count = min(max(wanted, 1), cores)
+    if count != wanted:
+        notes.append(f"WMPLAN_BLAS_THREADS={wanted} is outside [1, {cores}] (usable CPU cores); using {count}")
+    return count
+
+
+def _usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def set_threads(count: int) -> bool:
@@ -152,7 +244,7 @@ def _candidates(choice: str):
 
 def _existing(path: str) -> str:
     if not os.path.exists(path):
-        raise OSError(f"no such file: {path}")
+        raise OSError("no such file")
     return path
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import worldmodel  # noqa: F401  (first: loads the fast BLAS before anything imports mlx.core)
+import pytest
 
-import pytest  # isort: skip
+import worldmodel  # noqa: F401  (activates the fast BLAS for the whole session)
 
 
 @pytest.fixture(scope="session", autouse=True)

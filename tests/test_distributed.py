@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import worldmodel  # noqa: F401  (before mlx.core: loads the fast BLAS)
+import worldmodel  # noqa: F401  (activates the fast BLAS)
 import mlx.core as mx  # isort: skip
 import planners
 from benchmarks.baselines import episode_rngs, random_policy

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from planners.spaces import Box, Discrete
-from worldmodel import PUSHES, ParticleEnv, one_hot_pushes  # before mlx.core: loads the fast BLAS
+from worldmodel import PUSHES, ParticleEnv, one_hot_pushes
 
 import mlx.core as mx  # isort: skip
 

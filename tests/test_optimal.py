@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks.optimal import optimal_plan, optimal_returns
-from worldmodel import ParticleEnv, one_hot_pushes  # before mlx.core: loads the fast BLAS
+from worldmodel import ParticleEnv, one_hot_pushes
 
 import mlx.core as mx  # isort: skip
 

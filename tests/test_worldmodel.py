@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-import worldmodel  # noqa: F401  (before mlx.core: loads the fast BLAS)
+import worldmodel  # noqa: F401  (activates the fast BLAS)
 from worldmodel import (
     CheckpointError,
     DatasetError,

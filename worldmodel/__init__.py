@@ -1,6 +1,6 @@
 """The seed's 1-D particle environment and an MLX world model of it."""
 
-import planners as _planners  # noqa: F401  (loads the fast BLAS before mlx.core)
+import planners as _planners  # noqa: F401  (activates the fast BLAS for MLX's matmuls)
 
 from .checkpoint import CheckpointError, load_model, read_config, save_model  # noqa: E402
 from .data import DatasetError, Transitions, generate, uniform_transitions  # noqa: E402

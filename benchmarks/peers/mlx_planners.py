@@ -10,8 +10,8 @@ Two formulations of the same function (both loaded from :mod:`benchmarks.peers.m
   Linux MLX runs element-wise ops on one thread while the matmuls use both cores (OpenBLAS), so
   every element-wise pass over ``[N, 128]`` removed is time saved (see ``speed_compare --profile``).
 
-``import planners`` comes first: it loads OpenBLAS before ``mlx.core`` (MLX's Linux wheel otherwise
-multiplies with the single-threaded reference BLAS, about 6 GFLOP/s).
+``import planners`` puts MLX's float32 matmuls on OpenBLAS, in any import order (MLX's Linux wheel
+otherwise multiplies with the single-threaded reference BLAS, about 6 GFLOP/s).
 
 Run as a worker (prints one ``SPEED_COMPARE_JSON`` line)::
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 
-import planners  # noqa: I001  (loads OpenBLAS; must precede mlx.core)
+import planners  # noqa: I001  (MLX's matmuls on OpenBLAS)
 
 import mlx.core as mx
 import mlx.nn as nn

@@ -22,7 +22,7 @@ import argparse
 import os
 import time
 
-import planners  # noqa: I001  (loads OpenBLAS before mlx.core)
+import planners  # noqa: I001  (MLX's matmuls on OpenBLAS)
 
 import mlx.core as mx
 import numpy as np
