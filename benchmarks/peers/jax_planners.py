@@ -15,6 +15,9 @@ Two ways to loop over CEM's iterations inside the jit (``--impl``):
 - ``unrolled`` — a Python ``for`` loop inside the traced function (XLA sees all iterations inline).
 
 Both draw the same keys, so they return the same plan. MPPI has one iteration: the two are the same.
+On 2 busy x86-64 cores the two ran equally fast within the noise (CEM (1000, 15): 21.0 vs 20.8 ms,
+median of 15 calls in 3 interleaved rounds); ``scan`` compiles in about half the time, so it is
+the default.
 
 Compile time is **not** in the timings: the first call of each case compiles (its wall time is
 reported as ``compile_ms``), then :func:`common.time_calls` makes its untimed warm-up calls before
