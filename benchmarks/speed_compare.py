@@ -1,4 +1,4 @@
-"""Side-by-side planning speed: hand-written torch, ``pytorch_mppi`` and wmplan (MLX), same MLP, same weights.
+"""Side-by-side planning speed: hand-written torch, ``pytorch_mppi``, JAX and wmplan (MLX), same MLP, same weights.
 
     python -m benchmarks.speed_compare [--repeats 20] [--json PATH]
 
@@ -7,12 +7,17 @@ One planning call from a batch of one state, for CEM (5 iterations) and MPPI (1 
 next state 2 + reward 1 out, ReLU), built from one ``.npz`` of numpy weights (seed 0) by every
 framework, each checked against a float64 numpy forward pass. Every implementation runs in its
 own process (torch and MLX in one process slow each other down), times ``--repeats`` calls after
-warm-up and reports the median. GFLOP/s counts the MLP's matmuls only
+warm-up and reports the median; compile time (JAX's ``jit``) falls in the untimed warm-up and is
+reported apart. The ratio columns are ``peer ms / wmplan ms``: above 1 wmplan is faster, below 1
+the peer is. GFLOP/s counts the MLP's matmuls only
 (``2 x MACs per transition x transitions per call``) and is set against the best float32
 1024^2 / 2048^2 matmul rate measured by the same framework in the same process.
 
-torch is never required: without it (``pip install ".[peers]"`` adds torch and pytorch-mppi) the
-torch columns are skipped. The workers live in :mod:`benchmarks.peers`.
+torch and JAX are never required: without them (``pip install ".[peers]"`` adds torch,
+pytorch-mppi and jax) their columns are skipped. The workers live in :mod:`benchmarks.peers`; the
+JAX one (:mod:`benchmarks.peers.jax_planners`) jits each whole planning call, with ``lax.scan`` over
+the horizon and over CEM's iterations (``--workers jax_unrolled``: a Python loop over the
+iterations inside the jit instead).
 """
 
 from __future__ import annotations
@@ -58,10 +63,14 @@ TORCH = Worker("torch", "hand-written torch", "benchmarks.peers.torch_planners",
 PYTORCH_MPPI = Worker(
     "pytorch_mppi", "pytorch_mppi", "benchmarks.peers.torch_planners", "pytorch_mppi", ("torch", "pytorch_mppi"), ("MPPI",)
 )
+JAX = Worker("jax", "JAX", "benchmarks.peers.jax_planners", "scan", ("jax",))
+JAX_UNROLLED = Worker(  # MPPI has one iteration: the same program as "jax"
+    "jax_unrolled", "JAX (unrolled CEM)", "benchmarks.peers.jax_planners", "unrolled", ("jax",), ("CEM",)
+)
 WMPLAN = Worker("wmplan", "wmplan (MLX)", "benchmarks.peers.mlx_planners", "folded", ("mlx",))
 WMPLAN_LINEAR = Worker("wmplan_linear", "wmplan (MLX, nn.Linear)", "benchmarks.peers.mlx_planners", "linear", ("mlx",))
-WORKERS = {w.name: w for w in (TORCH, PYTORCH_MPPI, WMPLAN, WMPLAN_LINEAR)}
-DEFAULT_WORKERS = ("torch", "pytorch_mppi", "wmplan")
+WORKERS = {w.name: w for w in (TORCH, PYTORCH_MPPI, JAX, JAX_UNROLLED, WMPLAN, WMPLAN_LINEAR)}
+DEFAULT_WORKERS = ("torch", "pytorch_mppi", "jax", "wmplan")
 
 
 def _cpu_seconds() -> float | None:
@@ -150,7 +159,8 @@ def merge_rounds(rounds: list[dict]) -> dict:
         times = [t for r in ok for t in r["results"][i]["times_ms"]]
         case = common.Case(**first["case"])
         timing = _summary(times)
-        results.append(common.case_result(case, timing, expected_return=first.get("expected_return")))
+        extra = {k: first[k] for k in ("expected_return", "compile_ms") if k in first}
+        results.append(common.case_result(case, timing, **extra))
     merged["results"] = results
     merged["rounds"] = len(ok)
     merged["others_cpu_fraction"] = max(r.get("others_cpu_fraction", 0.0) for r in ok)
@@ -222,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = WORKERS[name].available()
         if reason:
             skipped[name] = reason
-            print(f"skipping {WORKERS[name].label}: {reason} (pip install \".[peers]\" for the torch columns)")
+            print(f"skipping {WORKERS[name].label}: {reason} (pip install \".[peers]\" for the torch and JAX columns)")
     active = [n for n in names if n not in skipped]
     if not active:
         print("nothing to run")
@@ -285,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
             extra.append(f"BLAS {runs[n]['blas'].split(',')[0]}")
         if "threads" in runs[n]:
             extra.append(f"threads {runs[n]['threads']}")
+        compiles = [r for r in runs[n]["results"] if "compile_ms" in r]
+        if compiles:
+            first = ", ".join(f"{r['key']}: {r['compile_ms'] / 1e3:.1f} s" for r in compiles)
+            extra.append(f"first call with compilation, not timed ({first})")
         print(f"  {WORKERS[n].label}: " + ", ".join(extra))
     for n, r in runs.items():
         if "error" in r and not r.get("skipped"):
