@@ -16,7 +16,7 @@ _blas.activate()  # before mlx.core is imported anywhere below
 from . import streams  # noqa: E402
 from .base import Plan, Planner, WarmStart, shift  # noqa: E402
 from .cem import CEM, ICEM  # noqa: E402
-from .dynamics import Dynamics, make_evaluate, rollout  # noqa: E402
+from .dynamics import Dynamics, KnownReward, make_evaluate, rollout  # noqa: E402
 from .gradient import CEMGradient, GradientPlanner  # noqa: E402
 from .mppi import MPPI  # noqa: E402
 from .random_shooting import RandomShooting  # noqa: E402
@@ -30,6 +30,7 @@ __all__ = [
     "Dynamics",
     "GradientPlanner",
     "ICEM",
+    "KnownReward",
     "MPPI",
     "Plan",
     "Planner",
