@@ -12,7 +12,7 @@ Planners: :class:`RandomShooting`, :class:`CEM` (and the iCEM preset :class:`ICE
 from . import execution  # first: points MLX's float32 matmuls at a fast BLAS (any import order)
 from .base import Plan, Planner, WarmStart, shift
 from .cem import CEM, ICEM
-from .dynamics import Dynamics, make_evaluate, rollout
+from .dynamics import Dynamics, KnownReward, make_evaluate, rollout
 from .gradient import CEMGradient, GradientPlanner
 from .mppi import MPPI
 from .random_shooting import RandomShooting
@@ -27,6 +27,7 @@ __all__ = [
     "Dynamics",
     "GradientPlanner",
     "ICEM",
+    "KnownReward",
     "MPPI",
     "PLANNERS",
     "Plan",

@@ -10,7 +10,7 @@ import mlx.core as mx
 import numpy as np
 
 from .distributions import make_distribution
-from .dynamics import Dynamics, TerminalValue, make_evaluate
+from .dynamics import Dynamics, TerminalValue, Termination, make_evaluate
 
 __all__ = ["Plan", "Planner", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
 
@@ -127,6 +127,9 @@ class Planner:
             same actions whatever other environments are planned in the same batch.
         discount: weight ``discount**t`` of the reward at step ``t``. Default: ``1.0``.
         terminal_value: optional ``V(state [B, S]) -> [B]`` added after the last step.
+        termination: optional ``done(next_state [B, S]) -> [B]`` bool: imagined episodes end there
+            (that step's reward counts, later ones and the terminal value do not; see
+            :func:`~planners.dynamics.rollout`).
         streams: CPU streams the imagined rows are split over (see :func:`~planners.dynamics.rollout`);
             ``1`` for dynamics whose rows are not independent (batch statistics). Default ``None``:
             the dynamics' ``rollout_streams`` attribute, else ``$WMPLAN_CPU_STREAMS``, else the
@@ -153,12 +156,15 @@ class Planner:
         discount: float = 1.0,
         terminal_value: Optional[TerminalValue] = None,
         streams: Optional[int] = None,
+        termination: Optional[Termination] = None,
         **distribution_options,
     ):
         if not callable(dynamics):
             raise ValueError(f"dynamics must be callable (state, action) -> (next_state, reward), got {dynamics!r}")
         if terminal_value is not None and not callable(terminal_value):
             raise ValueError(f"terminal_value must be callable or None, got {terminal_value!r}")
+        if termination is not None and not callable(termination):
+            raise ValueError(f"termination must be callable or None, got {termination!r}")
         self.dynamics = dynamics
         self.action_space = action_space
         self.horizon = check_int("horizon", horizon)
@@ -167,6 +173,7 @@ class Planner:
         self.seed = check_int("seed", seed, minimum=0)
         self.discount = check_float("discount", discount, 0.0, 1.0, low_open=True)
         self.terminal_value = terminal_value
+        self.termination = termination
         for name, value in distribution_options.items():
             if name not in _DISTRIBUTION_RANGES:
                 raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {name!r}")
@@ -174,7 +181,9 @@ class Planner:
             distribution_options[name] = check_float(name, value, low, high, low_open=low_open)
         self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
         self.streams = None if streams is None else check_int("streams", streams)
-        self.evaluate = make_evaluate(dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams)
+        self.evaluate = make_evaluate(
+            dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams, termination=termination
+        )
         self._streams: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call
         self._keys: Optional[mx.array] = None  # next keys [E, 2] of the last call's environments
         self._key_ids: Optional[np.ndarray] = None  # their ids [E]

@@ -22,7 +22,7 @@ class CEM(SamplingPlanner):
     returns get no weight.
 
     Args:
-        dynamics, action_space, seed, discount, terminal_value: see :class:`~planners.base.Planner`.
+        dynamics, action_space, seed, discount, terminal_value, termination: see :class:`~planners.base.Planner`.
         horizon: plan length. Default: ``15``.
         num_samples: population size per iteration. Default: ``1000``.
         iterations: refits per call. Default: ``5``.

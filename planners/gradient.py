@@ -27,7 +27,15 @@ def refine(planner: Planner, state: mx.array, samples: mx.array, best: Plan, ste
 
     def loss(free):
         actions = space.relax(free).reshape(envs * num, horizon, dim)
-        returns = rollout(planner.dynamics, starts, actions, planner.discount, planner.terminal_value, streams=planner.streams)
+        returns = rollout(
+            planner.dynamics,
+            starts,
+            actions,
+            planner.discount,
+            planner.terminal_value,
+            streams=planner.streams,
+            termination=planner.termination,
+        )
         return -mx.sum(mx.where(mx.isfinite(returns), returns, 0.0))
 
     gradient = mx.grad(loss)
@@ -52,7 +60,7 @@ class GradientPlanner(Planner):
     the plan takes the arg-max. See :class:`CEMGradient` for the CEM + gradient hybrid.
 
     Args:
-        dynamics, action_space, seed, discount, terminal_value: see :class:`~planners.base.Planner`.
+        dynamics, action_space, seed, discount, terminal_value, termination: see :class:`~planners.base.Planner`.
             The dynamics must be differentiable with ``mx.grad``.
         horizon: plan length. Default: ``15``.
         num_samples: sequences optimised in parallel per environment. Default: ``100``.

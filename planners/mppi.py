@@ -19,7 +19,7 @@ class MPPI(SamplingPlanner):
     final mean (most likely actions), or the best sequence evaluated when that is better.
 
     Args:
-        dynamics, action_space, seed, discount, terminal_value: see :class:`~planners.base.Planner`.
+        dynamics, action_space, seed, discount, terminal_value, termination: see :class:`~planners.base.Planner`.
         horizon: plan length. Default: ``15``.
         num_samples: sequences per environment and iteration. Default: ``1000``.
         iterations: reweightings per call. Default: ``5``.

@@ -17,7 +17,7 @@ class RandomShooting(SamplingPlanner):
     ``iterations`` draws a fresh population; the best sequence over all of them is the plan.
 
     Args:
-        dynamics, action_space, seed, discount, terminal_value: see :class:`~planners.base.Planner`.
+        dynamics, action_space, seed, discount, terminal_value, termination: see :class:`~planners.base.Planner`.
         horizon: plan length. Default: ``15``.
         num_samples: sequences per environment and iteration. Default: ``1000``.
         iterations: independent populations per call. Default: ``1``.

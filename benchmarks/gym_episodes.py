@@ -1,0 +1,103 @@
+"""Closed-loop MPC in the real Gymnasium environment, planning on the environment's MLX dynamics.
+
+    python -m benchmarks.gym_episodes pendulum --planner cem --episodes 3 [--horizon 30] [--samples 1000]
+
+Each episode starts from Gymnasium's own ``reset(seed=seed + i)``; every step the planner sees the
+state read from the observation (``env.state_from_obs``), plans for all running episodes in one
+batch (with the environment's ``termination`` in imagination) and Gymnasium steps each episode.
+Prints each episode's return and length, the mean and standard deviation, and the planning time per
+step. Needs gymnasium (``pip install 'wmplan[gym]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import planners
+from worldmodel.envs import ENV_NAMES, Environment, get_env
+
+PLANNERS = {"cem": planners.CEM, "icem": planners.ICEM, "mppi": planners.MPPI, "random-shooting": planners.RandomShooting}
+
+
+@dataclass
+class GymEpisodes:
+    """Returns ``[E]`` and lengths ``[E]`` of episodes in the real environment, and seconds spent planning per step."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    plan_seconds_per_step: float
+
+
+def gym_episodes(env: Environment, planner, episodes: int, seed: int = 0, steps: int | None = None) -> GymEpisodes:
+    """Run ``episodes`` episodes of at most ``steps`` (default ``env.steps``) steps of MPC with ``planner``.
+
+    Episodes that terminated are frozen: they stay in the planning batch (so the warm starts of the
+    others are kept) but are no longer stepped.
+    """
+    steps = env.steps if steps is None else steps
+    gym_envs = [env.make_gym_env() for _ in range(episodes)]
+    obs = np.stack([g.reset(seed=seed + i)[0] for i, g in enumerate(gym_envs)])
+    state = env.state_from_obs(obs)  # [E, S]
+    returns = np.zeros(episodes)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    running = np.ones(episodes, dtype=bool)
+    planner.reset()
+    plan_seconds = 0.0
+    for _ in range(steps):
+        start = time.perf_counter()
+        actions = np.array(planner.act(state))  # [E, A]
+        plan_seconds += time.perf_counter() - start
+        for i in np.flatnonzero(running):
+            o, reward, terminated, truncated, _ = gym_envs[i].step(env.gym_action(actions[i]))
+            state[i] = env.state_from_obs(o)
+            returns[i] += reward
+            lengths[i] += 1
+            running[i] = not (terminated or truncated)
+        if not running.any():
+            break
+    for g in gym_envs:
+        g.close()
+    return GymEpisodes(returns, lengths, plan_seconds / max(int(lengths.max()), 1))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("env", choices=[n for n in ENV_NAMES if get_env(n).gym_id is not None])
+    parser.add_argument("--planner", choices=sorted(PLANNERS), default="cem")
+    parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="at most this many steps (default: the env's episode length)")
+    parser.add_argument("--horizon", type=int, default=None, help="default: the env's")
+    parser.add_argument("--samples", type=int, default=None, help="default: the env's")
+    parser.add_argument("--iterations", type=int, default=None, help="default: the planner's")
+    parser.add_argument("--no-termination", action="store_true", help="imagine episodes that never end")
+    args = parser.parse_args(argv)
+    env = get_env(args.env)
+    options = dict(env.planner_options)
+    if args.iterations is not None:
+        options["iterations"] = args.iterations
+    planner = PLANNERS[args.planner](
+        env,
+        env.action_space,
+        horizon=args.horizon or env.horizon,
+        num_samples=args.samples or env.samples,
+        seed=args.seed,
+        termination=None if args.no_termination else env.termination,
+        **options,
+    )
+    result = gym_episodes(env, planner, args.episodes, seed=args.seed, steps=args.steps)
+    print(f"{env.gym_id} with {planner!r}")
+    for i, (ret, length) in enumerate(zip(result.returns, result.lengths)):
+        print(f"  episode {i} (reset seed {args.seed + i}): return {ret:.2f} in {length} steps")
+    print(
+        f"mean return {result.returns.mean():.2f} +- {result.returns.std():.2f}; "
+        f"planning {1000 * result.plan_seconds_per_step:.1f} ms per step"
+    )
+
+
+if __name__ == "__main__":
+    main()

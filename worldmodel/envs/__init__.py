@@ -1,0 +1,44 @@
+"""Environments by name: one module each, holding everything that environment knows.
+
+    env = get_env("pendulum")            # or get_env("particle", continuous=True), ...
+    next_state, reward = env(state, action)          # [B, S], [B, A] -> [B, S], [B] (MLX float32)
+    planner = CEM(env, env.action_space, horizon=env.horizon, num_samples=env.samples,
+                  termination=env.termination)
+    gym_env = env.make_gym_env()         # the real Gymnasium env (needs: pip install 'wmplan[gym]')
+
+See :class:`~worldmodel.envs.base.Environment` for what every environment provides.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from .acrobot import Acrobot
+from .base import Environment
+from .cartpole import CartPole
+from .mountaincar import MountainCar
+from .particle import Particle
+from .pendulum import Pendulum
+
+ENVIRONMENTS = {cls.name: cls for cls in (Particle, Pendulum, CartPole, Acrobot, MountainCar)}
+ENV_NAMES = tuple(ENVIRONMENTS)
+
+__all__ = ["ENVIRONMENTS", "ENV_NAMES", "Environment", "get_env", *(cls.__name__ for cls in ENVIRONMENTS.values())]
+
+
+def get_env(name: str, **options) -> Environment:
+    """The environment ``name`` (one of :data:`ENV_NAMES`) built with its constructor ``options``.
+
+    Raises:
+        ValueError: an unknown name, or an option the environment does not take.
+    """
+    if name not in ENVIRONMENTS:
+        raise ValueError(f"unknown environment {name!r}; choose from {', '.join(ENV_NAMES)}")
+    cls = ENVIRONMENTS[name]
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError:
+        accepted = ", ".join(inspect.signature(cls).parameters)
+        takes = f"takes the options {accepted}" if accepted else "takes no options"
+        raise ValueError(f"environment {name!r} {takes}; got {', '.join(options)}") from None
+    return cls(**options)

@@ -1,0 +1,124 @@
+"""Gymnasium's Acrobot-v1 (swing the tip of a two-link chain above a line), batched in MLX.
+
+State ``[theta1, theta2, theta1_dot, theta2_dot]`` (Gymnasium's ``env.unwrapped.state``;
+``theta1 = 0`` hangs down, ``theta2`` is relative to link 1), actions one-hot over the torques
+(-1, 0, +1) on the joint between the links (a probability vector applies the expected torque).
+One step integrates the equations of motion (Sutton and Barto's book version, as Gymnasium) with
+one classic Runge-Kutta step of ``dt = 0.2`` (Gymnasium's ``rk4`` over ``t = [0, dt]``), then
+wraps both angles into ``[-pi, pi]`` and clips the speeds to ``4 pi`` and ``9 pi``. The episode
+ends when ``-cos(theta1') - cos(theta1' + theta2') > 1`` (the tip above the line one link length
+over the pivot); the reward is -1 per step and 0 on the terminating step (500 steps at most).
+Observations are ``[cos theta1, sin theta1, cos theta2, sin theta2, theta1_dot, theta2_dot]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+
+from planners.spaces import Discrete
+
+from .base import Environment, uniform_box
+
+DT = 0.2
+LINK_LENGTH_1 = 1.0
+MASS_1 = 1.0
+MASS_2 = 1.0
+COM_1 = 0.5  # centre of mass of link 1 from its pivot
+COM_2 = 0.5
+MOMENT = 1.0  # moment of inertia of either link
+GRAVITY = 9.8
+MAX_VEL_1 = 4 * math.pi
+MAX_VEL_2 = 9 * math.pi
+TORQUES = (-1.0, 0.0, 1.0)  # of actions 0, 1, 2, Gymnasium's order
+START_HIGH = 0.1  # reset: every state variable ~ U[-0.1, 0.1]
+
+
+def wrap(x: mx.array, low: float, high: float) -> mx.array:
+    """``x`` shifted by whole periods ``high - low`` into ``[low, high]`` (values already inside stay)."""
+    period = high - low
+    above = x - period * mx.ceil((x - high) / period)
+    below = x + period * mx.ceil((low - x) / period)
+    return mx.where(x > high, above, mx.where(x < low, below, x))
+
+
+def derivatives(s: mx.array, torque: mx.array) -> mx.array:
+    """Time derivative ``[B, 4]`` of states ``s [B, 4]`` under joint torques ``[B]``."""
+    theta1, theta2, dtheta1, dtheta2 = (s[..., i] for i in range(4))
+    d1 = MASS_1 * COM_1**2 + MASS_2 * (LINK_LENGTH_1**2 + COM_2**2 + 2 * LINK_LENGTH_1 * COM_2 * mx.cos(theta2)) + 2 * MOMENT
+    d2 = MASS_2 * (COM_2**2 + LINK_LENGTH_1 * COM_2 * mx.cos(theta2)) + MOMENT
+    phi2 = MASS_2 * COM_2 * GRAVITY * mx.cos(theta1 + theta2 - math.pi / 2.0)
+    phi1 = (
+        -MASS_2 * LINK_LENGTH_1 * COM_2 * dtheta2**2 * mx.sin(theta2)
+        - 2 * MASS_2 * LINK_LENGTH_1 * COM_2 * dtheta2 * dtheta1 * mx.sin(theta2)
+        + (MASS_1 * COM_1 + MASS_2 * LINK_LENGTH_1) * GRAVITY * mx.cos(theta1 - math.pi / 2)
+        + phi2
+    )
+    ddtheta2 = (torque + d2 / d1 * phi1 - MASS_2 * LINK_LENGTH_1 * COM_2 * dtheta1**2 * mx.sin(theta2) - phi2) / (
+        MASS_2 * COM_2**2 + MOMENT - d2**2 / d1
+    )
+    ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
+    return mx.stack([dtheta1, dtheta2, ddtheta1, ddtheta2], axis=-1)
+
+
+class Acrobot(Environment):
+    """Acrobot-v1: ``env(state [B, 4], action [B, 3]) -> (next_state [B, 4], reward [B])``."""
+
+    name = "acrobot"
+    gym_id = "Acrobot-v1"
+    state_dim = 4
+    state_low = (-math.pi, -math.pi, -MAX_VEL_1, -MAX_VEL_2)
+    state_high = (math.pi, math.pi, MAX_VEL_1, MAX_VEL_2)
+    steps = 500
+    horizon = 50
+    samples = 500
+
+    def __init__(self):
+        self.action_space = Discrete(3, values=TORQUES)
+        self._torques = mx.array(TORQUES, dtype=mx.float32)
+
+    def torque(self, action: mx.array) -> mx.array:
+        """Torques ``[B]`` of one-hot (or probability) actions ``[B, 3]``."""
+        return action @ self._torques
+
+    def next_state(self, state: mx.array, action: mx.array) -> mx.array:
+        torque = self.torque(action)
+        k1 = derivatives(state, torque)
+        k2 = derivatives(state + DT / 2 * k1, torque)
+        k3 = derivatives(state + DT / 2 * k2, torque)
+        k4 = derivatives(state + DT * k3, torque)
+        s = state + DT / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return mx.stack(
+            [
+                wrap(s[..., 0], -math.pi, math.pi),
+                wrap(s[..., 1], -math.pi, math.pi),
+                mx.clip(s[..., 2], -MAX_VEL_1, MAX_VEL_1),
+                mx.clip(s[..., 3], -MAX_VEL_2, MAX_VEL_2),
+            ],
+            axis=-1,
+        )
+
+    def termination(self, next_state: mx.array) -> mx.array:
+        """``[B]`` bool: the tip is more than one link length above the pivot."""
+        theta1, theta2 = next_state[..., 0], next_state[..., 1]
+        return -mx.cos(theta1) - mx.cos(theta1 + theta2) > 1.0
+
+    def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
+        return self.termination(next_state).astype(mx.float32) - 1.0
+
+    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
+        return uniform_box(rng, [-START_HIGH] * 4, [START_HIGH] * 4, num)
+
+    def hard_starts(self) -> np.ndarray:
+        """Hanging straight down at rest (nothing to swing from), and two corners of the reset box."""
+        h = START_HIGH
+        return np.array([[0.0, 0.0, 0.0, 0.0], [h, -h, -h, h], [-h, h, h, -h]], dtype=np.float32)
+
+    def state_from_obs(self, obs) -> np.ndarray:
+        """``[cos1, sin1, cos2, sin2, theta1_dot, theta2_dot]`` ``[..., 6]`` -> the state ``[..., 4]``."""
+        obs = np.asarray(obs, dtype=np.float64)
+        theta1 = np.arctan2(obs[..., 1], obs[..., 0])
+        theta2 = np.arctan2(obs[..., 3], obs[..., 2])
+        return np.stack([theta1, theta2, obs[..., 4], obs[..., 5]], axis=-1).astype(np.float32)

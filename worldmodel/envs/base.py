@@ -1,0 +1,170 @@
+"""What every environment knows: the :class:`Environment` base class.
+
+An environment is its true dynamics as a batched MLX function (the planners' ``Dynamics``
+contract) plus what a benchmark or a training run needs around it: the action space, start
+states, training-data draws, termination, episode length and planning budgets, and for the
+Gymnasium copies the id they mirror and the encoding between Gymnasium and planner arrays.
+Gymnasium itself is imported only by :meth:`Environment.make_gym_env`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
+
+import mlx.core as mx
+import numpy as np
+
+from planners.spaces import Box, Discrete
+
+NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+
+
+class Environment(ABC):
+    """An environment with true batched dynamics ``env(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``.
+
+    All MLX arrays are float32; all numpy arrays returned are float32 unless said otherwise.
+    Actions are one-hot (or probability) vectors ``[B, n]`` for a ``Discrete(n)`` space -- a
+    probability vector applies the expected force or torque, which is what gradient planners
+    feed -- and floats ``[B, A]`` for a ``Box``.
+
+    Class attributes every environment sets:
+        name: its name in the registry (``worldmodel.envs.get_env``).
+        gym_id: the Gymnasium id it mirrors, or ``None``.
+        state_dim: ``S``.
+        state_low, state_high: ``[S]`` bounds of the box :meth:`sample_states` draws training states from.
+        steps: episode length (Gymnasium's ``max_episode_steps``).
+        horizon, samples: default planning horizon and sequences per planning call in benchmarks.
+        planner_options: extra keyword options that suit planners here (may be empty).
+        termination: ``None`` if episodes never end, else the method
+            ``termination(next_state [B, S]) -> [B]`` bool (pass it to a planner as ``termination=``).
+        rollout_streams: CPU streams a rollout of these dynamics is split over (see
+            ``planners.dynamics.rollout``): ``1``, as a step is a few element-wise operations.
+        gym_state_dtype: the numpy dtype Gymnasium keeps ``env.unwrapped.state`` in.
+
+    Instances set ``action_space`` (``Discrete`` or ``Box``).
+    """
+
+    name: str
+    gym_id: Optional[str] = None
+    state_dim: int
+    state_low: tuple
+    state_high: tuple
+    steps: int
+    horizon: int
+    samples: int
+    planner_options: Mapping[str, Any] = NO_OPTIONS
+    termination = None
+    rollout_streams = 1
+    gym_state_dtype = np.float64
+    action_space: Discrete | Box
+
+    # -- true dynamics -------------------------------------------------------------------------
+
+    def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
+        """One step: ``state [B, S]``, ``action [B, A]`` -> ``(next_state [B, S], reward [B])``.
+
+        :meth:`step` compiled with ``mx.compile`` (its element-wise operations fused: planning is
+        2-9x faster); it is traced again for each new shape or dtype of the inputs.
+        """
+        if self._compiled_step is None:
+            self._compiled_step = mx.compile(self.step)
+        return self._compiled_step(state, action)
+
+    _compiled_step = None
+
+    def step(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
+        """:meth:`__call__` without compiling: ``(next_state [B, S], reward [B])``."""
+        next_state = self.next_state(state, action)
+        return next_state, self.reward(state, action, next_state)
+
+    @abstractmethod
+    def next_state(self, state: mx.array, action: mx.array) -> mx.array:
+        """``state [B, S]``, ``action [B, A]`` -> ``next_state [B, S]``."""
+
+    @abstractmethod
+    def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
+        """The reward ``[B]`` of the step ``state [B, S] --action [B, A]--> next_state [B, S]``.
+
+        Known rewards let a learned next-state model plan (``planners.KnownReward(model, env.reward)``).
+        """
+
+    # -- states and actions --------------------------------------------------------------------
+
+    @abstractmethod
+    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
+        """``num`` start states ``[num, S]`` from the distribution of Gymnasium's ``reset``."""
+
+    @abstractmethod
+    def hard_starts(self) -> np.ndarray:
+        """A few deliberately hard start states ``[K, S]``."""
+
+    def default_starts(self, num: int, seed: int = 0) -> np.ndarray:
+        """``num`` benchmark starts ``[num, S]``: the hard starts first, then draws of :meth:`sample_starts`."""
+        if num < 1:
+            raise ValueError(f"need num >= 1 starts, got {num}")
+        hard = self.hard_starts()[:num]
+        rest = self.sample_starts(np.random.default_rng(seed), num - len(hard))
+        return np.concatenate([hard, rest]).astype(np.float32)
+
+    def sample_states(self, rng: np.random.Generator, num: int) -> np.ndarray:
+        """``num`` training states ``[num, S]``, uniform over ``[state_low, state_high]``."""
+        return uniform_box(rng, self.state_low, self.state_high, num)
+
+    def sample_actions(self, rng: np.random.Generator, num: int) -> np.ndarray:
+        """``num`` uniformly random actions ``[num, A]``: one-hot rows, or floats within the ``Box``."""
+        space = self.action_space
+        if isinstance(space, Discrete):
+            return np.eye(space.n, dtype=np.float32)[rng.integers(0, space.n, size=num)]
+        return rng.uniform(space.low, space.high, size=(num, space.dim)).astype(np.float32)
+
+    def config(self) -> dict:
+        """The constructor options, so that ``get_env(env.name, **env.config())`` rebuilds it."""
+        return {}
+
+    # -- Gymnasium -----------------------------------------------------------------------------
+
+    def gym_options(self) -> dict:
+        """Keyword arguments ``gymnasium.make`` needs for the same physics (e.g. Pendulum's ``g``)."""
+        return {}
+
+    def make_gym_env(self, **kwargs):
+        """The real Gymnasium environment ``gymnasium.make(gym_id, ...)`` (``kwargs``: e.g. ``render_mode``)."""
+        if self.gym_id is None:
+            raise ValueError(f"environment {self.name!r} has no Gymnasium counterpart")
+        try:
+            import gymnasium
+        except ImportError:
+            raise ImportError("make_gym_env needs gymnasium: pip install 'wmplan[gym]'") from None
+        return gymnasium.make(self.gym_id, **self.gym_options(), **kwargs)
+
+    def state_from_obs(self, obs) -> np.ndarray:
+        """The planner state ``[..., S]`` float32 of Gymnasium observations ``[..., O]`` (here the observation is the state)."""
+        return np.asarray(obs, dtype=np.float32)
+
+    def gym_action(self, action):
+        """What ``gym_env.step`` takes for one planner action ``[A]``: the index of the largest
+        entry for ``Discrete`` (an ``int``), else the float32 array ``[A]`` (Gymnasium clips it)."""
+        action = np.asarray(action)
+        if isinstance(self.action_space, Discrete):
+            return int(np.argmax(action))
+        return action.astype(np.float32).reshape(self.action_space.shape)
+
+    def gym_state(self, gym_env) -> np.ndarray:
+        """The Gymnasium env's internal Markov state ``[S]`` (float64), the planner state of this environment."""
+        return np.array(gym_env.unwrapped.state, dtype=np.float64)
+
+    def set_gym_state(self, gym_env, state) -> None:
+        """Put the Gymnasium env in planner state ``state [S]`` (for exact comparisons of one step)."""
+        gym_env.unwrapped.state = np.array(state, dtype=self.gym_state_dtype).reshape(self.state_dim)
+
+    def __repr__(self):
+        options = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({options})"
+
+
+def uniform_box(rng: np.random.Generator, low, high, num: int) -> np.ndarray:
+    """``num`` draws ``[num, S]`` float32, uniform over the box ``[low, high]`` (each ``[S]``)."""
+    low = np.asarray(low, dtype=np.float64)
+    return rng.uniform(low, np.asarray(high, dtype=np.float64), size=(num, low.size)).astype(np.float32)

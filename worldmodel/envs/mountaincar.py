@@ -1,0 +1,73 @@
+"""Gymnasium's MountainCarContinuous-v0 (drive an underpowered car up the right hill), batched in MLX.
+
+State ``[position, velocity]`` (Gymnasium's ``env.unwrapped.state``, which it keeps in float32),
+action a force ``a`` (``[B, 1]``; the dynamics clip it to ``[-1, 1]``)::
+
+    v' = clip(v + 0.0015 clip(a, -1, 1) - 0.0025 cos(3 p), -0.07, 0.07)
+    p' = clip(p + v', -1.2, 0.6);  v' = 0 if p' = -1.2 and v' < 0      (the left wall stops the car)
+
+The episode ends at the goal, ``p' >= 0.45`` and ``v' >= 0`` (999 steps at most). The reward is
+``100`` on reaching the goal minus ``0.1 a^2`` every step -- of the action as given, unclipped, as
+in Gymnasium. The observation is the state.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+from planners.spaces import Box
+
+from .base import Environment, uniform_box
+
+MIN_POSITION = -1.2
+MAX_POSITION = 0.6
+MAX_SPEED = 0.07
+GOAL_POSITION = 0.45
+GOAL_VELOCITY = 0.0
+POWER = 0.0015
+HILL = 0.0025  # gravity along the track: -HILL cos(3 p)
+GOAL_REWARD = 100.0
+ACTION_COST = 0.1
+START_POSITIONS = (-0.6, -0.4)  # reset: position ~ U[-0.6, -0.4], velocity 0
+VALLEY = -np.pi / 6  # the lowest point of the track, where 3 p = -pi / 2
+
+
+class MountainCar(Environment):
+    """MountainCarContinuous-v0: ``env(state [B, 2], action [B, 1]) -> (next_state [B, 2], reward [B])``."""
+
+    name = "mountaincar"
+    gym_id = "MountainCarContinuous-v0"
+    state_dim = 2
+    state_low = (MIN_POSITION, -MAX_SPEED)
+    state_high = (MAX_POSITION, MAX_SPEED)
+    steps = 999
+    horizon = 100
+    samples = 500
+    gym_state_dtype = np.float32
+
+    def __init__(self):
+        self.action_space = Box(-1.0, 1.0, shape=(1,))
+
+    def next_state(self, state: mx.array, action: mx.array) -> mx.array:
+        position, velocity = state[..., 0], state[..., 1]
+        force = mx.clip(action[..., 0], -1.0, 1.0)
+        velocity = mx.clip(velocity + force * POWER - HILL * mx.cos(3 * position), -MAX_SPEED, MAX_SPEED)
+        position = mx.clip(position + velocity, MIN_POSITION, MAX_POSITION)
+        velocity = mx.where((position == MIN_POSITION) & (velocity < 0), 0.0, velocity)
+        return mx.stack([position, velocity], axis=-1)
+
+    def termination(self, next_state: mx.array) -> mx.array:
+        """``[B]`` bool: at the goal on the right hill, not rolling back."""
+        return (next_state[..., 0] >= GOAL_POSITION) & (next_state[..., 1] >= GOAL_VELOCITY)
+
+    def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
+        goal = self.termination(next_state).astype(mx.float32)
+        return GOAL_REWARD * goal - ACTION_COST * action[..., 0] ** 2
+
+    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
+        return uniform_box(rng, (START_POSITIONS[0], 0.0), (START_POSITIONS[1], 0.0), num)
+
+    def hard_starts(self) -> np.ndarray:
+        """At rest in the valley's lowest point, and at either end of the reset range."""
+        return np.array([[VALLEY, 0.0], [START_POSITIONS[0], 0.0], [START_POSITIONS[1], 0.0]], dtype=np.float32)

@@ -1,0 +1,98 @@
+"""Gymnasium's Pendulum-v1 (swing up and balance), batched in MLX.
+
+State ``[theta, theta_dot]`` (Gymnasium's ``env.unwrapped.state``; ``theta = 0`` is upright and is
+not wrapped), action a torque ``u`` in ``[-2, 2]`` (``[B, 1]``, clipped as Gymnasium clips it)::
+
+    theta_dot' = clip(theta_dot + (3 g / (2 l) sin(theta) + 3 / (m l^2) u) dt, -8, 8)
+    theta'     = theta + theta_dot' dt
+    r          = -(normalize(theta)^2 + 0.1 theta_dot^2 + 0.001 u^2)    (of the state before the step)
+
+with ``normalize(theta)`` in ``[-pi, pi)``, ``dt = 0.05``, ``m = l = 1``. Episodes never end
+(200 steps). Observations are ``[cos(theta), sin(theta), theta_dot]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+
+from planners.spaces import Box
+
+from .base import Environment, uniform_box
+
+MAX_SPEED = 8.0
+MAX_TORQUE = 2.0
+DT = 0.05
+MASS = 1.0
+LENGTH = 1.0
+START_HIGH = (math.pi, 1.0)  # reset: theta ~ U[-pi, pi], theta_dot ~ U[-1, 1]
+
+
+def angle_normalize(theta: mx.array) -> mx.array:
+    """Angles ``[...]`` mapped into ``[-pi, pi)``."""
+    return (theta + math.pi) % (2 * math.pi) - math.pi
+
+
+class Pendulum(Environment):
+    """Pendulum-v1: ``env(state [B, 2], action [B, 1]) -> (next_state [B, 2], reward [B])``.
+
+    Args:
+        g: gravity. Default: ``10.0`` (Gymnasium's default).
+    """
+
+    name = "pendulum"
+    gym_id = "Pendulum-v1"
+    state_dim = 2
+    state_low = (-math.pi, -MAX_SPEED)
+    state_high = (math.pi, MAX_SPEED)
+    steps = 200
+    horizon = 30
+    samples = 1000
+
+    def __init__(self, g: float = 10.0):
+        if not (math.isfinite(g) and g > 0):
+            raise ValueError(f"g must be a positive finite number, got {g!r}")
+        self.g = float(g)
+        self.action_space = Box(-MAX_TORQUE, MAX_TORQUE, shape=(1,))
+
+    def config(self) -> dict:
+        return {"g": self.g}
+
+    def gym_options(self) -> dict:
+        return {"g": self.g}
+
+    @staticmethod
+    def torque(action: mx.array) -> mx.array:
+        """Torques ``[B]`` from actions ``[B, 1]``, clipped to ``[-2, 2]``."""
+        return mx.clip(action[..., 0], -MAX_TORQUE, MAX_TORQUE)
+
+    def next_state(self, state: mx.array, action: mx.array) -> mx.array:
+        theta, theta_dot = state[..., 0], state[..., 1]
+        accel = 3 * self.g / (2 * LENGTH) * mx.sin(theta) + 3.0 / (MASS * LENGTH**2) * self.torque(action)
+        theta_dot = mx.clip(theta_dot + accel * DT, -MAX_SPEED, MAX_SPEED)
+        return mx.stack([theta + theta_dot * DT, theta_dot], axis=-1)
+
+    def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
+        theta, theta_dot = state[..., 0], state[..., 1]
+        u = self.torque(action)
+        return -(angle_normalize(theta) ** 2 + 0.1 * theta_dot**2 + 0.001 * u**2)
+
+    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
+        high = np.array(START_HIGH)
+        return uniform_box(rng, -high, high, num)
+
+    def hard_starts(self) -> np.ndarray:
+        """Hanging straight down: at rest, and moving at the reset's largest speed either way."""
+        return np.array([[math.pi, 0.0], [math.pi, START_HIGH[1]], [-math.pi, -START_HIGH[1]]], dtype=np.float32)
+
+    def state_from_obs(self, obs) -> np.ndarray:
+        """``[cos, sin, theta_dot]`` ``[..., 3]`` -> ``[theta, theta_dot]`` ``[..., 2]``, ``theta`` in ``[-pi, pi]``.
+
+        Gymnasium's own ``theta`` is not wrapped; the two differ by whole turns, which change
+        neither the dynamics nor the reward.
+        """
+        obs = np.asarray(obs, dtype=np.float64)
+        theta = np.arctan2(obs[..., 1], obs[..., 0])
+        return np.stack([theta, obs[..., 2]], axis=-1).astype(np.float32)
