@@ -122,8 +122,8 @@ def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_tra
             check_step(state, next_state, reward)
         next_state = next_state.astype(mx.float32)
         reward = reward.astype(mx.float32)
-        if alive is not None:  # terminated rows: absorbed, no reward
-            reward = alive * reward
+        if alive is not None:  # terminated rows: absorbed, no reward (even a NaN one from past the end)
+            reward = mx.where(alive > 0, reward, 0.0)
             next_state = mx.where(alive[:, None] > 0, next_state, state)
         if termination is not None:
             done = termination(next_state)
@@ -145,7 +145,7 @@ def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_tra
         if tuple(value.shape) != (state.shape[0],):
             raise ValueError(f"terminal_value returned shape {tuple(value.shape)}, expected ({state.shape[0]},)")
         value = value.astype(mx.float32)
-        total = total + weight * (value if alive is None else alive * value)
+        total = total + weight * (value if alive is None else mx.where(alive > 0, value, 0.0))
     if not return_trajectory:
         return total
     reward_array = mx.stack(rewards, axis=1) if rewards else mx.zeros((state.shape[0], 0), dtype=mx.float32)

@@ -62,6 +62,20 @@ def test_actions_after_termination_change_nothing():
     assert first[1] != again[1]
 
 
+def test_nothing_from_past_the_end_leaks_in():
+    """Dynamics or values that are NaN in terminal states do not spoil the returns of rows that ended there."""
+
+    def nan_once_ended(state, action):
+        next_state, reward = counter(state, action)
+        ended = state[:, 0] >= state[:, 1]
+        return mx.where(ended[:, None], mx.nan, next_state), mx.where(ended, mx.nan, reward)
+
+    value = lambda s: mx.where(s[:, 0] >= s[:, 1], mx.nan, 0.0)  # noqa: E731
+    starts = STARTS[:3]  # (the last one starts past its limit)
+    returns = rollout(nan_once_ended, starts, ZERO[:3], terminal_value=value, termination=reached_limit)
+    np.testing.assert_array_equal(np.array(returns), [3.0, 15.0, 1.0])
+
+
 def test_termination_passes_through_evaluate_streams_and_gradients():
     actions = mx.zeros((2, 3, 5, 1))  # [E, N, H, A]
     starts = STARTS[:2]
