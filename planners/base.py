@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import NamedTuple, Optional
 
 import mlx.core as mx
 import numpy as np
 
+from .checks import check_float, check_int
 from .distributions import make_distribution
-from .dynamics import Dynamics, TerminalValue, make_evaluate
+from .dynamics import Dynamics, TerminalValue, check_options, check_sizes, make_evaluate
 
 __all__ = ["Plan", "Planner", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
 
@@ -86,25 +86,6 @@ class PerEnvDraws:
         return f"PerEnvDraws({self.wrapped!r})"
 
 
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int, or ``ValueError`` naming it when it is not an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_float(name: str, value, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
-    """``value`` as a float, or ``ValueError`` naming it when it lies outside the interval."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-    return value
-
-
 _DISTRIBUTION_RANGES = {  # option: (low, high, low end open)
     "init_std": (0.0, float("inf"), True),
     "spread": (0.0, 1.0, False),
@@ -155,17 +136,13 @@ class Planner:
         streams: Optional[int] = None,
         **distribution_options,
     ):
-        if not callable(dynamics):
-            raise ValueError(f"dynamics must be callable (state, action) -> (next_state, reward), got {dynamics!r}")
-        if terminal_value is not None and not callable(terminal_value):
-            raise ValueError(f"terminal_value must be callable or None, got {terminal_value!r}")
+        self.discount, self.streams = check_options(dynamics, discount, terminal_value, streams)
         self.dynamics = dynamics
         self.action_space = action_space
         self.horizon = check_int("horizon", horizon)
         self.num_samples = check_int("num_samples", num_samples)
         self.iterations = check_int("iterations", iterations)
         self.seed = check_int("seed", seed, minimum=0)
-        self.discount = check_float("discount", discount, 0.0, 1.0, low_open=True)
         self.terminal_value = terminal_value
         for name, value in distribution_options.items():
             if name not in _DISTRIBUTION_RANGES:
@@ -173,7 +150,7 @@ class Planner:
             low, high, low_open = _DISTRIBUTION_RANGES[name]
             distribution_options[name] = check_float(name, value, low, high, low_open=low_open)
         self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
-        self.streams = None if streams is None else check_int("streams", streams)
+        check_sizes(dynamics, action_size=action_space.dim, source=f"action_space {action_space!r}")
         self.evaluate = make_evaluate(dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams)
         self._streams: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call
         self._keys: Optional[mx.array] = None  # next keys [E, 2] of the last call's environments
@@ -206,6 +183,9 @@ class Planner:
         if state.ndim != 2:
             raise ValueError(f"state must be [E, S], got shape {tuple(state.shape)}")
         ids = self._check_ids(env_ids, state.shape[0])
+        check_sizes(self.dynamics, state_size=state.shape[1])
+        if state.shape[0] == 0:  # nothing to plan for: no search, no change to the warm start or the keys
+            return Plan(mx.zeros((0, self.horizon, self.action_space.dim)), mx.zeros((0,)))
         warm = self._warm if self._warm is not None and np.array_equal(self._warm_ids, ids) else None
         pairs = mx.vmap(lambda k: mx.random.split(k))(self._stream_keys(ids))  # [E, 2, 2]
         self._keys, self._key_ids, key = pairs[:, 0], ids, pairs[:, 1]
