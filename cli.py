@@ -292,7 +292,7 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
 
     from benchmarks.report import table, write_json
     from benchmarks.starts import default_starts, read_init_states
-    from benchmarks.suite import PLANNERS, BenchmarkConfig, run_benchmark
+    from benchmarks.suite import PLANNERS, BenchmarkConfig, check_memory, run_benchmark
     from worldmodel import ParticleEnv
 
     names = _split_names(planner_names, tuple(PLANNERS), "planner")
@@ -305,6 +305,7 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
     world = current_world()
     env = ParticleEnv()
     starts = read_init_states(init_states) if init_states else default_starts(episodes, seed)
+    check_memory(config, env, len(starts))  # before a model is trained or loaded
     model = None
     if "model" in sources:
         model, config.model = load_or_train_model(model_path, world)

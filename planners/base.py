@@ -11,6 +11,7 @@ import numpy as np
 from .checks import check_float, check_int
 from .distributions import make_distribution
 from .dynamics import Dynamics, TerminalValue, check_options, check_sizes, make_evaluate
+from .memory import check_fits
 
 __all__ = ["Plan", "Planner", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
 
@@ -86,6 +87,14 @@ class PerEnvDraws:
         return f"PerEnvDraws({self.wrapped!r})"
 
 
+POPULATION_COPIES = 4
+"""float32 copies of a population ``[E, N, H, A]`` alive at once in a search step (measured: about 2.7)."""
+ROW_BYTES = 512
+"""Bytes per imagined row besides the populations: states, returns, the dynamics' temporaries
+(measured: about 370 with wmplan's folded world model)."""
+GRADIENT_STEP_BYTES = 1280
+"""Bytes per row and step a gradient planner keeps for the backward pass (measured: about 1190)."""
+
 _DISTRIBUTION_RANGES = {  # option: (low, high, low end open)
     "init_std": (0.0, float("inf"), True),
     "spread": (0.0, 1.0, False),
@@ -157,6 +166,7 @@ class Planner:
         self._key_ids: Optional[np.ndarray] = None  # their ids [E]
         self._warm: Optional[WarmStart] = None
         self._warm_ids: Optional[np.ndarray] = None
+        self._memory_checked: Optional[int] = None  # the number of environments last checked
 
     @property
     def warm_start(self) -> Optional[WarmStart]:
@@ -186,6 +196,9 @@ class Planner:
         check_sizes(self.dynamics, state_size=state.shape[1])
         if state.shape[0] == 0:  # nothing to plan for: no search, no change to the warm start or the keys
             return Plan(mx.zeros((0, self.horizon, self.action_space.dim)), mx.zeros((0,)))
+        if state.shape[0] != self._memory_checked:
+            self.check_memory(state.shape[0])
+            self._memory_checked = state.shape[0]
         warm = self._warm if self._warm is not None and np.array_equal(self._warm_ids, ids) else None
         pairs = mx.vmap(lambda k: mx.random.split(k))(self._stream_keys(ids))  # [E, 2, 2]
         self._keys, self._key_ids, key = pairs[:, 0], ids, pairs[:, 1]
@@ -195,6 +208,25 @@ class Planner:
         self._warm_ids = ids
         mx.eval(plan, self._warm, self._keys)
         return plan
+
+    def memory_estimate(self, envs: int) -> int:
+        """Rough peak bytes of one :meth:`optimize` call for ``envs`` environments (:mod:`planners.memory`):
+        the populations, each imagined row and, for gradient planners, every step kept for the backward pass."""
+        rows = envs * self.num_samples
+        population = 4 * POPULATION_COPIES * self.horizon * self.action_space.dim
+        return rows * (population + ROW_BYTES) + self._gradient_rows(envs) * self.horizon * GRADIENT_STEP_BYTES
+
+    def check_memory(self, envs: int) -> None:
+        """:class:`~planners.memory.MemoryBudgetError` when planning for ``envs`` environments would need
+        more memory than is available (:meth:`optimize` checks this itself before its first search)."""
+        check_fits(
+            self.memory_estimate(envs),
+            f"planning {envs} environment(s) x {self.num_samples} samples x horizon {self.horizon}",
+        )
+
+    def _gradient_rows(self, envs: int) -> int:
+        """Sequences differentiated at once (``0``: the planner takes no gradients)."""
+        return 0
 
     @staticmethod
     def _check_ids(env_ids, envs: int) -> np.ndarray:
