@@ -1,7 +1,10 @@
 """The ``wmplan`` command: train, rollout, plan, benchmark, speed.
 
 Heavy imports (MLX, the packages) happen inside the subcommands, so ``wmplan --help`` is instant.
-Every expected failure (bad input, missing or corrupt files) ends in a one-line error and exit 1.
+Every expected failure ends in a one-line error: exit 2 for a bad command line (click's usage
+errors: an unknown option, a bad value, an output path that cannot be written -- all found before
+any work starts), exit 1 for what goes wrong while running (a missing or corrupt checkpoint, a
+malformed start-states file, a run too large for the memory).
 """
 
 from __future__ import annotations
@@ -132,6 +135,54 @@ def positive(name):
     return check
 
 
+def seed_range(_ctx, param, value):
+    """Option callback: a seed, an integer from 0 to 2**64 - 1 (what every random generator takes)."""
+    if value is not None and not 0 <= value < 2**64:
+        raise click.BadParameter(f"{param.opts[0]} must be an integer from 0 to 2**64 - 1, got {value}")
+    return value
+
+
+def non_empty(_ctx, param, value):
+    """Option callback: a path that is not ``""``."""
+    if value is not None and value.strip() == "":
+        raise click.BadParameter(f"{param.opts[0]} must not be empty")
+    return value
+
+
+def output_file(_ctx, _param, value):
+    """Option callback: a file path wmplan can write (checked now, before any work; see worldmodel.files)."""
+    from worldmodel.files import check_output_path
+
+    if value is not None:
+        try:
+            check_output_path(value)
+        except OSError as err:
+            raise click.BadParameter(str(err)) from None
+    return value
+
+
+def output_folder(_ctx, _param, value):
+    """Option callback: a folder wmplan can create or write into (checked now, before any work)."""
+    from worldmodel.files import check_output_folder
+
+    if value is not None:
+        try:
+            check_output_folder(value)
+        except OSError as err:
+            raise click.BadParameter(str(err)) from None
+    return value
+
+
+def check_start(x0, v0):
+    """``(x0, v0)`` checked as every start state is (:func:`benchmarks.starts.check_start`); a usage error else."""
+    from benchmarks.starts import check_start as check
+
+    try:
+        return check(x0, v0)
+    except ValueError as err:
+        raise click.BadParameter(f"the start {err}", param_hint="'--x0' / '--v0'") from None
+
+
 @main.command(context_settings=CONTEXT)
 @click.option("--episodes", default=400, show_default=True, callback=positive("--episodes"), help="Random-action episodes to record.")
 @click.option("--steps", default=50, show_default=True, callback=positive("--steps"), help="Steps per episode.")
@@ -144,8 +195,8 @@ def positive(name):
 @click.option("--hidden", default=128, show_default=True, callback=positive("--hidden"), help="Units in each of the two hidden layers.")
 @click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model.")
+@click.option("--seed", default=0, show_default=True, callback=seed_range)
+@click.option("--out", type=click.Path(file_okay=False), default=None, callback=output_folder, help="Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model.")
 @device_option
 @friendly_errors
 def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, balance_bins, compile, seed, out, device):
@@ -161,7 +212,7 @@ def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, bal
 
     device = use_device(device)
     world = current_world()
-    out = out or default_model_path()
+    out = default_model_path() if out is None else out
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_lr=max_lr, schedule=schedule,
                          balance_bins=balance_bins, seed=seed, compile=compile)
     if batch_size < world.size:
@@ -217,12 +268,12 @@ def parse_pushes(text):
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
 @click.option("--steps", default=15, show_default=True, callback=positive("--steps"), help="Steps of random actions (ignored with --actions).")
 @click.option("--x0", default=1.0, show_default=True, type=float)
 @click.option("--v0", default=0.0, show_default=True, type=float)
 @click.option("--actions", default=None, help="Pushes to apply, e.g. +1,+1,-1,0 (one step each).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random actions.")
+@click.option("--seed", default=0, show_default=True, callback=seed_range, help="Seed of the random actions.")
 @device_option
 @friendly_errors
 def rollout(model_path, steps, x0, v0, actions, seed, device):
@@ -233,7 +284,7 @@ def rollout(model_path, steps, x0, v0, actions, seed, device):
     from worldmodel.rollout import compare_open_loop
 
     pushes = parse_pushes(actions) if actions else np.random.default_rng(seed).integers(-1, 2, size=steps).tolist()
-    _check_start(x0, v0)
+    check_start(x0, v0)
     device = use_device(device)
     model, _ = load_or_train_model(model_path)
     true, imagined = compare_open_loop(ParticleEnv(), model, (x0, v0), pushes)
@@ -282,11 +333,11 @@ def _split_names(text, known, what):
 @click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Planning horizon. Default: each planner's own (15).")
 @click.option("--samples", type=int, default=500, show_default=True, callback=positive("--samples"), help="Imagined action sequences per episode and iteration.")
 @click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Optimiser iterations per step. Default: each planner's own.")
-@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
-@click.option("--init-states", type=click.Path(), default=None, help="CSV with header x,v and one start per row.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Draw the return distributions to a PNG (needs the 'plot' extra).")
+@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@click.option("--init-states", type=click.Path(), default=None, callback=non_empty, help="CSV with header x,v and one start per row.")
+@click.option("--seed", default=0, show_default=True, callback=seed_range)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the results as JSON here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Draw the return distributions to a PNG (needs the 'plot' extra).")
 @device_option
 @friendly_errors
 def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterations, model_path, init_states, seed, json_path, plot_path, device):
@@ -305,7 +356,7 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
 
     from benchmarks.report import table, write_json
     from benchmarks.starts import default_starts, read_init_states
-    from benchmarks.suite import BenchmarkConfig, run_benchmark
+    from benchmarks.suite import BenchmarkConfig, check_memory, run_benchmark
     from worldmodel import ParticleEnv
 
     names = _split_names(planner_names, _planner_names(), "planner")
@@ -318,6 +369,7 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
     world = current_world()
     env = ParticleEnv()
     starts = read_init_states(init_states) if init_states else default_starts(episodes, seed)
+    check_memory(config, env, len(starts))  # before a model is trained or loaded
     model = None
     if "model" in sources:
         model, config.model = load_or_train_model(model_path, world)
@@ -355,9 +407,9 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
 @click.option("--horizon", type=int, default=None, callback=positive("--horizon"))
 @click.option("--samples", type=int, default=None, callback=positive("--samples"))
 @click.option("--iterations", type=int, default=None, callback=positive("--iterations"))
-@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Draw x, v and the pushes over time to a PNG (needs the 'plot' extra).")
+@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@click.option("--seed", default=0, show_default=True, callback=seed_range)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Draw x, v and the pushes over time to a PNG (needs the 'plot' extra).")
 @device_option
 @friendly_errors
 def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, model_path, seed, plot_path, device):
@@ -370,7 +422,7 @@ def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, mo
     from worldmodel import ParticleEnv
 
     _split_names(planner_name, _planner_names(), "planner")
-    _check_start(x0, v0)
+    check_start(x0, v0)
     if plot_path:
         _require_matplotlib()
     device = use_device(device)
@@ -426,8 +478,8 @@ def _int_list(text, what):
 @click.option("--horizons", "horizons_text", default="15,30", show_default=True, help="Comma-separated H.")
 @click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Default: each planner's own.")
 @click.option("--repeats", default=5, show_default=True, callback=positive("--repeats"), help="Timed calls per cell (the median is shown).")
-@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON here.")
+@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the results as JSON here.")
 @device_option
 @friendly_errors
 def speed(planner_names, samples_text, horizons_text, iterations, repeats, model_path, json_path, device):
@@ -465,12 +517,6 @@ def _require_matplotlib():
     except ImportError:
         raise click.ClickException("--plot needs matplotlib: pip install 'wmplan[plot]'") from None
 
-
-def _check_start(x0, v0):
-    import math
-
-    if not (math.isfinite(x0) and math.isfinite(v0)):
-        raise click.BadParameter(f"the start state must be finite, got x0={x0}, v0={v0}")
 
 
 if __name__ == "__main__":  # pragma: no cover

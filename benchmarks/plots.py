@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worldmodel.files import atomic_output
+from worldmodel.files import open_output
 
 
 def _pyplot():
@@ -28,9 +28,11 @@ def plot_returns(result: dict, path: str) -> None:
     ax.set_title(f"Returns over {len(rows[0]['returns'])} episodes")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    with atomic_output(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    try:
+        with open_output(path, "wb", suffix=".png") as f:
+            fig.savefig(f, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def plot_episode(true_states: np.ndarray, imagined_states: np.ndarray, pushes: np.ndarray, path: str, title: str = "") -> None:
@@ -51,6 +53,8 @@ def plot_episode(true_states: np.ndarray, imagined_states: np.ndarray, pushes: n
     axes[2].set_xlabel("step")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_output(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    try:
+        with open_output(path, "wb", suffix=".png") as f:
+            fig.savefig(f, format="png", dpi=120)
+    finally:
+        plt.close(fig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from worldmodel.files import write_json_atomic
+from worldmodel import files
 
 HEADERS = ("planner", "dynamics", "return (mean ± std)", "cost ratio", "final |x|", "success", "model gap", "ms/step", "imagined/s")
 
@@ -32,5 +32,5 @@ def table(result: dict) -> str:
 
 
 def write_json(path: str, result: dict) -> None:
-    """Write the result atomically (temporary file, then rename)."""
-    write_json_atomic(path, result)
+    """Write the result as JSON (atomically; see :func:`worldmodel.files.open_output`)."""
+    files.write_json(path, result)

@@ -21,7 +21,7 @@ def measure_planning(model, names, sizes, horizons, iterations, repeats: int, pe
     """
     flops = model.flops_per_transition()
     state = mx.array([[1.0, 0.0]], dtype=mx.float32)
-    rows = []
+    cells = []  # every planner is built and its memory checked before the first one is timed
     for name in names:
         for horizon in horizons:
             for samples in sizes:
@@ -30,21 +30,25 @@ def measure_planning(model, names, sizes, horizons, iterations, repeats: int, pe
                 if iterations is not None:
                     options["iterations"] = iterations
                 planner = planners.make_planner(name, counted, model_action_space(model), seed=0, **options)
-                planner.optimize(state)  # warm-up
-                counted.count = 0
-                times = []
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    planner.optimize(state)
-                    times.append(time.perf_counter() - start)
-                seconds = statistics.median(times)
-                per_call = counted.count / repeats
-                gflops = per_call * flops / seconds / 1e9
-                rows.append({
-                    "planner": name, "samples": samples, "horizon": horizon, "iterations": planner.iterations,
-                    "ms_per_call": 1000 * seconds, "transitions_per_s": per_call / seconds,
-                    "gflops": gflops, "percent_of_peak": 100 * gflops / peak_gflops,
-                })
+                planner.check_memory(state.shape[0])
+                cells.append((name, horizon, samples, counted, planner))
+    rows = []
+    for name, horizon, samples, counted, planner in cells:
+        planner.optimize(state)  # warm-up
+        counted.count = 0
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            planner.optimize(state)
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        per_call = counted.count / repeats
+        gflops = per_call * flops / seconds / 1e9
+        rows.append({
+            "planner": name, "samples": samples, "horizon": horizon, "iterations": planner.iterations,
+            "ms_per_call": 1000 * seconds, "transitions_per_s": per_call / seconds,
+            "gflops": gflops, "percent_of_peak": 100 * gflops / peak_gflops,
+        })
     return rows
 
 

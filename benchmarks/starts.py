@@ -25,6 +25,16 @@ def default_starts(num: int, seed: int = 0, x_limit: float = 1.5, v_limit: float
     return np.concatenate([hard, uniform.astype(np.float32)]).astype(np.float32)
 
 
+def check_start(x: float, v: float, x_limit: float = 1.5, v_limit: float = 1.0) -> tuple[float, float]:
+    """``(x, v)`` as floats when the start lies in the box ``|x| <= x_limit``, ``|v| <= v_limit``; else ``ValueError``."""
+    x, v = float(x), float(v)
+    if not (np.isfinite(x) and np.isfinite(v)):
+        raise ValueError(f"x and v must be finite, got {x}, {v}")
+    if abs(x) > x_limit or abs(v) > v_limit:
+        raise ValueError(f"({x}, {v}) is outside the box |x| <= {x_limit}, |v| <= {v_limit}")
+    return x, v
+
+
 def read_init_states(path: str, x_limit: float = 1.5, v_limit: float = 1.0) -> np.ndarray:
     """Starts ``[E, 2]`` float32 from a CSV with header ``x,v`` and one start per row.
 
@@ -33,7 +43,7 @@ def read_init_states(path: str, x_limit: float = 1.5, v_limit: float = 1.0) -> n
             or no rows; the message names the line.
     """
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not part of the header
             rows = list(csv.reader(f))
     except FileNotFoundError:
         raise InitStatesError(f"no initial-states file at {path}") from None
@@ -55,9 +65,8 @@ def read_init_states(path: str, x_limit: float = 1.5, v_limit: float = 1.0) -> n
             x, v = float(row[0]), float(row[1])
         except ValueError:
             raise InitStatesError(f"{path} line {line}: not a number: {','.join(row)!r}") from None
-        if not (np.isfinite(x) and np.isfinite(v)):
-            raise InitStatesError(f"{path} line {line}: x and v must be finite, got {x}, {v}")
-        if abs(x) > x_limit or abs(v) > v_limit:
-            raise InitStatesError(f"{path} line {line}: ({x}, {v}) is outside the box |x| <= {x_limit}, |v| <= {v_limit}")
-        starts.append((x, v))
+        try:
+            starts.append(check_start(x, v, x_limit, v_limit))
+        except ValueError as err:
+            raise InitStatesError(f"{path} line {line}: {err}") from None
     return np.array(starts, dtype=np.float32)

@@ -58,6 +58,13 @@ def make_planner(name: str, dynamics, action_space, config: BenchmarkConfig):
                                  iterations=config.iterations, seed=config.seed)
 
 
+def check_memory(config: BenchmarkConfig, env, episodes: int) -> None:
+    """:class:`~planners.memory.MemoryBudgetError` when a planner of ``config`` would need more memory
+    than is available to plan ``episodes`` environments together (each is built and checked; none runs)."""
+    for name in config.planners:
+        make_planner(name, env, env.action_space, config).check_memory(max(1, episodes))
+
+
 def run_benchmark(
     config: BenchmarkConfig,
     env,
@@ -89,6 +96,7 @@ def run_benchmark(
     part = share(len(starts), w.rank, w.size)
     local, ids = starts[part], np.arange(part.start, part.stop)
     sources = {"model": model, "true": env}
+    check_memory(config, env, len(local))
     runs: list[tuple[str, str | None, Episodes]] = []
     for name in config.planners:
         for source in config.dynamics:

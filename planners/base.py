@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import NamedTuple, Optional
 
 import mlx.core as mx
 import numpy as np
 
+from .checks import check_float, check_int
 from .distributions import make_distribution
-from .dynamics import Dynamics, TerminalValue, Termination, make_evaluate
+from .dynamics import Dynamics, TerminalValue, Termination, check_options, check_sizes, make_evaluate
+from .memory import check_fits
 
 __all__ = ["Plan", "Planner", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
 
@@ -86,24 +87,13 @@ class PerEnvDraws:
         return f"PerEnvDraws({self.wrapped!r})"
 
 
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int, or ``ValueError`` naming it when it is not an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_float(name: str, value, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
-    """``value`` as a float, or ``ValueError`` naming it when it lies outside the interval."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-    return value
-
+POPULATION_COPIES = 4
+"""float32 copies of a population ``[E, N, H, A]`` alive at once in a search step (measured: about 2.7)."""
+ROW_BYTES = 512
+"""Bytes per imagined row besides the populations: states, returns, the dynamics' temporaries
+(measured: about 370 with wmplan's folded world model)."""
+GRADIENT_STEP_BYTES = 1280
+"""Bytes per row and step a gradient planner keeps for the backward pass (measured: about 1190)."""
 
 _DISTRIBUTION_RANGES = {  # option: (low, high, low end open)
     "init_std": (0.0, float("inf"), True),
@@ -159,19 +149,13 @@ class Planner:
         termination: Optional[Termination] = None,
         **distribution_options,
     ):
-        if not callable(dynamics):
-            raise ValueError(f"dynamics must be callable (state, action) -> (next_state, reward), got {dynamics!r}")
-        if terminal_value is not None and not callable(terminal_value):
-            raise ValueError(f"terminal_value must be callable or None, got {terminal_value!r}")
-        if termination is not None and not callable(termination):
-            raise ValueError(f"termination must be callable or None, got {termination!r}")
+        self.discount, self.streams = check_options(dynamics, discount, terminal_value, streams, termination)
         self.dynamics = dynamics
         self.action_space = action_space
         self.horizon = check_int("horizon", horizon)
         self.num_samples = check_int("num_samples", num_samples)
         self.iterations = check_int("iterations", iterations)
         self.seed = check_int("seed", seed, minimum=0)
-        self.discount = check_float("discount", discount, 0.0, 1.0, low_open=True)
         self.terminal_value = terminal_value
         self.termination = termination
         for name, value in distribution_options.items():
@@ -180,7 +164,7 @@ class Planner:
             low, high, low_open = _DISTRIBUTION_RANGES[name]
             distribution_options[name] = check_float(name, value, low, high, low_open=low_open)
         self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
-        self.streams = None if streams is None else check_int("streams", streams)
+        check_sizes(dynamics, action_size=action_space.dim, source=f"action_space {action_space!r}")
         self.evaluate = make_evaluate(
             dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams, termination=termination
         )
@@ -189,6 +173,7 @@ class Planner:
         self._key_ids: Optional[np.ndarray] = None  # their ids [E]
         self._warm: Optional[WarmStart] = None
         self._warm_ids: Optional[np.ndarray] = None
+        self._memory_checked: Optional[int] = None  # the number of environments last checked
 
     @property
     def warm_start(self) -> Optional[WarmStart]:
@@ -215,6 +200,12 @@ class Planner:
         if state.ndim != 2:
             raise ValueError(f"state must be [E, S], got shape {tuple(state.shape)}")
         ids = self._check_ids(env_ids, state.shape[0])
+        check_sizes(self.dynamics, state_size=state.shape[1])
+        if state.shape[0] == 0:  # nothing to plan for: no search, no change to the warm start or the keys
+            return Plan(mx.zeros((0, self.horizon, self.action_space.dim)), mx.zeros((0,)))
+        if state.shape[0] != self._memory_checked:
+            self.check_memory(state.shape[0])
+            self._memory_checked = state.shape[0]
         warm = self._warm if self._warm is not None and np.array_equal(self._warm_ids, ids) else None
         pairs = mx.vmap(lambda k: mx.random.split(k))(self._stream_keys(ids))  # [E, 2, 2]
         self._keys, self._key_ids, key = pairs[:, 0], ids, pairs[:, 1]
@@ -224,6 +215,25 @@ class Planner:
         self._warm_ids = ids
         mx.eval(plan, self._warm, self._keys)
         return plan
+
+    def memory_estimate(self, envs: int) -> int:
+        """Rough peak bytes of one :meth:`optimize` call for ``envs`` environments (:mod:`planners.memory`):
+        the populations, each imagined row and, for gradient planners, every step kept for the backward pass."""
+        rows = envs * self.num_samples
+        population = 4 * POPULATION_COPIES * self.horizon * self.action_space.dim
+        return rows * (population + ROW_BYTES) + self._gradient_rows(envs) * self.horizon * GRADIENT_STEP_BYTES
+
+    def check_memory(self, envs: int) -> None:
+        """:class:`~planners.memory.MemoryBudgetError` when planning for ``envs`` environments would need
+        more memory than is available (:meth:`optimize` checks this itself before its first search)."""
+        check_fits(
+            self.memory_estimate(envs),
+            f"planning {envs} environment(s) x {self.num_samples} samples x horizon {self.horizon}",
+        )
+
+    def _gradient_rows(self, envs: int) -> int:
+        """Sequences differentiated at once (``0``: the planner takes no gradients)."""
+        return 0
 
     @staticmethod
     def _check_ids(env_ids, envs: int) -> np.ndarray:

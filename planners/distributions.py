@@ -19,6 +19,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
+from .memory import check_fits
 from .spaces import Box, Discrete
 
 __all__ = ["Categorical", "Gaussian", "make_distribution", "population_noise", "colored_noise_basis", "blend", "select"]
@@ -26,6 +27,7 @@ __all__ = ["Categorical", "Gaussian", "make_distribution", "population_noise", "
 Params = Tuple[mx.array, ...]
 _SOFTEN = 0.2  # uniform weight in the logits a one-hot sequence starts gradient planning from
 _SQUASH_LIMIT = 0.9  # |tanh(u)| a Box sequence starts gradient planning from, at most
+BASIS_BYTES_PER_STEP_SQUARED = 32  # peak bytes / H**2 of colored_noise_basis: float64 [H/2, H] and [H, H] temporaries
 
 
 class Categorical:
@@ -192,6 +194,7 @@ def colored_noise_basis(horizon: int, beta: float):
     """
     if beta == 0:
         return None
+    check_fits(BASIS_BYTES_PER_STEP_SQUARED * horizon**2, f"the colored-noise basis for horizon {horizon}")
     t = np.arange(horizon)
     freqs = np.arange(horizon // 2 + 1) / horizon
     scale = np.maximum(freqs, 1.0 / horizon) ** (-beta / 2.0)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Optional, Protocol, runtime_checkable
 
 import mlx.core as mx
+import numpy as np
 
 from . import execution
+from .checks import check_float, check_int
 
-__all__ = ["Dynamics", "TerminalValue", "Termination", "Evaluate", "KnownReward", "check_step", "rollout", "make_evaluate"]
+__all__ = [
+    "Dynamics", "TerminalValue", "Termination", "Evaluate", "KnownReward", "CheckedDynamics", "check_options",
+    "check_sizes", "check_output", "check_step", "rollout", "make_evaluate",
+]
 
 
 @runtime_checkable
@@ -17,8 +23,10 @@ class Dynamics(Protocol):
 
     ``ParticleEnv``, a trained ``WorldModel``, any ``nn.Module`` or plain function with this call
     signature fits. Actions are one-hot (or probability) vectors for ``Discrete`` spaces and floats
-    within the bounds for ``Box`` spaces. All arrays are float32 MLX arrays. An optional attribute
-    ``rollout_streams`` (int) tells :func:`rollout` how many CPU streams suit the dynamics.
+    within the bounds for ``Box`` spaces. All arrays are float32 MLX arrays (numpy arrays returned
+    are converted). An optional attribute ``rollout_streams`` (int) tells :func:`rollout` how many
+    CPU streams suit the dynamics; optional ``state_dim`` and ``action_dim`` (ints) are checked
+    against the states and actions the dynamics are given.
     """
 
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]: ...
@@ -49,6 +57,97 @@ def check_step(state: mx.array, next_state: mx.array, reward: mx.array) -> None:
         )
     if tuple(reward.shape) != (batch,):
         raise ValueError(f"dynamics returned reward of shape {tuple(reward.shape)}, expected ({batch},)")
+
+
+def check_options(dynamics, discount, terminal_value, streams, termination=None) -> tuple[float, Optional[int]]:
+    """``(discount, streams)`` checked as planners and :func:`rollout` take them; ``ValueError`` naming a bad one.
+
+    ``dynamics``, ``terminal_value`` and ``termination`` (the last two or ``None``) must be callable,
+    ``discount`` in ``(0, 1]``, ``streams`` ``None`` or an integer ``>= 1``.
+    """
+    if not callable(dynamics):
+        raise ValueError(f"dynamics must be callable (state, action) -> (next_state, reward), got {dynamics!r}")
+    if terminal_value is not None and not callable(terminal_value):
+        raise ValueError(f"terminal_value must be callable or None, got {terminal_value!r}")
+    if termination is not None and not callable(termination):
+        raise ValueError(f"termination must be callable or None, got {termination!r}")
+    discount = check_float("discount", discount, 0.0, 1.0, low_open=True)
+    return discount, (None if streams is None else check_int("streams", streams))
+
+
+def check_sizes(dynamics, state_size: Optional[int] = None, action_size: Optional[int] = None, source: str = "") -> None:
+    """``ValueError`` when the dynamics declare a ``state_dim`` or ``action_dim`` (ints) other than the sizes given.
+
+    ``source`` says where the action size comes from (e.g. ``"action_space Discrete(n=2)"``).
+    """
+    for attribute, size, name in (("state_dim", state_size, "states"), ("action_dim", action_size, "actions")):
+        declared = getattr(dynamics, attribute, None)
+        if size is not None and isinstance(declared, numbers.Integral) and not isinstance(declared, bool) and declared != size:
+            where = f" ({source})" if source and name == "actions" else ""
+            raise ValueError(f"{name} of size {size}{where} do not fit the dynamics, which declare {attribute}={declared}")
+
+
+def check_output(output, state: mx.array) -> tuple[mx.array, mx.array]:
+    """What dynamics returned for ``state [B, S]``, as MLX arrays ``(next_state [B, S], reward [B])``.
+
+    Numpy arrays (and scalars) of real numbers are converted to float32 MLX arrays; anything else
+    -- not a pair, not an array, complex numbers, the wrong shapes -- is a ``ValueError`` that says
+    what was expected and what came back.
+    """
+    if not isinstance(output, (tuple, list)) or len(output) != 2:
+        got = f"a {type(output).__name__} of {len(output)} values" if isinstance(output, (tuple, list)) else _describe(output)
+        raise ValueError(f"dynamics must return a pair (next_state [B, S], reward [B]), got {got}")
+    next_state, reward = _as_array("next_state", output[0]), _as_array("reward", output[1])
+    check_step(state, next_state, reward)
+    return next_state, reward
+
+
+def _as_array(name: str, value) -> mx.array:
+    """``value`` as an MLX array of real numbers (numpy converted to float32), else ``ValueError``."""
+    if isinstance(value, mx.array):
+        if mx.issubdtype(value.dtype, mx.complexfloating):
+            raise ValueError(f"dynamics returned {name} of dtype {value.dtype}, expected real numbers (float32)")
+        return value
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf":
+        return mx.array(np.asarray(value, dtype=np.float32))
+    raise ValueError(f"dynamics returned {name} as {_describe(value)}, expected an MLX (or numpy) array of real numbers")
+
+
+def _describe(value) -> str:
+    """A short description of a returned value for error messages."""
+    if value is None:
+        return "None"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"a {type(value).__module__.split('.')[0]} array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"a {type(value).__name__}"
+
+
+class CheckedDynamics:
+    """``dynamics`` whose every output passes :func:`check_output`; other attributes are the wrapped one's.
+
+    A call that raises ``ValueError``, ``TypeError`` or ``IndexError`` (such as MLX's shape errors
+    from inside a model given actions of the wrong size) becomes a ``ValueError`` naming the
+    shapes of the state and action it was given.
+    """
+
+    def __init__(self, dynamics):
+        self.dynamics = dynamics
+
+    def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
+        try:
+            output = self.dynamics(state, action)
+        except (ValueError, TypeError, IndexError) as err:
+            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ValueError(
+                f"dynamics failed on state of shape {tuple(state.shape)} and action of shape {tuple(action.shape)} "
+                f"(does the action space fit the dynamics?): {detail}"
+            ) from err
+        return check_output(output, state)
+
+    def __getattr__(self, name):
+        if name == "dynamics":  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.dynamics, name)
 
 
 def rollout(
@@ -86,6 +185,11 @@ def rollout(
         ``returns = sum_t alive_t discount**t r_t + alive_H discount**H V(s_H)``, where ``alive_t``
         is 1 until the step after the first terminal state and 0 from then on (1 throughout
         without ``termination``).
+
+    Raises:
+        ValueError: bad options (as :func:`check_options`), sizes other than the dynamics declare
+            (:func:`check_sizes`), or dynamics that fail or return something else than
+            ``(next_state [B, S], reward [B])`` (:class:`CheckedDynamics`).
     """
     state = mx.array(state, dtype=mx.float32)
     actions = mx.array(actions, dtype=mx.float32)
@@ -93,6 +197,9 @@ def rollout(
         raise ValueError(
             f"rollout needs state [B, S] and actions [B, H, A], got {tuple(state.shape)} and {tuple(actions.shape)}"
         )
+    discount, streams = check_options(dynamics, discount, terminal_value, streams, termination)
+    check_sizes(dynamics, state.shape[1], actions.shape[2])
+    dynamics = dynamics if isinstance(dynamics, CheckedDynamics) else CheckedDynamics(dynamics)
     if streams is None:
         streams = getattr(dynamics, "rollout_streams", None)
     step = dynamics if streams == 1 else (lambda s, a: execution.in_chunks(dynamics, s, a))

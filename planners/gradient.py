@@ -84,6 +84,9 @@ class GradientPlanner(Planner):
         super().__init__(dynamics, action_space, horizon=horizon, num_samples=num_samples, iterations=iterations, init_std=init_std, **options)
         self.learning_rate = check_float("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
 
+    def _gradient_rows(self, envs: int) -> int:
+        return envs * self.num_samples
+
     def _search(self, state, warm, key):
         envs = state.shape[0]
         samples = self.distribution.sample(key, self._initial(envs, warm), self.num_samples)
@@ -107,6 +110,9 @@ class CEMGradient(CEM):
         super().__init__(dynamics, action_space, **options)
         self.grad_iterations = check_int("grad_iterations", grad_iterations, minimum=0)
         self.learning_rate = check_float("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
+
+    def _gradient_rows(self, envs: int) -> int:
+        return envs * self.num_elites
 
     def _finish(self, state, params, best, key) -> Plan:
         best = super()._finish(state, params, best, key)

@@ -172,6 +172,9 @@ def test_uniform_transitions_are_true_and_in_box():
 def test_transitions_save_load_round_trip(tmp_path):
     data = tiny_data()
     path = tmp_path / "sub" / "data.npz"
+    with pytest.raises(OSError, match="the folder .*sub does not exist"):  # never created silently
+        data.save(str(path))
+    path.parent.mkdir()
     data.save(str(path))
     assert sorted(os.listdir(path.parent)) == ["data.npz"]  # no temporary file left behind
     back = Transitions.load(str(path))

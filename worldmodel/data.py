@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from .files import atomic_output
+from .files import open_output
 
 
 class DatasetError(ValueError):
@@ -46,10 +46,9 @@ class Transitions:
         return Transitions(self.states[index], self.actions[index], self.next_states[index], self.rewards[index])
 
     def save(self, path: str) -> None:
-        """Write an ``.npz`` atomically (temporary file, then rename)."""
-        with atomic_output(path, suffix=".npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, states=self.states, actions=self.actions, next_states=self.next_states, rewards=self.rewards)
+        """Write an ``.npz`` (atomically; see :func:`worldmodel.files.open_output`)."""
+        with open_output(path, "wb", suffix=".npz") as f:
+            np.savez(f, states=self.states, actions=self.actions, next_states=self.next_states, rewards=self.rewards)
 
     @classmethod
     def load(cls, path: str) -> "Transitions":

@@ -45,6 +45,11 @@ class ParticleEnv:
             self.action_space = Discrete(3, values=PUSHES)
         self._pushes = mx.array(PUSHES, dtype=mx.float32)
 
+    @property
+    def action_dim(self) -> int:
+        """Length of one action vector: 3 (one-hot pushes) or 1 (continuous)."""
+        return self.action_space.dim
+
     def config(self) -> dict:
         """The constructor arguments, as stored in checkpoints."""
         return {"continuous": self.continuous, "accel": self.accel, "x_limit": self.x_limit, "v_limit": self.v_limit}

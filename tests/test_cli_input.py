@@ -1,0 +1,167 @@
+"""Hostile command lines: output paths checked before any work, empty paths, start states checked
+alike everywhere, seeds, byte-order marks; usage errors exit 2, runtime errors 1, never a traceback."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from worldmodel.recipe import default_model_path
+
+# a benchmark that runs in well under a second: the true dynamics, one cheap planner
+QUICK = ["benchmark", "--dynamics", "true", "--planners", "random-shooting", "--episodes", "2", "--steps", "2",
+         "--horizon", "2", "--samples", "8"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def one_error_line(result, code: int) -> str:
+    """The single ``Error: ...`` line of a failed command (exit status ``code``), without ``Error: ``."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.output
+    return errors[0][len("Error: "):]
+
+
+def char_device(path):
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except OSError as err:
+        pytest.skip(f"cannot make a device node here: {err}")
+    return path
+
+
+@pytest.mark.parametrize(
+    "command, option",
+    [
+        (["benchmark", "--model", "/no/such/model"], "--json"),
+        (["benchmark", "--model", "/no/such/model"], "--plot"),
+        (["plan", "--model", "/no/such/model"], "--plot"),
+        (["speed", "--model", "/no/such/model"], "--json"),
+    ],
+)
+def test_an_output_in_a_missing_folder_is_refused_before_any_work(tmp_path, command, option):
+    path = str(tmp_path / "missing" / "out")
+    message = one_error_line(invoke(*command, option, path), 2)
+    # the option's check, not the missing model found later
+    assert message == f"Invalid value for '{option}': cannot write {path}: the folder {tmp_path / 'missing'} does not exist"
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_an_empty_output_path_is_an_error(option):
+    assert one_error_line(invoke(*QUICK, option, ""), 2) == f"Invalid value for '{option}': the output path is empty"
+
+
+def test_json_through_a_symlink_updates_its_target(tmp_path):
+    target, link = tmp_path / "results.json", tmp_path / "latest.json"
+    target.write_text("stale")
+    link.symlink_to(target)
+    result = invoke(*QUICK, "--json", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and json.loads(target.read_text())["config"]["episodes"] == 2
+
+
+def test_json_and_plot_into_a_device_leave_the_device(tmp_path):
+    device = char_device(str(tmp_path / "null"))
+    result = invoke(*QUICK, "--json", device, "--plot", device)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat(device).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["null"]
+
+
+def test_json_into_a_named_pipe_reaches_its_reader(tmp_path):
+    pipe = str(tmp_path / "pipe")
+    os.mkfifo(pipe)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(pipe).read()), daemon=True)
+    reader.start()
+    result = invoke(*QUICK, "--json", pipe)
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert got and json.loads(got[0])["config"]["episodes"] == 2
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+
+
+def test_outputs_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        result = invoke(*QUICK, "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png"))
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    for name in ("r.json", "r.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_a_write_that_fails_after_the_run_names_the_given_path(tmp_path, monkeypatch):
+    path = str(tmp_path / "r.json")
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), src)
+
+    monkeypatch.setattr(os, "replace", full)
+    message = one_error_line(invoke(*QUICK, "--json", path), 1)
+    assert message == f"cannot write {path}: No space left on device"
+    assert os.listdir(tmp_path) == []
+
+
+def test_train_out_empty_is_an_error_and_keeps_the_default_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("WMPLAN_HOME", str(tmp_path))
+    message = one_error_line(invoke("train", "--episodes", "5", "--steps", "2", "--epochs", "1", "--out", ""), 2)
+    assert message == "Invalid value for '--out': the output folder path is empty"
+    assert not os.path.exists(default_model_path())
+
+
+def test_train_out_in_a_missing_folder_is_refused_before_training(tmp_path):
+    out = str(tmp_path / "runs" / "model")
+    result = invoke("train", "--out", out)  # the full default budget, were it to start
+    message = one_error_line(result, 2)
+    assert message == f"Invalid value for '--out': cannot write {out}: the folder {tmp_path / 'runs'} does not exist"
+    assert "Dataset size" not in result.output
+
+
+@pytest.mark.parametrize(
+    "command, option",
+    [(["rollout"], "--model"), (["plan"], "--model"), (["benchmark"], "--model"), (["speed"], "--model"),
+     (["benchmark"], "--init-states")],
+)
+def test_empty_input_paths_are_errors(command, option):
+    assert one_error_line(invoke(*command, option, ""), 2) == f"Invalid value for '{option}': {option} must not be empty"
+
+
+@pytest.mark.parametrize("command", [["rollout", "--actions", "+1"], ["plan", "--dynamics", "true", "--steps", "1"]])
+@pytest.mark.parametrize("x0, v0", [("100", "0"), ("0", "-1.5"), ("nan", "0")])
+def test_start_outside_the_box_is_refused_as_init_states_are(tmp_path, command, x0, v0):
+    message = one_error_line(invoke(*command, "--model", "/no/such/model", "--x0", x0, "--v0", v0), 2)
+    assert message.startswith("Invalid value for '--x0' / '--v0': the start ")
+    csv_path = tmp_path / "starts.csv"
+    csv_path.write_text(f"x,v\n{x0},{v0}\n")
+    from_file = one_error_line(invoke(*QUICK, "--init-states", str(csv_path)), 1)
+    # one check, one wording
+    assert from_file.split("line 2: ", 1)[1] == message.split("the start ", 1)[1]
+
+
+def test_init_states_with_a_byte_order_mark(tmp_path):
+    csv_path = tmp_path / "excel.csv"
+    csv_path.write_bytes("x,v\r\n1.5,1.0\r\n-0.25,0\r\n".encode("utf-8-sig"))
+    result = invoke(*QUICK, "--init-states", str(csv_path), "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["config"]["episodes"] == 2
+
+
+@pytest.mark.parametrize("command", ["train", "rollout", "plan", "benchmark"])
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_seeds_out_of_range_name_the_option(command, seed):
+    message = one_error_line(invoke(command, "--seed", seed), 2)
+    assert message == f"Invalid value for '--seed': --seed must be an integer from 0 to 2**64 - 1, got {seed}"

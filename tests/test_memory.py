@@ -1,0 +1,105 @@
+"""Absurd sizes: estimated memory against the memory available, a one-line error before allocating."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import mlx.core as mx
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from planners import CEM, MPPI, CEMGradient, GradientPlanner, RandomShooting, memory
+from planners.distributions import colored_noise_basis
+from planners.memory import MemoryBudgetError, available_bytes, check_fits, format_bytes
+from worldmodel.env import ParticleEnv
+
+ENV = ParticleEnv()
+GB = 10**9
+
+
+@pytest.fixture
+def eight_gb(monkeypatch):
+    """A machine with 8 GB available, whatever this one has."""
+    monkeypatch.setattr(memory, "available_bytes", lambda: 8 * GB)
+
+
+def test_available_bytes_is_a_plausible_amount():
+    available = available_bytes()
+    assert available is None or 10**7 < available < 10**14
+
+
+def test_check_fits_says_the_estimate_and_what_is_available(eight_gb):
+    check_fits(7 * GB, "a small job")
+    with pytest.raises(MemoryBudgetError) as info:
+        check_fits(54 * GB, "a big job")
+    assert str(info.value) == "a big job needs about 54.0 GB of memory, more than the 8.0 GB available"
+
+
+def test_format_bytes():
+    assert [format_bytes(n) for n in (512, 1500, 2.5e6, 9.5e9, 3e12, 4e15)] == [
+        "512 B", "1.5 kB", "2.5 MB", "9.5 GB", "3.0 TB", "4000.0 TB"]
+
+
+def test_estimates_grow_with_every_size_and_with_gradients():
+    base = CEM(ENV, ENV.action_space, horizon=15, num_samples=500)
+    estimate = base.memory_estimate(20)
+    assert CEM(ENV, ENV.action_space, horizon=30, num_samples=500).memory_estimate(20) > estimate
+    assert CEM(ENV, ENV.action_space, horizon=15, num_samples=1000).memory_estimate(20) > estimate
+    assert base.memory_estimate(40) > estimate
+    gradient = GradientPlanner(ENV, ENV.action_space, horizon=15, num_samples=500).memory_estimate(20)
+    assert gradient > 10 * estimate  # every step kept for the backward pass
+    hybrid = CEMGradient(ENV, ENV.action_space, horizon=15, num_samples=500).memory_estimate(20)
+    assert estimate < hybrid < gradient  # only the elites are differentiated
+
+
+class Exploding:
+    """Dynamics that fail the test if they are ever called."""
+
+    action_dim = 3
+
+    def __call__(self, state, action):
+        raise AssertionError("the planner started imagining")
+
+
+@pytest.mark.parametrize("cls", [RandomShooting, CEM, MPPI, GradientPlanner], ids=lambda c: c.__name__)
+def test_planning_too_many_samples_fails_before_imagining(cls, eight_gb):
+    planner = cls(Exploding(), ENV.action_space, horizon=15, num_samples=100_000_000)
+    with pytest.raises(MemoryBudgetError, match=r"planning 20 environment\(s\) x 100000000 samples x horizon 15 "
+                                                r"needs about [\d.]+ TB of memory, more than the 8\.0 GB available"):
+        planner.optimize(mx.zeros((20, 2)))
+
+
+def test_a_colored_noise_basis_too_large_fails_before_allocating(eight_gb):
+    with pytest.raises(MemoryBudgetError, match=r"colored-noise basis for horizon 100000 needs about 320\.0 GB"):
+        colored_noise_basis(100_000, 2.0)
+    with pytest.raises(MemoryBudgetError, match="colored-noise basis"):
+        MPPI(ENV, ENV.action_space, horizon=100_000)
+    assert colored_noise_basis(1000, 2.0).shape == (1000, 1000)  # 32 MB: fine
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--samples", "100000000"], r"planning 20 environment\(s\) x 100000000 samples x horizon 15 needs about"),
+        (["--horizon", "100000"], "the colored-noise basis for horizon 100000 needs about 320.0 GB"),
+        (["--planners", "random-shooting,gradient", "--samples", "100000"], r"planning 20 environment\(s\) x 100000 samples"),
+    ],
+    ids=["samples", "horizon", "second planner"],
+)
+def test_benchmark_refuses_absurd_sizes_at_once(eight_gb, args, message):
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["benchmark", "--dynamics", "true", "--steps", "2", *args])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert re.search(message, lines[0]), lines[0]
+    assert time.perf_counter() - start < 30
+
+
+def test_speed_refuses_absurd_sizes_before_timing(eight_gb, tiny_model_path):
+    result = CliRunner().invoke(main, ["speed", "--model", tiny_model_path, "--planners", "cem",
+                                       "--samples", "256,1000000000", "--horizons", "15", "--repeats", "1"])
+    assert result.exit_code == 1, result.output
+    assert "1000000000 samples x horizon 15 needs about" in result.output.strip().splitlines()[-1]
