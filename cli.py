@@ -183,48 +183,84 @@ def check_start(x0, v0):
         raise click.BadParameter(f"the start {err}", param_hint="'--x0' / '--v0'") from None
 
 
+class EnvNamesInHelp(click.Option):
+    """An option whose help text names the environments (``{envs}``), looked up only when help is shown."""
+
+    def get_help_record(self, ctx):
+        record = super().get_help_record(ctx)
+        if record is None or "{envs}" not in record[1]:
+            return record
+        from worldmodel.envs import ENV_NAMES
+
+        return record[0], record[1].replace("{envs}", ", ".join(ENV_NAMES))
+
+
 @main.command(context_settings=CONTEXT)
-@click.option("--episodes", default=400, show_default=True, callback=positive("--episodes"), help="Random-action episodes to record.")
-@click.option("--steps", default=50, show_default=True, callback=positive("--steps"), help="Steps per episode.")
-@click.option("--epochs", default=20, show_default=True, callback=positive("--epochs"))
-@click.option("--batch-size", default=128, show_default=True, callback=positive("--batch-size"))
+@click.option("--env", "env_name", default="particle", show_default=True, cls=EnvNamesInHelp,
+              help="Environment: {envs}.")
+@click.option("--source", default="mlx", show_default=True,
+              help="Where the random-action episodes run: mlx (the env's MLX dynamics) or gym (Gymnasium itself).")
+@click.option("--episodes", type=int, default=None, callback=positive("--episodes"),
+              help="Random-action episodes to record. Default: the env's training budget.")
+@click.option("--steps", type=int, default=None, callback=positive("--steps"), help="Steps per episode. Default: the env's training budget.")
+@click.option("--epochs", type=int, default=None, callback=positive("--epochs"), help="Default: the env's training budget.")
+@click.option("--batch-size", type=int, default=None, callback=positive("--batch-size"), help="Default: the env's training budget.")
 @click.option("--lr", default=1e-3, show_default=True, help="Adam's base learning rate (the seed's).")
 @click.option("--max-lr", default=2e-2, show_default=True, help="Peak of the one-cycle schedule.")
 @click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
               help="'constant' keeps --lr throughout, as the seed did.")
-@click.option("--hidden", default=128, show_default=True, callback=positive("--hidden"), help="Units in each of the two hidden layers.")
+@click.option("--hidden", type=int, default=None, callback=positive("--hidden"),
+              help="Units in each of the two hidden layers. Default: the env's training budget.")
+@click.option("--angle-features/--raw-angles", default=None,
+              help="Feed the env's angles to the model as (cos, sin), or as they are. Default: the env's choice.")
 @click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
 @click.option("--seed", default=0, show_default=True, callback=seed_range)
 @click.option("--out", type=click.Path(file_okay=False), default=None, callback=output_folder, help="Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model.")
 @device_option
 @friendly_errors
-def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, balance_bins, compile, seed, out, device):
+def train(env_name, source, episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, angle_features,
+          balance_bins, compile, seed, out, device):
     """Generate random-action data, train the world model, report held-out accuracy, save it.
+
+    The data are random-action episodes from states drawn uniformly over the env's training box
+    (restarted from a new draw where an episode terminates); the held-out one-step MSE is measured
+    on 20,000 single transitions drawn the same way. The checkpoint records the env.
 
     Under mlx.launch (several processes) the training is data-parallel: each process takes its
     share of every batch, gradients are averaged; rank 0 prints and saves.
     """
     import time
 
-    from worldmodel import TrainConfig
-    from worldmodel.recipe import HELD_OUT_SIZE, default_model_path, train_world_model
+    from worldmodel.data import SOURCES
+    from worldmodel.envs import get_env
+    from worldmodel.recipe import default_model_path, held_out_line, train_config, train_world_model
 
+    env = get_env(env_name)
+    if source not in SOURCES:
+        raise ValueError(f"unknown --source {source!r}; choose from {', '.join(SOURCES)}")
+    if source == "gym":
+        try:  # a one-line error now if the env has no Gymnasium counterpart or gymnasium is missing
+            env.make_gym_env().close()
+        except ImportError as err:
+            raise click.ClickException(f"--source gym: {err}") from None
+    if angle_features and not env.angles:
+        raise ValueError(f"--angle-features: environment {env_name!r} has no angles")
     device = use_device(device)
     world = current_world()
     out = default_model_path() if out is None else out
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_lr=max_lr, schedule=schedule,
-                         balance_bins=balance_bins, seed=seed, compile=compile)
-    if batch_size < world.size:
-        raise click.BadParameter(f"--batch-size {batch_size} is smaller than the {world.size} processes")
+    settings = {"epochs": epochs, "batch_size": batch_size}
+    config = train_config(env, lr=lr, max_lr=max_lr, schedule=schedule, balance_bins=balance_bins, seed=seed,
+                          compile=compile, **{k: v for k, v in settings.items() if v is not None})
+    if config.batch_size < world.size:
+        raise click.BadParameter(f"--batch-size {config.batch_size} is smaller than the {world.size} processes")
     start = time.perf_counter()
-    _, metrics = train_world_model(out, episodes, steps, hidden=(hidden, hidden), config=config, log=click.echo,
-                                   world=world if world.size > 1 else None)
+    _, metrics = train_world_model(out, episodes, steps, hidden=None if hidden is None else (hidden, hidden),
+                                   config=config, env=env, log=click.echo, world=world if world.size > 1 else None,
+                                   source=source, angles=angle_features)
     if not world.is_root:
         return
-    x, v, r = metrics["held_out_mse"]
-    click.echo(f"Held-out one-step MSE ({HELD_OUT_SIZE} uniform transitions): "
-               f"x = {x:.2e}, v = {v:.2e}, r = {r:.2e}, mean = {metrics['held_out_mse_mean']:.2e}")
+    click.echo(held_out_line(env, metrics))
     click.echo(device_line(device, world))
     click.echo(f"Saved model to {out} ({time.perf_counter() - start:.1f} s)")
 

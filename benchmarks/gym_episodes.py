@@ -1,10 +1,13 @@
-"""Closed-loop MPC in the real Gymnasium environment, planning on the environment's MLX dynamics.
+"""Closed-loop MPC in the real Gymnasium environment, planning on the environment's MLX dynamics or a learned model.
 
     python -m benchmarks.gym_episodes pendulum --planner cem --episodes 3 [--horizon 30] [--samples 1000]
+    python -m benchmarks.gym_episodes pendulum --model DIR ...     # plan with a `wmplan train --env pendulum` model
 
 Each episode starts from Gymnasium's own ``reset(seed=seed + i)``; every step the planner sees the
 state read from the observation (``env.state_from_obs``), plans for all running episodes in one
 batch (with the environment's ``termination`` in imagination) and Gymnasium steps each episode.
+With ``--model DIR`` the planner imagines with the checkpoint's world model (``load_model(DIR).folded()``,
+trained on this environment) instead of the true dynamics; everything else is the same.
 Prints each episode's return and length, the mean and standard deviation, and the planning time per
 step. Needs gymnasium (``pip install 'wmplan[gym]'``).
 """
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import planners
+from worldmodel import env_record, load_model, read_config
 from worldmodel.envs import ENV_NAMES, Environment, get_env
 
 PLANNERS = {"cem": planners.CEM, "icem": planners.ICEM, "mppi": planners.MPPI, "random-shooting": planners.RandomShooting}
@@ -64,6 +68,19 @@ def gym_episodes(env: Environment, planner, episodes: int, seed: int = 0, steps:
     return GymEpisodes(returns, lengths, plan_seconds / max(int(lengths.max()), 1))
 
 
+def learned_dynamics(path: str, env: Environment, parser: argparse.ArgumentParser):
+    """The folded world model of the checkpoint ``path``; a usage error unless it was trained on ``env``."""
+    try:
+        record = env_record(read_config(path))
+        model = load_model(path)
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is a one-line error
+        parser.error(str(err))
+    name = record.pop("name")
+    if name != env.name or record != env.config():
+        parser.error(f"the model at {path} was trained on {name} {record}, not {env.name} {env.config()}")
+    return model.folded()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("env", choices=[n for n in ENV_NAMES if get_env(n).gym_id is not None])
@@ -75,13 +92,15 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=None, help="default: the env's")
     parser.add_argument("--iterations", type=int, default=None, help="default: the planner's")
     parser.add_argument("--no-termination", action="store_true", help="imagine episodes that never end")
+    parser.add_argument("--model", default=None, help="plan with this checkpoint's world model (default: the true dynamics)")
     args = parser.parse_args(argv)
     env = get_env(args.env)
+    dynamics = env if args.model is None else learned_dynamics(args.model, env, parser)
     options = dict(env.planner_options)
     if args.iterations is not None:
         options["iterations"] = args.iterations
     planner = PLANNERS[args.planner](
-        env,
+        dynamics,
         env.action_space,
         horizon=args.horizon or env.horizon,
         num_samples=args.samples or env.samples,
@@ -90,7 +109,7 @@ def main(argv=None):
         **options,
     )
     result = gym_episodes(env, planner, args.episodes, seed=args.seed, steps=args.steps)
-    print(f"{env.gym_id} with {planner!r}")
+    print(f"{env.gym_id} with {planner!r} on {'the true dynamics' if args.model is None else 'the model ' + args.model}")
     for i, (ret, length) in enumerate(zip(result.returns, result.lengths)):
         print(f"  episode {i} (reset seed {args.seed + i}): return {ret:.2f} in {length} steps")
     print(

@@ -10,7 +10,7 @@ import numpy as np
 
 from .checkpoint import save_model
 from .data import generate, uniform_transitions
-from .env import ParticleEnv
+from .envs import Environment, get_env
 from .model import WorldModel
 from .train import TrainConfig, one_step_mse, train
 
@@ -27,35 +27,65 @@ def default_model_path() -> str:
     return os.path.join(default_home(), "model")
 
 
+def train_config(env: Environment, **settings) -> TrainConfig:
+    """The :class:`TrainConfig` of ``env``'s training budget (epochs, batch size), ``settings`` overriding it."""
+    budget = env.training
+    return TrainConfig(**{"epochs": budget.epochs, "batch_size": budget.batch_size, **settings})
+
+
 def train_world_model(
     out: str,
-    episodes: int = 400,
-    steps: int = 50,
-    hidden: tuple = (128, 128),
+    episodes: int | None = None,
+    steps: int | None = None,
+    hidden: tuple | None = None,
     config: TrainConfig | None = None,
-    env: ParticleEnv | None = None,
+    env: Environment | None = None,
     log: Callable[[str], None] | None = print,
     world=None,
+    source: str = "mlx",
+    angles: bool | None = None,
 ) -> tuple[WorldModel, dict]:
     """Generate data, train a :class:`WorldModel`, measure it, save it atomically to ``out``.
 
-    With ``world`` (a :class:`~worldmodel.distributed.World` of several processes) the training is
-    data-parallel (see :func:`~worldmodel.train.train`); only rank 0 logs, measures and saves, the
-    other ranks write nothing and get empty metrics.
+    Args:
+        out: the checkpoint folder.
+        episodes, steps, hidden: data and model sizes. Default: ``env.training``'s.
+        config: training settings. Default: :func:`train_config` of ``env``.
+        env: a :mod:`worldmodel.envs` environment. Default: the particle.
+        log: where progress lines go (``None``: nowhere).
+        world: with a :class:`~worldmodel.distributed.World` of several processes the training is
+            data-parallel (see :func:`~worldmodel.train.train`); only rank 0 logs, measures and
+            saves, the other ranks write nothing and get empty metrics.
+        source: ``"mlx"`` or ``"gym"``: where the random-action episodes are stepped (:func:`~worldmodel.data.generate`).
+        angles: whether the model takes ``env.angles`` as ``(cos, sin)``. Default: ``env.training.angles``.
+
+    The checkpoint records ``env`` as ``{"name": env.name, **env.config()}``.
 
     Returns:
         The model and its metrics: ``held_out_mse`` per dimension (``[x, v, r]`` for the particle) on
-        20,000 transitions drawn uniformly from the whole state box and all actions, and its mean.
+        20,000 transitions drawn uniformly from the env's training-state box and all actions, and its mean.
     """
-    config = config or TrainConfig()
+    env = env or get_env("particle")
+    budget = env.training
+    episodes = budget.episodes if episodes is None else episodes
+    steps = budget.steps if steps is None else steps
+    hidden = budget.hidden if hidden is None else hidden
+    angles = budget.angles if angles is None else angles
+    config = config or train_config(env)
     root = world is None or world.is_root
     log = log if root else None
-    env = env or ParticleEnv()
-    data = generate(env, episodes, steps, seed=config.seed)
+    data = generate(env, episodes, steps, seed=config.seed, source=source)
     if log:
         log(f"Dataset size: {len(data)} transitions")
     mx.random.seed(config.seed)
-    model = WorldModel(env.state_dim, env.action_space.dim, hidden=hidden)
+    model = WorldModel(
+        env.state_dim,
+        env.action_space.dim,
+        hidden=hidden,
+        reward_hidden=budget.reward_hidden,
+        angles=env.angles if angles else (),
+        reward_from_state=budget.reward_from_state,
+    )
     result = train(model, data, config, log=log, world=world)
     if not root:
         return model, {}
@@ -70,10 +100,17 @@ def train_world_model(
         model,
         out,
         extra={
-            "env": env.config(),
-            "data": {"episodes": episodes, "steps": steps, "transitions": len(data), "seed": config.seed},
+            "env": {"name": env.name, **env.config()},
+            "data": {"episodes": episodes, "steps": steps, "transitions": len(data), "seed": config.seed, "source": source},
             "training": {**config.to_dict(), **({"processes": world.size} if world is not None and world.size > 1 else {})},
             "metrics": metrics,
         },
     )
     return model, metrics
+
+
+def held_out_line(env: Environment, metrics: dict) -> str:
+    """The printed summary of ``metrics["held_out_mse"]``: each state variable, the reward ``r``, the mean."""
+    names = (*env.state_names, "r")
+    values = ", ".join(f"{name} = {value:.2e}" for name, value in zip(names, metrics["held_out_mse"]))
+    return f"Held-out one-step MSE ({HELD_OUT_SIZE} uniform transitions): {values}, mean = {metrics['held_out_mse_mean']:.2e}"

@@ -23,7 +23,7 @@ import numpy as np
 
 from planners.spaces import Discrete
 
-from .base import Environment, uniform_box
+from .base import Environment, TrainingBudget, uniform_box
 
 GRAVITY = 9.8
 MASS_CART = 1.0
@@ -45,6 +45,7 @@ class CartPole(Environment):
     name = "cartpole"
     gym_id = "CartPole-v1"
     state_dim = 4
+    state_names = ("x", "x_dot", "theta", "theta_dot")
     # training states: positions and angles up to the termination thresholds, speeds a random policy reaches
     state_low = (-X_THRESHOLD, -3.0, -THETA_THRESHOLD, -3.5)
     state_high = (X_THRESHOLD, 3.0, THETA_THRESHOLD, 3.5)
@@ -53,6 +54,7 @@ class CartPole(Environment):
     # (CEM reached 133-231 steps); 60 reach 500 (seeds 0-2)
     horizon = 60
     samples = 300
+    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256)
 
     def __init__(self):
         self.action_space = Discrete(2, values=FORCES)

@@ -11,7 +11,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..env import ParticleEnv
-from .base import Environment
+from .base import Environment, TrainingBudget
 
 
 class Particle(ParticleEnv, Environment):
@@ -21,6 +21,8 @@ class Particle(ParticleEnv, Environment):
     """
 
     name = "particle"
+    state_names = ("x", "v")
+    training = TrainingBudget()
     steps = 50
     horizon = 15
     samples = 500
