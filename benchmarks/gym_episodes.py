@@ -15,6 +15,7 @@ step. Needs gymnasium (``pip install 'wmplan[gym]'``).
 from __future__ import annotations
 
 import argparse
+import ast
 import time
 from dataclasses import dataclass
 
@@ -68,6 +69,17 @@ def gym_episodes(env: Environment, planner, episodes: int, seed: int = 0, steps:
     return GymEpisodes(returns, lengths, plan_seconds / max(int(lengths.max()), 1))
 
 
+def parse_option(text: str, parser: argparse.ArgumentParser) -> tuple:
+    """``"name=value"`` -> ``(name, value)`` with the value read as a Python literal (a number, ``True``, ...)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        parser.error(f"--set takes OPTION=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parser.error(f"--set {name}: {value!r} is not a number or other Python literal")
+
+
 def learned_dynamics(path: str, env: Environment, parser: argparse.ArgumentParser):
     """The folded world model of the checkpoint ``path``; a usage error unless it was trained on ``env``."""
     try:
@@ -93,12 +105,15 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=None, help="default: the planner's")
     parser.add_argument("--no-termination", action="store_true", help="imagine episodes that never end")
     parser.add_argument("--model", default=None, help="plan with this checkpoint's world model (default: the true dynamics)")
+    parser.add_argument("--set", dest="options", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a planner option over the env's (e.g. colored_fraction=0.25); repeatable")
     args = parser.parse_args(argv)
     env = get_env(args.env)
     dynamics = env if args.model is None else learned_dynamics(args.model, env, parser)
     options = dict(env.planner_options)
     if args.iterations is not None:
         options["iterations"] = args.iterations
+    options.update(parse_option(text, parser) for text in args.options)
     planner = PLANNERS[args.planner](
         dynamics,
         env.action_space,

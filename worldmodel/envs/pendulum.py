@@ -52,7 +52,7 @@ class Pendulum(Environment):
     steps = 200
     horizon = 30
     samples = 1000
-    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, hidden=(64, 64), reward_hidden=64, angles=True, reward_from_state=True)
+    training = TrainingBudget(episodes=1000, steps=50, epochs=60, batch_size=256, hidden=(64, 64), reward_hidden=128, angles=True, reward_from_state=True)
 
     def __init__(self, g: float = 10.0):
         if not (math.isfinite(g) and g > 0):
