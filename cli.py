@@ -195,10 +195,28 @@ class EnvNamesInHelp(click.Option):
         return record[0], record[1].replace("{envs}", ", ".join(ENV_NAMES))
 
 
+def env_name(_ctx, _param, value):
+    """Option callback: a registered environment's name (a usage error otherwise)."""
+    from worldmodel.envs import ENV_NAMES
+
+    if value not in ENV_NAMES:
+        raise click.BadParameter(f"unknown environment {value!r}; choose from {', '.join(ENV_NAMES)}")
+    return value
+
+
+def data_source(_ctx, _param, value):
+    """Option callback: where training episodes run, one of :data:`worldmodel.data.SOURCES`."""
+    from worldmodel.data import SOURCES
+
+    if value not in SOURCES:
+        raise click.BadParameter(f"unknown source {value!r}; choose from {', '.join(SOURCES)}")
+    return value
+
+
 @main.command(context_settings=CONTEXT)
-@click.option("--env", "env_name", default="particle", show_default=True, cls=EnvNamesInHelp,
+@click.option("--env", "env_name", default="particle", show_default=True, cls=EnvNamesInHelp, callback=env_name,
               help="Environment: {envs}.")
-@click.option("--source", default="mlx", show_default=True,
+@click.option("--source", default="mlx", show_default=True, callback=data_source,
               help="Where the random-action episodes run: mlx (the env's MLX dynamics) or gym (Gymnasium itself).")
 @click.option("--episodes", type=int, default=None, callback=positive("--episodes"),
               help="Random-action episodes to record. Default: the env's training budget.")
@@ -232,20 +250,19 @@ def train(env_name, source, episodes, steps, epochs, batch_size, lr, max_lr, sch
     """
     import time
 
-    from worldmodel.data import SOURCES
     from worldmodel.envs import get_env
     from worldmodel.recipe import default_model_path, held_out_line, train_config, train_world_model
 
     env = get_env(env_name)
-    if source not in SOURCES:
-        raise ValueError(f"unknown --source {source!r}; choose from {', '.join(SOURCES)}")
+    if source == "gym" and env.gym_id is None:
+        raise click.BadParameter(f"environment {env_name!r} has no Gymnasium counterpart", param_hint="'--source'")
+    if angle_features and not env.angles:
+        raise click.BadParameter(f"environment {env_name!r} has no angles", param_hint="'--angle-features'")
     if source == "gym":
-        try:  # a one-line error now if the env has no Gymnasium counterpart or gymnasium is missing
+        try:  # before any work: gymnasium may be missing
             env.make_gym_env().close()
         except ImportError as err:
             raise click.ClickException(f"--source gym: {err}") from None
-    if angle_features and not env.angles:
-        raise ValueError(f"--angle-features: environment {env_name!r} has no angles")
     device = use_device(device)
     world = current_world()
     out = default_model_path() if out is None else out

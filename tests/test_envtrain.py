@@ -161,15 +161,17 @@ def test_old_particle_checkpoints_are_the_particles():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--env", "lunar"], "Error: unknown environment 'lunar'; choose from particle, pendulum"),
-        (["--source", "tf"], "Error: unknown --source 'tf'; choose from mlx, gym"),
-        (["--env", "particle", "--source", "gym"], "Error: environment 'particle' has no Gymnasium counterpart"),
-        (["--env", "cartpole", "--angle-features"], "Error: --angle-features: environment 'cartpole' has no angles"),
+        (["--env", "lunar"], "Invalid value for '--env': unknown environment 'lunar'; choose from particle, pendulum, "),
+        (["--source", "tf"], "Invalid value for '--source': unknown source 'tf'; choose from mlx, gym"),
+        (["--env", "particle", "--source", "gym"], "Invalid value for '--source': environment 'particle' has no Gymnasium counterpart"),
+        (["--env", "cartpole", "--angle-features"], "Invalid value for '--angle-features': environment 'cartpole' has no angles"),
     ],
 )
 def test_bad_env_or_source(tmp_path, args, message):
+    """Usage errors (exit 2, one ``Error:`` line, as an unknown planner), found before any work."""
     out = tmp_path / "m"
     result = invoke("train", *args, *TINY, "--out", str(out))
-    assert result.exit_code == 1, result.output
-    assert result.output.strip().splitlines() == [result.output.strip()] and result.output.startswith(message)
-    assert not out.exists()
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and errors[0].startswith("Error: " + message), result.output
+    assert "Traceback" not in result.output and "Dataset size" not in result.output and not out.exists()

@@ -9,6 +9,18 @@ wraps both angles into ``[-pi, pi]`` and clips the speeds to ``4 pi`` and ``9 pi
 ends when ``-cos(theta1') - cos(theta1' + theta2') > 1`` (the tip above the line one link length
 over the pivot); the reward is -1 per step and 0 on the terminating step (500 steps at most).
 Observations are ``[cos theta1, sin theta1, cos theta2, sin theta2, theta1_dot, theta2_dot]``.
+
+Planning objective. The reward says nothing until the tip is over the line: every imagined
+sequence that does not get there within the horizon has the same return, ``-horizon``, and the
+planners wander (CEM on the true dynamics, 50 steps x 500 samples: mean return -246 over 20
+episodes). The planners therefore get a terminal value (``planner_options``),
+:meth:`Acrobot.terminal_value`: the chain's mechanical energy above hanging at rest, in joules,
+times ``ENERGY_VALUE`` reward units per joule. Pumping energy in is how the tip gets up; an
+imagined episode that reaches the goal ends there and takes no terminal value, and it still wins
+because getting there sooner is worth a full unit a step. Measured in Gymnasium (reset seeds
+0-19, CEM 50 x 500, true dynamics): energy -62.0 +- 2.4; the tip's height ``0.5 (-cos theta1 -
+cos(theta1 + theta2))`` instead -67.5 +- 4.1; no terminal value but iCEM over 100 steps: see the
+README.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ MAX_VEL_1 = 4 * math.pi
 MAX_VEL_2 = 9 * math.pi
 TORQUES = (-1.0, 0.0, 1.0)  # of actions 0, 1, 2, Gymnasium's order
 START_HIGH = 0.1  # reset: every state variable ~ U[-0.1, 0.1]
+ENERGY_VALUE = 0.05  # terminal value: reward units per joule of mechanical energy
 
 
 def wrap(x: mx.array, low: float, high: float) -> mx.array:
@@ -42,6 +55,21 @@ def wrap(x: mx.array, low: float, high: float) -> mx.array:
     above = x - period * mx.ceil((x - high) / period)
     below = x + period * mx.ceil((low - x) / period)
     return mx.where(x > high, above, mx.where(x < low, below, x))
+
+
+def mechanical_energy(s: mx.array) -> mx.array:
+    """Kinetic plus potential energy ``[B]`` of states ``s [B, 4]`` in joules, zero hanging down at rest."""
+    theta1, theta2, dtheta1, dtheta2 = (s[..., i] for i in range(4))
+    # heights of the two centres of mass above their lowest points
+    rise1 = COM_1 * (1 - mx.cos(theta1))
+    rise2 = LINK_LENGTH_1 * (1 - mx.cos(theta1)) + COM_2 * (1 - mx.cos(theta1 + theta2))
+    potential = GRAVITY * (MASS_1 * rise1 + MASS_2 * rise2)
+    # the inertia matrix [[d1, d2], [d2, d3]] of the equations of motion below
+    d1 = MASS_1 * COM_1**2 + MASS_2 * (LINK_LENGTH_1**2 + COM_2**2 + 2 * LINK_LENGTH_1 * COM_2 * mx.cos(theta2)) + 2 * MOMENT
+    d2 = MASS_2 * (COM_2**2 + LINK_LENGTH_1 * COM_2 * mx.cos(theta2)) + MOMENT
+    d3 = MASS_2 * COM_2**2 + MOMENT
+    kinetic = 0.5 * (d1 * dtheta1**2 + 2 * d2 * dtheta1 * dtheta2 + d3 * dtheta2**2)
+    return potential + kinetic
 
 
 def derivatives(s: mx.array, torque: mx.array) -> mx.array:
@@ -71,8 +99,10 @@ class Acrobot(Environment):
     state_dim = 4
     state_names = ("theta1", "theta2", "theta1_dot", "theta2_dot")
     angles = (0, 1)
-    state_low = (-math.pi, -math.pi, -MAX_VEL_1, -MAX_VEL_2)
-    state_high = (math.pi, math.pi, MAX_VEL_1, MAX_VEL_2)
+    # training states: every angle, speeds up to half the clip limits (a swing-up in closed loop stays
+    # within 4 and 8 rad/s; a step at 9 pi rad/s turns link 2 by more than pi, past what a change can tell)
+    state_low = (-math.pi, -math.pi, -MAX_VEL_1 / 2, -MAX_VEL_2 / 2)
+    state_high = (math.pi, math.pi, MAX_VEL_1 / 2, MAX_VEL_2 / 2)
     steps = 500
     horizon = 50
     samples = 500
@@ -81,6 +111,15 @@ class Acrobot(Environment):
     def __init__(self):
         self.action_space = Discrete(3, values=TORQUES)
         self._torques = mx.array(TORQUES, dtype=mx.float32)
+
+    @property
+    def planner_options(self) -> dict:
+        """``{"terminal_value": self.terminal_value}``: see the module's planning objective."""
+        return {"terminal_value": self.terminal_value}
+
+    def terminal_value(self, state: mx.array) -> mx.array:
+        """``ENERGY_VALUE`` times the mechanical energy ``[B]`` of ``state [B, 4]`` (any angles: periodic in them)."""
+        return ENERGY_VALUE * mechanical_energy(state)
 
     def torque(self, action: mx.array) -> mx.array:
         """Torques ``[B]`` of one-hot (or probability) actions ``[B, 3]``."""
