@@ -61,7 +61,7 @@ class Environment(ABC):
         gym_id: the Gymnasium id it mirrors, or ``None``.
         state_dim: ``S``.
         state_names: ``[S]`` short names of the state variables (in printed reports).
-        angles: indices of the state variables that are angles (period ``2 pi``); may be empty.
+        angles: indices of the state variables that are angles free to turn (period ``2 pi``); may be empty.
         state_low, state_high: ``[S]`` bounds of the box :meth:`sample_states` draws training states from.
         steps: episode length (Gymnasium's ``max_episode_steps``).
         horizon, samples: default planning horizon and sequences per planning call in benchmarks.

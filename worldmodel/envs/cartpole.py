@@ -54,7 +54,7 @@ class CartPole(Environment):
     # (CEM reached 133-231 steps); 60 reach 500 (seeds 0-2)
     horizon = 60
     samples = 300
-    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256)
+    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, hidden=(32, 32))
 
     def __init__(self):
         self.action_space = Discrete(2, values=FORCES)

@@ -45,7 +45,7 @@ class MountainCar(Environment):
     steps = 999
     horizon = 100
     samples = 500
-    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256)
+    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, hidden=(64, 64))
     gym_state_dtype = np.float32
 
     def __init__(self):
