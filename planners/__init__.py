@@ -10,7 +10,7 @@ Planners: :class:`RandomShooting`, :class:`CEM` (and the iCEM preset :class:`ICE
 """
 
 from . import execution  # first: points MLX's float32 matmuls at a fast BLAS (any import order)
-from .base import Plan, Planner, WarmStart, shift
+from .base import Plan, Planner, PlannerState, WarmStart, shift
 from .cem import CEM, ICEM
 from .dynamics import Dynamics, KnownReward, make_evaluate, rollout
 from .gradient import CEMGradient, GradientPlanner
@@ -32,6 +32,7 @@ __all__ = [
     "PLANNERS",
     "Plan",
     "Planner",
+    "PlannerState",
     "RandomShooting",
     "WarmStart",
     "execution",
