@@ -16,6 +16,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from .files import atomic_output, write_json_atomic
+from .ensemble import EnsembleWorldModel, model_from_config
 from .model import WorldModel
 
 CONFIG_NAME = "config.json"
@@ -85,8 +86,9 @@ def read_config(path: str) -> dict:
     return config
 
 
-def load_model(path: str) -> WorldModel:
-    """A ready (evaluated, frozen-statistics) :class:`WorldModel` from the checkpoint folder ``path``."""
+def load_model(path: str) -> WorldModel | EnsembleWorldModel:
+    """A ready (evaluated, frozen-statistics) :class:`WorldModel` from the checkpoint folder ``path``, or an
+    :class:`~worldmodel.EnsembleWorldModel` when its config says ``"model": {"kind": "ensemble", ...}``."""
     config = read_config(path)
     weights_path = os.path.join(path, config["weights"])
     if not os.path.exists(weights_path):
@@ -94,7 +96,7 @@ def load_model(path: str) -> WorldModel:
     if config.get("weights_sha256") and _sha256(weights_path) != config["weights_sha256"]:
         raise CheckpointError(f"corrupt checkpoint {path}: {config['weights']} does not match its checksum")
     try:
-        model = WorldModel(**config["model"])
+        model = model_from_config(config["model"])
         model.load_weights(weights_path, strict=True)
     except (TypeError, ValueError, RuntimeError) as err:
         detail = " ".join(str(err).split())
