@@ -19,6 +19,7 @@ from .cem import CEM, ICEM  # noqa: E402
 from .dynamics import Dynamics, make_evaluate, rollout  # noqa: E402
 from .gradient import CEMGradient, GradientPlanner  # noqa: E402
 from .mppi import MPPI  # noqa: E402
+from .propagation import EnsembleDynamics, Propagation  # noqa: E402
 from .random_shooting import RandomShooting  # noqa: E402
 from .registry import PLANNERS, make_planner, planner_class  # noqa: E402
 from .spaces import Box, Discrete  # noqa: E402
@@ -29,12 +30,14 @@ __all__ = [
     "CEMGradient",
     "Discrete",
     "Dynamics",
+    "EnsembleDynamics",
     "GradientPlanner",
     "ICEM",
     "MPPI",
     "PLANNERS",
     "Plan",
     "Planner",
+    "Propagation",
     "RandomShooting",
     "WarmStart",
     "execution",

@@ -131,6 +131,11 @@ class Planner:
             ``1`` for dynamics whose rows are not independent (batch statistics). Default ``None``:
             the dynamics' ``rollout_streams`` attribute, else ``$WMPLAN_CPU_STREAMS``, else the
             CPU cores (1 on a GPU).
+        propagation: optional :class:`~planners.propagation.Propagation`: ``dynamics`` is then an
+            ensemble (:class:`~planners.propagation.EnsembleDynamics`) and every sequence is imagined
+            by particles whose returns are aggregated (the search still sees returns ``[E, N]``); the
+            particles' draws come from the environments' key streams. Gradient planners follow
+            ``mx.grad`` of the members' mean and select with the propagated returns.
         **distribution_options: for :func:`~planners.distributions.make_distribution` (subclasses
             name the ones they use: ``init_std``, ``spread``, ``noise_beta``, ``colored_fraction``).
 
@@ -153,6 +158,7 @@ class Planner:
         discount: float = 1.0,
         terminal_value: Optional[TerminalValue] = None,
         streams: Optional[int] = None,
+        propagation=None,
         **distribution_options,
     ):
         if not callable(dynamics):
@@ -174,7 +180,13 @@ class Planner:
             distribution_options[name] = check_float(name, value, low, high, low_open=low_open)
         self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
         self.streams = None if streams is None else check_int("streams", streams)
-        self.evaluate = make_evaluate(dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams)
+        if propagation is not None and not callable(getattr(propagation, "make_evaluate", None)):
+            raise ValueError(f"propagation must be a planners.Propagation or None, got {propagation!r}")
+        self.propagation = propagation
+        if propagation is None:
+            self.evaluate = make_evaluate(dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams)
+        else:
+            self.evaluate = propagation.make_evaluate(dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams)
         self._streams: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call
         self._keys: Optional[mx.array] = None  # next keys [E, 2] of the last call's environments
         self._key_ids: Optional[np.ndarray] = None  # their ids [E]
@@ -209,6 +221,8 @@ class Planner:
         warm = self._warm if self._warm is not None and np.array_equal(self._warm_ids, ids) else None
         pairs = mx.vmap(lambda k: mx.random.split(k))(self._stream_keys(ids))  # [E, 2, 2]
         self._keys, self._key_ids, key = pairs[:, 0], ids, pairs[:, 1]
+        if self.propagation is not None:
+            key = self.evaluate.start(key)  # a share of each environment's key for its particles
         plan, elites = self._search(state, warm, key)
         plan = self._fallback(plan, warm, state.shape[0])
         self._warm = WarmStart(shift(plan.actions), None if elites is None else shift(elites))
