@@ -287,11 +287,24 @@ def _check_members(state, next_state, reward):
         )
 
 
+def _members_in_chunks(ensemble, state, action, noise, axis: int):
+    """``ensemble.members`` on rows along ``axis`` of the inputs (0: shared rows, 1: per member), in slices of
+    ``CHUNK_ROWS // K`` rows when there are more than twice as many, so the ``[K, rows, hidden]`` temporaries
+    stay cache-sized (see :mod:`planners.execution`). Returns ``([K, R, S], [K, R])``."""
+    rows, chunk = state.shape[axis], max(1, execution.CHUNK_ROWS // ensemble.ensemble_size)
+    if rows <= 2 * chunk:
+        return ensemble.members(state, action, noise)
+    take = lambda x, i: None if x is None else (x[i : i + chunk] if axis == 0 else x[:, i : i + chunk])  # noqa: E731
+    parts = [ensemble.members(take(state, i), take(action, i), take(noise, i)) for i in range(0, rows, chunk)]
+    return mx.concatenate([p[0] for p in parts], axis=1), mx.concatenate([p[1] for p in parts], axis=1)
+
+
 def _dealt_step(ensemble, x, action, noise):
     """Each slot stepped by its own member: ``x [E, W, S], action [E, W, A] -> ([E, W, S], reward [E, W])``."""
     envs, size = x.shape[0], ensemble.ensemble_size
     state = _to_members(x, size)
-    next_state, reward = ensemble.members(state, _to_members(action, size), None if noise is None else _to_members(noise, size))
+    noise = None if noise is None else _to_members(noise, size)
+    next_state, reward = _members_in_chunks(ensemble, state, _to_members(action, size), noise, axis=1)
     _check_members(state, next_state, reward)
     return _from_members(next_state.astype(mx.float32), envs), _from_members(reward.astype(mx.float32), envs)
 
@@ -301,7 +314,7 @@ def _mean_step(ensemble, x, action, noise):
     envs, width, dim = x.shape
     state = x.reshape(envs * width, dim)
     noise = None if noise is None else noise.reshape(envs * width, dim + 1)
-    next_state, reward = ensemble.members(state, action.reshape(envs * width, -1), noise)
+    next_state, reward = _members_in_chunks(ensemble, state, action.reshape(envs * width, -1), noise, axis=0)
     size = ensemble.ensemble_size
     _check_members(mx.broadcast_to(state, (size, *state.shape)), next_state, reward)
     return next_state.astype(mx.float32).mean(axis=0).reshape(envs, width, dim), reward.astype(mx.float32).mean(axis=0).reshape(envs, width)

@@ -237,3 +237,12 @@ def test_streams_split_the_environments_without_changing_anything():
     one = np.array(propagate(Pushed(), prop, state, seqs, ids, streams=1))
     two = np.array(propagate(Pushed(), prop, state, seqs, ids, streams=2))  # 66 rows per env (64 particles, 2 padding): two shards of 6
     np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("mode", ["expectation", "tsinf"])
+def test_large_steps_in_chunks_are_the_same(mode, monkeypatch):
+    prop = Propagation(mode, particles=4, sample_noise=True)
+    state, seqs, ids = mx.array([[0.3, -0.2], [1.0, 0.5]]), actions(2, 16), keys([0, 1])
+    whole = np.array(propagate(Pushed(), prop, state, seqs, ids, streams=1))
+    monkeypatch.setattr("planners.execution.CHUNK_ROWS", 12)  # 4 rows per member and slice: many slices
+    np.testing.assert_array_equal(np.array(propagate(Pushed(), prop, state, seqs, ids, streams=1)), whole)
