@@ -14,11 +14,18 @@ Modes (Chua et al., 2018):
 * ``"ts1"``: every particle takes a freshly drawn member at every step.
 * ``"tsinf"``: every particle keeps one member for the whole horizon.
 
-Member draws are *balanced*, as in mbrl-lib: per environment, the ``N * P`` particles (padded up to
-a multiple of ``K``; the padding is computed and dropped) are dealt to the members by a random
-permutation, so each member steps exactly a ``1 / K`` share of the rows and one batched product
-per layer, ``members(state [K, rows / K, S], ...)``, steps them all. A particle's member is
-uniform; particles of one environment are not independent (no member gets more than its share).
+Members are dealt so that each steps exactly a ``1 / K`` share of an environment's ``N * P``
+particles (padded up to a multiple of ``K``; the padding is computed and dropped): one batched
+product per layer, ``members(state [K, rows / K, S], ...)``, steps them all.
+
+* ``tsinf`` deals evenly: particle ``j`` of an environment (``j = n * P + p``) rides member
+  ``(j + shift) % K`` with one random shift per environment and call. A sequence's ``P`` particles
+  meet the members as evenly as can be (``P`` different ones when ``P <= K``, each ``P / K`` times
+  when ``K`` divides ``P``), so sequences are compared over the same members and CEM's elites are
+  not the sequences whose particles happened to draw optimistic members. (PETS and mbrl-lib draw
+  members at random, which planned markedly worse here: see the README's ensemble section.)
+* ``ts1`` deals by a fresh random permutation of the slots at every step (as mbrl-lib does): each
+  particle's member is uniform at every step, each member still steps a ``1 / K`` share.
 
 Determinism: every draw (the permutations and the heads' noise) of environment ``e`` comes from
 that environment's key alone, handed to the evaluate by the planner from its per-environment key
@@ -226,7 +233,19 @@ def _width(particles: int, size: int, mode: str) -> int:
 
 def _deal(keys: mx.array, width: int) -> mx.array:
     """Per environment a random permutation ``[E, W]``: slot ``s`` holds particle ``order[s]`` (``>= N*P``: padding)."""
-    return mx.vmap(lambda k: mx.random.permutation(width, key=k))(keys)
+    return mx.vmap(lambda k: mx.random.permutation(width, key=k))(keys).astype(mx.int32)
+
+
+def _deal_evenly(keys: mx.array, width: int, size: int) -> mx.array:
+    """Like :func:`_deal`, but particle ``j`` goes to member ``(j + shift) % K``, one random shift per environment.
+
+    Slot ``s`` is row ``i = s % M`` of member ``k = s // M`` (``M = W / K``) and holds particle
+    ``i * K + (k - shift) % K``: a permutation of ``0 .. W - 1``.
+    """
+    rows = width // size
+    shift = mx.vmap(lambda k: mx.random.randint(0, size, (), key=k))(keys)  # [E]
+    slot = mx.arange(width, dtype=mx.int32)
+    return (slot % rows) * size + (slot // rows - shift[:, None]) % size
 
 
 def _propagate_envs(ensemble, propagation, particles, width, state, actions, keys, discount, terminal_value):
@@ -234,10 +253,12 @@ def _propagate_envs(ensemble, propagation, particles, width, state, actions, key
     envs, num, horizon, _ = actions.shape
     count = num * particles
     dealt = propagation.mode != "expectation"
-    if dealt:
+    if propagation.mode == "tsinf":
+        order = _deal_evenly(keys[:, 0], width, ensemble.ensemble_size)
+    elif propagation.mode == "ts1":
         order = _deal(keys[:, 0], width)
     else:
-        order = mx.broadcast_to(mx.arange(width, dtype=mx.uint32), (envs, width))
+        order = mx.broadcast_to(mx.arange(width, dtype=mx.int32), (envs, width))
     x = mx.broadcast_to(state[:, None], (envs, width, state.shape[-1]))  # [E, W, S]
     total = mx.zeros((envs, width), dtype=mx.float32)
     weight = 1.0

@@ -76,19 +76,27 @@ def test_shapes_of_every_mode(mode, num, particles, size):
     assert returns.shape == (3, num, particles) and returns.dtype == mx.float32
 
 
-def test_tsinf_keeps_each_particle_on_one_member_and_deals_them_evenly():
-    size, num, particles = 4, 5, 4
-    returns = np.array(propagate(Ladder(size), Propagation("tsinf", particles=particles), start(), actions(2, num), keys([0, 1])))
+def tsinf_members(num, particles, size, envs=2):
+    """The member each particle of ``[E, N, P]`` used, read off the Ladder's returns (H steps of member k pay H * k)."""
+    returns = np.array(propagate(Ladder(size), Propagation("tsinf", particles=particles), start(envs), actions(envs, num), keys(range(envs))))
     member = returns / H
-    np.testing.assert_array_equal(member, np.round(member))  # H steps of one member k: return H * k
+    np.testing.assert_array_equal(member, np.round(member))  # never switched
+    return member.astype(int)
+
+
+def test_tsinf_keeps_each_particle_on_one_member_and_spreads_every_sequence_over_all():
+    member = tsinf_members(num=5, particles=8, size=4)
     for e in range(2):
-        np.testing.assert_array_equal(np.bincount(member[e].astype(int).ravel(), minlength=size), [num * particles // size] * size)
-    assert len({tuple(row) for row in member[0]}) > 1  # sequences get different members
+        for n in range(5):
+            np.testing.assert_array_equal(np.bincount(member[e, n], minlength=4), [2, 2, 2, 2])
 
 
-def test_tsinf_with_padding_still_keeps_members():
-    returns = np.array(propagate(Ladder(4), Propagation("tsinf", particles=3), start(), actions(2, 3), keys([0, 1])))
-    np.testing.assert_array_equal(returns / H, np.round(returns / H))
+def test_tsinf_with_fewer_particles_than_members_and_padding():
+    member = tsinf_members(num=7, particles=3, size=4, envs=8)
+    assert all(len(set(row)) == 3 for row in member.reshape(-1, 3))  # three different members per sequence
+    counts = np.array([np.bincount(m.ravel(), minlength=4) for m in member])
+    assert counts.max() - counts.min() <= 1  # 21 particles over 4 members: 5 or 6 each
+    assert len({tuple(m.ravel()) for m in member}) > 1  # each environment draws its own shift
 
 
 def test_ts1_switches_members_between_steps():
