@@ -150,7 +150,8 @@ def train(
 
     An ensemble's member ``k`` trains on its own bootstrap of the training transitions
     (:func:`bootstrap_probabilities`); one step updates all members at once on their own batches
-    ``[K, batch]`` with the loss summed over the members; the printed losses are the members' mean.
+    ``[K, batch]`` with the loss summed over the members. The printed training loss is the members'
+    mean MSE; the validation loss is that of their mean prediction (the ensemble's ``__call__``).
 
     Data-parallel with ``world`` (a :class:`~worldmodel.distributed.World` of ``K > 1`` processes,
     each holding the same ``data`` and the same initial ``model``): the global batches are drawn
