@@ -193,13 +193,15 @@ def check_start(x0, v0):
 @click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
               help="'constant' keeps --lr throughout, as the seed did.")
 @click.option("--hidden", default=128, show_default=True, callback=positive("--hidden"), help="Units in each of the two hidden layers.")
+@click.option("--ensemble", default=1, show_default=True, callback=positive("--ensemble"),
+              help="Members of an ensemble of world models, each trained on its own bootstrap of the data (1: one model).")
 @click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
 @click.option("--seed", default=0, show_default=True, callback=seed_range)
 @click.option("--out", type=click.Path(file_okay=False), default=None, callback=output_folder, help="Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model.")
 @device_option
 @friendly_errors
-def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, balance_bins, compile, seed, out, device):
+def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, ensemble, balance_bins, compile, seed, out, device):
     """Generate random-action data, train the world model, report held-out accuracy, save it.
 
     Under mlx.launch (several processes) the training is data-parallel: each process takes its
@@ -219,7 +221,7 @@ def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, bal
         raise click.BadParameter(f"--batch-size {batch_size} is smaller than the {world.size} processes")
     start = time.perf_counter()
     _, metrics = train_world_model(out, episodes, steps, hidden=(hidden, hidden), config=config, log=click.echo,
-                                   world=world if world.size > 1 else None)
+                                   world=world if world.size > 1 else None, ensemble=ensemble if ensemble > 1 else None)
     if not world.is_root:
         return
     x, v, r = metrics["held_out_mse"]

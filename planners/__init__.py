@@ -18,6 +18,7 @@ from .mppi import MPPI
 from .random_shooting import RandomShooting
 from .registry import PLANNERS, make_planner, planner_class
 from .spaces import Box, Discrete
+from .propagation import EnsembleDynamics, Propagation
 
 __all__ = [
     "Box",
@@ -25,6 +26,8 @@ __all__ = [
     "CEMGradient",
     "Discrete",
     "Dynamics",
+    "EnsembleDynamics",
+    "EnsembleDynamics",
     "GradientPlanner",
     "ICEM",
     "KnownReward",
@@ -33,6 +36,7 @@ __all__ = [
     "Plan",
     "Planner",
     "PlannerState",
+    "Propagation",
     "RandomShooting",
     "WarmStart",
     "execution",

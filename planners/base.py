@@ -202,6 +202,11 @@ class Planner:
             ``1`` for dynamics whose rows are not independent (batch statistics). Default ``None``:
             the dynamics' ``rollout_streams`` attribute, else ``$WMPLAN_CPU_STREAMS``, else the
             CPU cores (1 on a GPU).
+        propagation: optional :class:`~planners.propagation.Propagation`: ``dynamics`` is then an
+            ensemble (:class:`~planners.propagation.EnsembleDynamics`) and every sequence is imagined
+            by particles whose returns are aggregated (the search still sees returns ``[E, N]``); the
+            particles' draws come from the environments' key streams. Gradient planners follow
+            ``mx.grad`` of the members' mean and select with the propagated returns.
         **distribution_options: for :func:`~planners.distributions.make_distribution` (subclasses
             name the ones they use: ``init_std``, ``spread``, ``noise_beta``, ``colored_fraction``).
 
@@ -225,6 +230,7 @@ class Planner:
         terminal_value: Optional[TerminalValue] = None,
         streams: Optional[int] = None,
         termination: Optional[Termination] = None,
+        propagation=None,
         **distribution_options,
     ):
         self.discount, self.streams = check_options(dynamics, discount, terminal_value, streams, termination)
@@ -243,7 +249,11 @@ class Planner:
             distribution_options[name] = check_float(name, value, low, high, low_open=low_open)
         self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
         check_sizes(dynamics, action_size=action_space.dim, source=f"action_space {action_space!r}")
-        self.evaluate = make_evaluate(
+        if propagation is not None and not callable(getattr(propagation, "make_evaluate", None)):
+            raise ValueError(f"propagation must be a planners.Propagation or None, got {propagation!r}")
+        self.propagation = propagation
+        build = make_evaluate if propagation is None else propagation.make_evaluate
+        self.evaluate = build(
             dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams, termination=termination
         )
         self._state: Optional[PlannerState] = None  # the last call's environments (stateful use)
@@ -307,7 +317,10 @@ class Planner:
             self._memory_checked = envs
         warm = planner_state.warm
         pairs = mx.vmap(lambda k: mx.random.split(k))(planner_state.keys)  # [E, 2, 2]
-        plan, elites = self._search(state, warm, pairs[:, 1])
+        key = pairs[:, 1]
+        if self.propagation is not None:
+            key = self.evaluate.start(key)  # a share of each environment's key for its particles
+        plan, elites = self._search(state, warm, key)
         plan = self._fallback(plan, warm, envs)
         after = PlannerState(
             pairs[:, 0], planner_state.ids, WarmStart(shift(plan.actions), None if elites is None else shift(elites))

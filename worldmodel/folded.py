@@ -22,9 +22,12 @@ __all__ = ["FoldedWorldModel"]
 
 
 def _fold_input(weight: mx.array, bias, mean: mx.array, std: mx.array, state_dim: int):
-    """For ``concat((s - mean) / std, a) @ weight.T + bias``: ``(matrix [S + A, out], bias [out])`` on ``concat(s, a)``."""
-    w_state, w_action = weight[:, :state_dim], weight[:, state_dim:]
-    matrix = mx.concatenate([(w_state / std).T, w_action.T], axis=0)
+    """For ``concat((s - mean) / std, a) @ weight.T + bias``: ``(matrix [S + A, out], bias [out])`` on ``concat(s, a)``.
+
+    ``weight [..., out, S + A]`` and ``bias [..., out]`` may carry leading (ensemble) dimensions.
+    """
+    w_state, w_action = weight[..., :state_dim], weight[..., state_dim:]
+    matrix = mx.concatenate([(w_state / std).swapaxes(-1, -2), w_action.swapaxes(-1, -2)], axis=-2)
     shift = w_state @ (mean / std)
     return matrix, (-shift if bias is None else bias - shift)
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .checkpoint import save_model
 from .data import generate, uniform_transitions
+from .ensemble import EnsembleWorldModel
 from .env import ParticleEnv
 from .model import WorldModel
 from .train import TrainConfig, one_step_mse, train
@@ -36,8 +37,14 @@ def train_world_model(
     env: ParticleEnv | None = None,
     log: Callable[[str], None] | None = print,
     world=None,
-) -> tuple[WorldModel, dict]:
+    ensemble: int | None = None,
+    probabilistic: bool = False,
+) -> tuple[WorldModel | EnsembleWorldModel, dict]:
     """Generate data, train a :class:`WorldModel`, measure it, save it atomically to ``out``.
+
+    With ``ensemble=K`` the model is an :class:`~worldmodel.EnsembleWorldModel` of ``K`` members
+    (``probabilistic`` heads on request), each trained on its own bootstrap of the data; the
+    held-out error is that of the members' mean.
 
     With ``world`` (a :class:`~worldmodel.distributed.World` of several processes) the training is
     data-parallel (see :func:`~worldmodel.train.train`); only rank 0 logs, measures and saves, the
@@ -55,7 +62,12 @@ def train_world_model(
     if log:
         log(f"Dataset size: {len(data)} transitions")
     mx.random.seed(config.seed)
-    model = WorldModel(env.state_dim, env.action_space.dim, hidden=hidden)
+    if ensemble is None:
+        if probabilistic:
+            raise ValueError("probabilistic heads need an ensemble (ensemble=K, K >= 1)")
+        model = WorldModel(env.state_dim, env.action_space.dim, hidden=hidden)
+    else:
+        model = EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, hidden=hidden, probabilistic=probabilistic)
     result = train(model, data, config, log=log, world=world)
     if not root:
         return model, {}
