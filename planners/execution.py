@@ -26,7 +26,6 @@ warning), else the CPU cores this process may use, divided among the processes o
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 
 import mlx.core as mx
