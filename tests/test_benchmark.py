@@ -129,6 +129,27 @@ def test_suite_rows_on_the_true_dynamics():
     assert cem["return_ratio"] is None and cem["gap"] is None and cem["episode_lengths"] == [6] * 4
 
 
+# Per-episode returns of `wmplan benchmark --episodes 8 --steps 20 --samples 64 --dynamics true` as the
+# particle-only benchmark (before environments came in) gave them: the particle's numbers must not move.
+EARLIER_RETURNS = {
+    "cem": [-19.400002, -19.500001, -5.000002, -4.700002, -0.9, -3.1, -16.740706, -18.979455],
+    "mppi": [-19.400002, -19.400002, -5.600001, -5.000003, -0.6, -3.5, -16.740706, -18.979455],
+    "random-shooting": [-30.0, -24.899998, -6.9, -6.399999, -1.3, -3.8, -18.897701, -29.269447],
+    "random-policy": [-30.0, -30.0, -22.4, -21.400001, -12.6, -25.1, -28.932389, -30.0],
+    "zero": [-30.0, -30.0, -30.0, -30.0, 0.0, -20.0, -28.932389, -30.0],
+    "feedback": [-20.399995, -20.399995, -5.400002, -5.400002, 0.0, -2.400002, -16.740706, -19.818349],
+    "optimal": [-19.400002, -19.400002, -4.400003, -4.400003, 0.0, -2.300003, -16.740706, -18.979455],
+}
+
+
+def test_the_particles_numbers_are_those_of_earlier_versions():
+    config = BenchmarkConfig(planners=("cem", "mppi", "random-shooting"), dynamics=("true",), episodes=8, steps=20, samples=64)
+    result = run_benchmark(config, ENV, None, ENV.benchmark_starts(8, seed=0))
+    assert [r["planner"] for r in result["rows"]] == list(EARLIER_RETURNS)
+    for row in result["rows"]:
+        np.testing.assert_allclose(row["returns"], EARLIER_RETURNS[row["planner"]], rtol=0, atol=1e-5, err_msg=row["planner"])
+
+
 def test_a_particle_with_other_constants_is_scored_against_its_own_optimum():
     strong = ParticleEnv(accel=0.2)
     starts = strong.benchmark_starts(3, seed=0)
