@@ -272,10 +272,14 @@ def test_a_model_of_another_env_is_one_line(tiny_model_path):
     assert "was trained for particle, not acrobot" in message
 
 
-def test_no_default_model_of_another_env(tmp_path, monkeypatch):
+def test_each_env_has_its_own_default_model(tmp_path, monkeypatch):
     monkeypatch.setenv("WMPLAN_HOME", str(tmp_path))
-    message = one_error_line(invoke("plan", "--env", "cartpole", "--steps", "2"), 1)
-    assert message.startswith(f"no model for cartpole at {tmp_path / 'model'}") and not (tmp_path / "model").exists()
+    trained = invoke("train", "--env", "cartpole", "--episodes", "4", "--steps", "5", "--epochs", "1")
+    assert trained.exit_code == 0, trained.output
+    assert (tmp_path / "model-cartpole" / "config.json").exists() and not (tmp_path / "model").exists()
+    result = invoke("plan", "--env", "cartpole", "--steps", "2", "--samples", "8", "--iterations", "1")
+    assert result.exit_code == 0, result.output
+    assert "No model at" not in result.output and not (tmp_path / "model").exists()
 
 
 @pytest.mark.parametrize(

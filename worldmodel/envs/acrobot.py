@@ -20,7 +20,7 @@ import numpy as np
 
 from planners.spaces import Discrete
 
-from .base import Environment, uniform_box
+from .base import Environment, TrainingBudget, uniform_box
 
 DT = 0.2
 LINK_LENGTH_1 = 1.0
@@ -73,11 +73,13 @@ class Acrobot(Environment):
     action_name = "torque"
     score = "cost_ratio"  # rewards are never positive
     controller_name = "energy-pump"
+    angles = (0, 1)
     state_low = (-math.pi, -math.pi, -MAX_VEL_1, -MAX_VEL_2)
     state_high = (math.pi, math.pi, MAX_VEL_1, MAX_VEL_2)
     steps = 500
     horizon = 50
     samples = 500
+    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, angles=True)
 
     def __init__(self):
         self.action_space = Discrete(3, values=TORQUES)

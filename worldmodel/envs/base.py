@@ -11,6 +11,7 @@ Gymnasium itself is imported only by :meth:`Environment.make_gym_env`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, Optional
 
@@ -20,6 +21,32 @@ import numpy as np
 from planners.spaces import Box, Discrete
 
 NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """What ``wmplan train --env NAME`` spends on an environment's world model by default
+    (the field defaults are the seed's particle budget).
+
+    Attributes:
+        episodes, steps: random-action episodes and steps each (``episodes * steps`` transitions).
+        epochs, batch_size: training passes and batch size.
+        hidden: the trunk's hidden layer sizes.
+        reward_hidden: the reward head's hidden size.
+        angles: whether the model takes the environment's ``angles`` as ``(cos, sin)`` inputs.
+        reward_from_state: whether the reward head also reads the state before the step.
+
+    (The model options are :class:`worldmodel.WorldModel`'s.)
+    """
+
+    episodes: int = 400
+    steps: int = 50
+    epochs: int = 20
+    batch_size: int = 128
+    hidden: tuple = (128, 128)
+    reward_hidden: int = 32
+    angles: bool = False
+    reward_from_state: bool = False
 
 
 class Environment(ABC):
@@ -36,10 +63,12 @@ class Environment(ABC):
         state_dim: ``S``.
         state_names: ``S`` names of the state variables (start-state CSV headers, printouts, plots).
         action_name: what an action applies (``"torque"``, ``"force"``, ...), for printouts and plots.
+        angles: indices of the state variables that are angles (period ``2 pi``); may be empty.
         state_low, state_high: ``[S]`` bounds of the box :meth:`sample_states` draws training states from.
         steps: episode length (Gymnasium's ``max_episode_steps``).
         horizon, samples: default planning horizon and sequences per planning call in benchmarks.
         planner_options: extra keyword options that suit planners here (may be empty).
+        training: the default :class:`TrainingBudget` of a learned model.
         termination: ``None`` if episodes never end, else the method
             ``termination(next_state [B, S]) -> [B]`` bool (pass it to a planner as ``termination=``).
         rollout_streams: CPU streams a rollout of these dynamics is split over (see
@@ -58,12 +87,14 @@ class Environment(ABC):
     state_dim: int
     state_names: tuple
     action_name: str = "action"
+    angles: tuple = ()
     state_low: tuple
     state_high: tuple
     steps: int
     horizon: int
     samples: int
     planner_options: Mapping[str, Any] = NO_OPTIONS
+    training: TrainingBudget
     termination = None
     rollout_streams = 1
     gym_state_dtype = np.float64

@@ -23,7 +23,7 @@ import numpy as np
 
 from planners.spaces import Discrete
 
-from .base import Environment, uniform_box
+from .base import Environment, TrainingBudget, uniform_box
 
 GRAVITY = 9.8
 MASS_CART = 1.0
@@ -58,6 +58,7 @@ class CartPole(Environment):
     # (CEM reached 133-231 steps); 60 reach 500 (seeds 0-2)
     horizon = 60
     samples = 300
+    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256)
 
     def __init__(self):
         self.action_space = Discrete(2, values=FORCES)

@@ -18,7 +18,7 @@ import numpy as np
 
 from planners.spaces import Box
 
-from .base import Environment, uniform_box
+from .base import Environment, TrainingBudget, uniform_box
 
 MIN_POSITION = -1.2
 MAX_POSITION = 0.6
@@ -48,6 +48,7 @@ class MountainCar(Environment):
     steps = 999
     horizon = 100
     samples = 500
+    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256)
     gym_state_dtype = np.float32
 
     def __init__(self):

@@ -19,7 +19,7 @@ import numpy as np
 
 from planners.spaces import Box, Discrete
 
-from .base import Environment
+from .base import Environment, TrainingBudget
 
 ACCEL = 0.1
 X_LIMIT = 1.5
@@ -47,6 +47,7 @@ class Particle(Environment):
     state_dim = 2
     state_names = ("x", "v")
     action_name = "push"
+    training = TrainingBudget()
     steps = 50
     horizon = 15
     samples = 500

@@ -20,7 +20,7 @@ import numpy as np
 
 from planners.spaces import Box
 
-from .base import Environment, uniform_box
+from .base import Environment, TrainingBudget, uniform_box
 
 MAX_SPEED = 8.0
 MAX_TORQUE = 2.0
@@ -53,11 +53,13 @@ class Pendulum(Environment):
     action_name = "torque"
     score = "cost_ratio"  # rewards are never positive
     controller_name = "swing-up"
+    angles = (0,)
     state_low = (-math.pi, -MAX_SPEED)
     state_high = (math.pi, MAX_SPEED)
     steps = 200
     horizon = 30
     samples = 1000
+    training = TrainingBudget(episodes=1000, steps=50, epochs=60, batch_size=256, hidden=(64, 64), reward_hidden=128, angles=True, reward_from_state=True)
 
     def __init__(self, g: float = 10.0):
         if not (math.isfinite(g) and g > 0):
