@@ -17,8 +17,6 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 import planners
 import mlx.core as mx  # isort: skip  (after planners: the fast BLAS first)
 from worldmodel import EnsembleWorldModel, ParticleEnv, TrainConfig, WorldModel, generate, train
@@ -66,7 +64,7 @@ def compare(args) -> dict:
 
     starts = default_starts(args.episodes, seed=args.seed)
     optimal_cost = float(-optimal_returns(starts, args.steps).sum())
-    run = dict(env=env, starts=starts, steps=args.steps, samples=args.samples, seed=args.seed, optimal_cost=optimal_cost)
+    run = {"env": env, "starts": starts, "steps": args.steps, "samples": args.samples, "seed": args.seed, "optimal_cost": optimal_cost}
     rows = [
         closed_loop_row("single", single.folded(), **run),
         closed_loop_row(f"ensemble{args.ensemble}-mean", ensemble.folded(), **run),

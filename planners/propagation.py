@@ -260,6 +260,7 @@ def _propagate_envs(ensemble, propagation, particles, width, state, actions, key
     else:
         order = mx.broadcast_to(mx.arange(width, dtype=mx.int32), (envs, width))
     x = mx.broadcast_to(state[:, None], (envs, width, state.shape[-1]))  # [E, W, S]
+    outputs = state.shape[-1] + 1  # noise per state dimension and the reward
     total = mx.zeros((envs, width), dtype=mx.float32)
     weight = 1.0
     for t in range(horizon):
@@ -273,7 +274,7 @@ def _propagate_envs(ensemble, propagation, particles, width, state, actions, key
         action = mx.take_along_axis(actions[:, :, t], sequence[..., None], axis=1)  # [E, W, A]
         noise = None
         if propagation.sample_noise:
-            noise = mx.vmap(lambda k: mx.random.normal((width, x.shape[-1] + 1), key=k))(keys[:, 2 * t + 1])
+            noise = mx.vmap(lambda k: mx.random.normal((width, outputs), key=k))(keys[:, 2 * t + 1])
         x, reward = (_dealt_step if dealt else _mean_step)(ensemble, x, action, noise)
         total = total + (reward if weight == 1.0 else weight * reward)
         weight *= discount

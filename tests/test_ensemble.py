@@ -86,7 +86,7 @@ def test_one_member_equals_its_world_model():
     close(n2, n1)
     close(r2, r1)
     n3, r3 = ensemble.members(state, action)
-    assert n3.shape == (1, 50, 2)
+    assert n3.shape == (1, 50, 2) and r3.shape == (1, 50)
     close(n3[0], n1)
     close(ensemble.folded()(state, action)[0], n1)
 
@@ -140,7 +140,7 @@ def test_noise_moves_probabilistic_outputs_by_their_std():
     mx.random.seed(4)
     model = with_statistics(EnsembleWorldModel(2, hidden=(8,), probabilistic=True))
     state, action = batch(5)
-    mean, logvar = model.predict_normalized(state, action)
+    _, logvar = model.predict_normalized(state, action)
     base, base_r = model.members(state, action)
     moved, moved_r = model.members(state, action, mx.ones((2, 5, 3)))
     std = mx.exp(0.5 * logvar)
