@@ -17,53 +17,52 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 import planners
 import mlx.core as mx  # isort: skip  (after planners: the fast BLAS first)
 from worldmodel import EnsembleWorldModel, ParticleEnv, TrainConfig, WorldModel, generate, train
 
-from .closed_loop import planner_chooser, run_episodes
-from .optimal import optimal_returns
-from .starts import default_starts
+from .closed_loop import planner_policy, run_episodes
 
 
 def train_timed(build, data, config: TrainConfig) -> tuple:
-    """``(model, seconds)``: ``build()`` trained on ``data``, timed after a one-epoch warm-up of another ``build()``."""
+    """``(model, wall seconds, CPU seconds)``: ``build()`` trained on ``data``, timed after a one-epoch
+    warm-up of another ``build()``. CPU seconds (all threads of this process) count the work alone,
+    where the wall time also counts waiting for cores other processes hold."""
     train(build(), data.subset(slice(0, 256)), TrainConfig(epochs=1, seed=config.seed), log=None)
     mx.random.seed(config.seed)  # the model's initial weights follow the seed
     model = build()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     train(model, data, config, log=None)
-    return model, time.perf_counter() - start
+    return model, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def closed_loop_row(name: str, dynamics, env, starts, steps: int, samples: int, seed: int, optimal_cost: float, propagation=None) -> dict:
     """CEM with ``dynamics`` (and ``propagation``) for ``steps`` steps from ``starts``: one result row."""
     planner = planners.CEM(dynamics, env.action_space, num_samples=samples, seed=seed, propagation=propagation)
-    episodes = run_episodes(planner_chooser(planner), env, starts, steps)
+    episodes = run_episodes(planner_policy(planner), env, starts, steps)
     return {
         "name": name,
         "cost_ratio": float(-episodes.returns.sum() / optimal_cost),
         "mean_return": float(episodes.returns.mean()),
-        "success_rate": float(episodes.success.mean()),
+        "success_rate": float(env.success(episodes.states, episodes.terminated).mean()),
         "ms_per_step": 1000.0 * episodes.plan_seconds / steps,
     }
 
 
 def compare(args) -> dict:
+    """Train both models, run every closed-loop row; the JSON-ready result."""
     env = ParticleEnv()
     data = generate(env, args.train_episodes, args.train_steps, seed=args.seed)
     config = TrainConfig(epochs=args.epochs, seed=args.seed)
     dims = (env.state_dim, env.action_space.dim)
-    single, single_seconds = train_timed(lambda: WorldModel(*dims), data, config)
-    ensemble, ensemble_seconds = train_timed(
+    single, single_wall, single_cpu = train_timed(lambda: WorldModel(*dims), data, config)
+    ensemble, ensemble_wall, ensemble_cpu = train_timed(
         lambda: EnsembleWorldModel(args.ensemble, *dims, probabilistic=args.probabilistic), data, config
     )
 
-    starts = default_starts(args.episodes, seed=args.seed)
-    optimal_cost = float(-optimal_returns(starts, args.steps).sum())
-    run = dict(env=env, starts=starts, steps=args.steps, samples=args.samples, seed=args.seed, optimal_cost=optimal_cost)
+    starts = env.default_starts(args.episodes, seed=args.seed)
+    optimal_cost = float(-env.optimal_returns(starts, args.steps).sum())
+    run = {"env": env, "starts": starts, "steps": args.steps, "samples": args.samples, "seed": args.seed, "optimal_cost": optimal_cost}
     rows = [
         closed_loop_row("single", single.folded(), **run),
         closed_loop_row(f"ensemble{args.ensemble}-mean", ensemble.folded(), **run),
@@ -75,7 +74,8 @@ def compare(args) -> dict:
     return {
         "config": vars(args),
         "transitions": len(data),
-        "train_seconds": {"single": single_seconds, "ensemble": ensemble_seconds, "ratio": ensemble_seconds / single_seconds},
+        "train_seconds": {"single": single_wall, "ensemble": ensemble_wall, "ratio": ensemble_wall / single_wall},
+        "train_cpu_seconds": {"single": single_cpu, "ensemble": ensemble_cpu, "ratio": ensemble_cpu / single_cpu},
         "rows": rows,
     }
 
@@ -97,9 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
     result = compare(args)
-    seconds = result["train_seconds"]
-    print(f"{result['transitions']} transitions; training: single {seconds['single']:.2f} s, "
-          f"ensemble of {args.ensemble} {seconds['ensemble']:.2f} s ({seconds['ratio']:.2f}x)")
+    wall, cpu = result["train_seconds"], result["train_cpu_seconds"]
+    print(f"{result['transitions']} transitions; training: single {wall['single']:.2f} s, "
+          f"ensemble of {args.ensemble} {wall['ensemble']:.2f} s ({wall['ratio']:.2f}x); "
+          f"CPU time {cpu['single']:.2f} s vs {cpu['ensemble']:.2f} s ({cpu['ratio']:.2f}x)")
     for row in result["rows"]:
         print(f"{row['name']:<28} cost ratio {row['cost_ratio']:.4f}  mean return {row['mean_return']:8.3f}  "
               f"success {100 * row['success_rate']:3.0f}%  {row['ms_per_step']:7.1f} ms/step")

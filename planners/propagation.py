@@ -269,6 +269,7 @@ def _propagate_envs(ensemble, propagation, particles, width, state, actions, key
     else:
         order = mx.broadcast_to(mx.arange(width, dtype=mx.int32), (envs, width))
     x = mx.broadcast_to(state[:, None], (envs, width, state.shape[-1]))  # [E, W, S]
+    outputs = state.shape[-1] + 1  # noise per state dimension and the reward
     total = mx.zeros((envs, width), dtype=mx.float32)
     alive = None  # [E, W] float32 while any particle may have terminated (with ``termination``)
     weight = 1.0
@@ -284,7 +285,7 @@ def _propagate_envs(ensemble, propagation, particles, width, state, actions, key
         action = mx.take_along_axis(actions[:, :, t], sequence[..., None], axis=1)  # [E, W, A]
         noise = None
         if propagation.sample_noise:
-            noise = mx.vmap(lambda k: mx.random.normal((width, x.shape[-1] + 1), key=k))(keys[:, 2 * t + 1])
+            noise = mx.vmap(lambda k: mx.random.normal((width, outputs), key=k))(keys[:, 2 * t + 1])
         next_x, reward = (_dealt_step if dealt else _mean_step)(ensemble, x, action, noise)
         if alive is not None:  # terminated particles keep their state and add nothing
             next_x = mx.where(alive[..., None] > 0, next_x, x)

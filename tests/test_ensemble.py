@@ -86,7 +86,7 @@ def test_one_member_equals_its_world_model():
     close(n2, n1)
     close(r2, r1)
     n3, r3 = ensemble.members(state, action)
-    assert n3.shape == (1, 50, 2)
+    assert n3.shape == (1, 50, 2) and r3.shape == (1, 50)
     close(n3[0], n1)
     close(ensemble.folded()(state, action)[0], n1)
 
@@ -140,7 +140,7 @@ def test_noise_moves_probabilistic_outputs_by_their_std():
     mx.random.seed(4)
     model = with_statistics(EnsembleWorldModel(2, hidden=(8,), probabilistic=True))
     state, action = batch(5)
-    mean, logvar = model.predict_normalized(state, action)
+    _, logvar = model.predict_normalized(state, action)
     base, base_r = model.members(state, action)
     moved, moved_r = model.members(state, action, mx.ones((2, 5, 3)))
     std = mx.exp(0.5 * logvar)
@@ -265,3 +265,16 @@ def test_bad_sizes_are_value_errors():
         EnsembleWorldModel(0)
     with pytest.raises(ValueError, match="positive sizes"):
         EnsembleWorldModel(2, hidden=())
+
+
+def test_ensemble_compare_script(tmp_path, capsys):
+    from benchmarks.ensemble_compare import main as compare_main
+
+    path = tmp_path / "compare.json"
+    compare_main(["--train-episodes", "5", "--train-steps", "10", "--epochs", "1", "--ensemble", "2", "--particles", "2",
+                  "--modes", "tsinf,ts1", "--episodes", "2", "--steps", "2", "--samples", "16", "--json", str(path)])
+    result = json.loads(path.read_text())
+    assert [row["name"] for row in result["rows"]] == ["single", "ensemble2-mean", "ensemble2-tsinf-P2", "ensemble2-ts1-P2"]
+    assert all(row["cost_ratio"] >= 1.0 - 1e-6 for row in result["rows"])  # nothing beats the exact optimum
+    assert result["transitions"] == 50 and result["train_seconds"]["ratio"] > 0
+    assert "cost ratio" in capsys.readouterr().out
