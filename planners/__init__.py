@@ -10,7 +10,7 @@ Planners: :class:`RandomShooting`, :class:`CEM` (and the iCEM preset :class:`ICE
 """
 
 from . import execution  # first: points MLX's float32 matmuls at a fast BLAS (any import order)
-from .base import Plan, Planner, WarmStart, shift
+from .base import Plan, Planner, PlannerState, WarmStart, shift
 from .cem import CEM, ICEM
 from .dynamics import Dynamics, KnownReward, make_evaluate, rollout
 from .gradient import CEMGradient, GradientPlanner
@@ -18,6 +18,7 @@ from .mppi import MPPI
 from .random_shooting import RandomShooting
 from .registry import PLANNERS, make_planner, planner_class
 from .spaces import Box, Discrete
+from .propagation import EnsembleDynamics, Propagation
 
 __all__ = [
     "Box",
@@ -25,6 +26,8 @@ __all__ = [
     "CEMGradient",
     "Discrete",
     "Dynamics",
+    "EnsembleDynamics",
+    "EnsembleDynamics",
     "GradientPlanner",
     "ICEM",
     "KnownReward",
@@ -32,6 +35,8 @@ __all__ = [
     "PLANNERS",
     "Plan",
     "Planner",
+    "PlannerState",
+    "Propagation",
     "RandomShooting",
     "WarmStart",
     "execution",

@@ -13,7 +13,7 @@ from .distributions import make_distribution
 from .dynamics import Dynamics, TerminalValue, Termination, check_options, check_sizes, make_evaluate
 from .memory import check_fits
 
-__all__ = ["Plan", "Planner", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
+__all__ = ["Plan", "Planner", "PlannerState", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
 
 
 class Plan(NamedTuple):
@@ -34,6 +34,84 @@ class WarmStart(NamedTuple):
 
     actions: mx.array
     elites: Optional[mx.array] = None
+
+
+class PlannerState(NamedTuple):
+    """What a planner carries from one call to the next for ``E`` environments, one row each.
+
+    Attributes:
+        keys: the next random key ``[E, 2]`` (uint32) of each environment's stream.
+        ids: the environments' ids ``[E]`` (int64 numpy): global indices, distinct.
+        warm: the shifted previous plan (and elites) to start from, or ``None``.
+
+    A value, not a handle: :meth:`Planner.optimize` with ``planner_state=`` returns a new one. Rows
+    can be selected (:meth:`rows`) and joined (:meth:`concatenate`), so a controller can be sharded
+    over processes and put back together, and saved with :meth:`to_arrays` / :meth:`from_arrays`.
+    """
+
+    keys: mx.array
+    ids: np.ndarray
+    warm: Optional[WarmStart] = None
+
+    @property
+    def envs(self) -> int:
+        """``E``, the number of environments (rows)."""
+        return len(self.ids)
+
+    def rows(self, index) -> "PlannerState":
+        """The state of the environments at ``index`` (an int array, a list or a slice) only."""
+        index = np.arange(len(self.ids))[index]
+        take = mx.array(index.astype(np.int64))
+        warm = None
+        if self.warm is not None:
+            elites = None if self.warm.elites is None else self.warm.elites[take]
+            warm = WarmStart(self.warm.actions[take], elites)
+        return PlannerState(self.keys[take], self.ids[index], warm)
+
+    @staticmethod
+    def concatenate(states) -> "PlannerState":
+        """One state holding the rows of ``states`` in order (warm starts kept only if all have them)."""
+        states = list(states)
+        if not states:
+            raise ValueError("concatenate needs at least one PlannerState")
+        ids = np.concatenate([s.ids for s in states])
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("cannot concatenate planner states that share environment ids")
+        warm = None
+        if all(s.warm is not None for s in states):
+            elites = [s.warm.elites for s in states]
+            warm = WarmStart(
+                mx.concatenate([s.warm.actions for s in states]),
+                None if any(e is None for e in elites) else mx.concatenate(elites),
+            )
+        return PlannerState(mx.concatenate([s.keys for s in states]), ids, warm)
+
+    def without_warm_start(self) -> "PlannerState":
+        """The same key streams, no warm start (a new episode)."""
+        return self._replace(warm=None)
+
+    def to_arrays(self) -> dict:
+        """A dict of MLX arrays (for ``mx.savez``); :meth:`from_arrays` reads it back."""
+        arrays = {"keys": self.keys, "ids": mx.array(self.ids)}
+        if self.warm is not None:
+            arrays["warm_actions"] = self.warm.actions
+            if self.warm.elites is not None:
+                arrays["warm_elites"] = self.warm.elites
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "PlannerState":
+        """The state :meth:`to_arrays` wrote (e.g. ``mx.load`` of a ``.npz``)."""
+        try:
+            keys, ids = mx.array(arrays["keys"]).astype(mx.uint32), np.array(arrays["ids"]).astype(np.int64)
+        except KeyError as err:
+            raise ValueError(f"not a planner state: no {err.args[0]!r} array") from None
+        if keys.shape != (len(ids), 2):
+            raise ValueError(f"not a planner state: keys of shape {tuple(keys.shape)} for {len(ids)} ids")
+        warm = None
+        if "warm_actions" in arrays:
+            warm = WarmStart(mx.array(arrays["warm_actions"]), mx.array(arrays["warm_elites"]) if "warm_elites" in arrays else None)
+        return cls(keys, ids, warm)
 
 
 def shift(actions: mx.array) -> mx.array:
@@ -124,6 +202,11 @@ class Planner:
             ``1`` for dynamics whose rows are not independent (batch statistics). Default ``None``:
             the dynamics' ``rollout_streams`` attribute, else ``$WMPLAN_CPU_STREAMS``, else the
             CPU cores (1 on a GPU).
+        propagation: optional :class:`~planners.propagation.Propagation`: ``dynamics`` is then an
+            ensemble (:class:`~planners.propagation.EnsembleDynamics`) and every sequence is imagined
+            by particles whose returns are aggregated (the search still sees returns ``[E, N]``); the
+            particles' draws come from the environments' key streams. Gradient planners follow
+            ``mx.grad`` of the members' mean and select with the propagated returns.
         **distribution_options: for :func:`~planners.distributions.make_distribution` (subclasses
             name the ones they use: ``init_std``, ``spread``, ``noise_beta``, ``colored_fraction``).
 
@@ -147,6 +230,7 @@ class Planner:
         terminal_value: Optional[TerminalValue] = None,
         streams: Optional[int] = None,
         termination: Optional[Termination] = None,
+        propagation=None,
         **distribution_options,
     ):
         self.discount, self.streams = check_options(dynamics, discount, terminal_value, streams, termination)
@@ -165,56 +249,98 @@ class Planner:
             distribution_options[name] = check_float(name, value, low, high, low_open=low_open)
         self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
         check_sizes(dynamics, action_size=action_space.dim, source=f"action_space {action_space!r}")
-        self.evaluate = make_evaluate(
+        if propagation is not None and not callable(getattr(propagation, "make_evaluate", None)):
+            raise ValueError(f"propagation must be a planners.Propagation or None, got {propagation!r}")
+        self.propagation = propagation
+        build = make_evaluate if propagation is None else propagation.make_evaluate
+        self.evaluate = build(
             dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams, termination=termination
         )
-        self._streams: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call
-        self._keys: Optional[mx.array] = None  # next keys [E, 2] of the last call's environments
-        self._key_ids: Optional[np.ndarray] = None  # their ids [E]
-        self._warm: Optional[WarmStart] = None
-        self._warm_ids: Optional[np.ndarray] = None
+        self._state: Optional[PlannerState] = None  # the last call's environments (stateful use)
+        self._parked: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call
         self._memory_checked: Optional[int] = None  # the number of environments last checked
 
     @property
     def warm_start(self) -> Optional[WarmStart]:
         """The shifted previous plan the next call starts from, or ``None`` after :meth:`reset`."""
-        return self._warm
+        return None if self._state is None else self._state.warm
+
+    @property
+    def state(self) -> Optional[PlannerState]:
+        """The :class:`PlannerState` the stateful :meth:`act` / :meth:`optimize` carry (``None`` before the first call)."""
+        return self._state
 
     def reset(self) -> None:
         """Forget the warm start (call it when a new episode begins); the key streams go on."""
-        self._warm = None
-        self._warm_ids = None
+        if self._state is not None:
+            self._state = self._state.without_warm_start()
+
+    def init_state(self, env_ids) -> PlannerState:
+        """A fresh :class:`PlannerState` for environments ``env_ids`` ``[E]``: keys from ``(seed, id)``, no warm start."""
+        ids = self._check_ids(env_ids, len(np.atleast_1d(np.asarray(env_ids))))
+        keys = [env_key(self.seed, i) for i in ids.tolist()]
+        return PlannerState(mx.array(np.stack(keys)) if keys else mx.zeros((0, 2), dtype=mx.uint32), ids)
 
     def act(self, state, env_ids=None) -> mx.array:
         """One MPC step for ``E`` environments: ``state [E, S] -> action [E, A]`` (``env_ids``: see :meth:`optimize`)."""
         return self.optimize(state, env_ids).actions[:, 0]
 
-    def optimize(self, state, env_ids=None) -> Plan:
+    def optimize(self, state, env_ids=None, *, planner_state: Optional[PlannerState] = None):
         """Plan from ``state [E, S]``: a :class:`Plan` with ``actions [E, H, A]`` and ``expected_return [E]``.
 
         ``env_ids``: ``[E]`` distinct non-negative integers naming the environments (default
         ``0 .. E-1``). Each one's random draws come from its own key stream; the warm start is
         used only when the ids are those of the previous call.
+
+        ``planner_state``: plan from this :class:`PlannerState` (one row per state; see
+        :meth:`init_state`) instead of the planner's own, and return ``(plan, next_planner_state)``
+        -- the planner itself is left unchanged (the init/update shape of optax).
         """
         state = mx.array(state, dtype=mx.float32)
         if state.ndim != 2:
             raise ValueError(f"state must be [E, S], got shape {tuple(state.shape)}")
+        if planner_state is not None:
+            self._check_state(planner_state, state.shape[0], env_ids)
+            return self._plan(state, planner_state)
         ids = self._check_ids(env_ids, state.shape[0])
-        check_sizes(self.dynamics, state_size=state.shape[1])
-        if state.shape[0] == 0:  # nothing to plan for: no search, no change to the warm start or the keys
-            return Plan(mx.zeros((0, self.horizon, self.action_space.dim)), mx.zeros((0,)))
-        if state.shape[0] != self._memory_checked:
-            self.check_memory(state.shape[0])
-            self._memory_checked = state.shape[0]
-        warm = self._warm if self._warm is not None and np.array_equal(self._warm_ids, ids) else None
-        pairs = mx.vmap(lambda k: mx.random.split(k))(self._stream_keys(ids))  # [E, 2, 2]
-        self._keys, self._key_ids, key = pairs[:, 0], ids, pairs[:, 1]
-        plan, elites = self._search(state, warm, key)
-        plan = self._fallback(plan, warm, state.shape[0])
-        self._warm = WarmStart(shift(plan.actions), None if elites is None else shift(elites))
-        self._warm_ids = ids
-        mx.eval(plan, self._warm, self._keys)
+        plan, self._state = self._plan(state, self._continued(ids))
         return plan
+
+    def _plan(self, state: mx.array, planner_state: PlannerState) -> tuple:
+        """One search from ``state [E, S]`` and ``planner_state``: ``(Plan, next PlannerState)``."""
+        check_sizes(self.dynamics, state_size=state.shape[1])
+        envs = state.shape[0]
+        if envs == 0:  # nothing to plan for: no search, no change to the warm start or the keys
+            return Plan(mx.zeros((0, self.horizon, self.action_space.dim)), mx.zeros((0,))), planner_state
+        if envs != self._memory_checked:
+            self.check_memory(envs)
+            self._memory_checked = envs
+        warm = planner_state.warm
+        pairs = mx.vmap(lambda k: mx.random.split(k))(planner_state.keys)  # [E, 2, 2]
+        key = pairs[:, 1]
+        if self.propagation is not None:
+            key = self.evaluate.start(key)  # a share of each environment's key for its particles
+        plan, elites = self._search(state, warm, key)
+        plan = self._fallback(plan, warm, envs)
+        after = PlannerState(
+            pairs[:, 0], planner_state.ids, WarmStart(shift(plan.actions), None if elites is None else shift(elites))
+        )
+        mx.eval(plan, after.keys, after.warm)
+        return plan, after
+
+    def _check_state(self, planner_state, envs: int, env_ids) -> None:
+        if not isinstance(planner_state, PlannerState):
+            raise ValueError(f"planner_state must be a PlannerState (see Planner.init_state), got {type(planner_state).__name__}")
+        if planner_state.envs != envs or tuple(planner_state.keys.shape) != (envs, 2):
+            raise ValueError(f"planner_state holds {planner_state.envs} environment(s), the state {envs}")
+        if env_ids is not None and not np.array_equal(self._check_ids(env_ids, envs), planner_state.ids):
+            raise ValueError("env_ids differ from the planner_state's ids")
+        warm = planner_state.warm
+        if warm is not None and tuple(warm.actions.shape) != (envs, self.horizon, self.action_space.dim):
+            raise ValueError(
+                f"planner_state's warm start has shape {tuple(warm.actions.shape)}, "
+                f"expected {(envs, self.horizon, self.action_space.dim)}"
+            )
 
     def memory_estimate(self, envs: int) -> int:
         """Rough peak bytes of one :meth:`optimize` call for ``envs`` environments (:mod:`planners.memory`):
@@ -247,13 +373,18 @@ class Planner:
             raise ValueError(f"env_ids must be distinct, got {env_ids!r}")
         return ids
 
-    def _stream_keys(self, ids: np.ndarray) -> mx.array:
-        """The next keys ``[E, 2]`` of environments ``ids``: continued, or started from ``(seed, id)``."""
-        if self._keys is not None and np.array_equal(ids, self._key_ids):
-            return self._keys
-        if self._keys is not None:  # other environments now: keep the last ones' streams for later
-            self._streams.update(zip(self._key_ids.tolist(), np.array(self._keys)))
-        rows = [self._streams.get(i) for i in ids.tolist()]
+    def _continued(self, ids: np.ndarray) -> PlannerState:
+        """The stateful planner's state for environments ``ids``: the last call's if the ids are the
+        same, else their parked (or fresh) key streams and no warm start."""
+        if self._state is not None and np.array_equal(ids, self._state.ids):
+            return self._state
+        if self._state is not None:  # other environments now: park the last ones' streams for later
+            self._parked.update(zip(self._state.ids.tolist(), np.array(self._state.keys)))
+        return PlannerState(self._fresh_keys(ids), ids)
+
+    def _fresh_keys(self, ids: np.ndarray) -> mx.array:
+        """Keys ``[E, 2]`` of environments ``ids``: parked ones continued, others started from ``(seed, id)``."""
+        rows = [self._parked.get(i) for i in ids.tolist()]
         rows = [env_key(self.seed, i) if row is None else row for i, row in zip(ids.tolist(), rows)]
         return mx.array(np.stack(rows).astype(np.uint32)) if rows else mx.zeros((0, 2), dtype=mx.uint32)
 

@@ -163,8 +163,8 @@ def test_old_particle_checkpoints_are_the_particles():
     [
         (["--env", "lunar"], "Invalid value for '--env': unknown environment 'lunar'; choose from particle, pendulum, "),
         (["--source", "tf"], "Invalid value for '--source': unknown source 'tf'; choose from mlx, gym"),
-        (["--env", "particle", "--source", "gym"], "Invalid value for '--source': environment 'particle' has no Gymnasium counterpart"),
-        (["--env", "cartpole", "--angle-features"], "Invalid value for '--angle-features': environment 'cartpole' has no angles"),
+        (["--env", "particle", "--source", "gym"], "Invalid value for '--source': particle has no Gymnasium counterpart"),
+        (["--env", "cartpole", "--angle-features"], "Invalid value for '--angle-features': cartpole has no angles"),
     ],
 )
 def test_bad_env_or_source(tmp_path, args, message):

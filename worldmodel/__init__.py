@@ -5,13 +5,17 @@ import planners as _planners  # noqa: F401  (activates the fast BLAS for MLX's m
 from .checkpoint import CheckpointError, env_record, load_model, read_config, save_model  # noqa: E402
 from .data import DatasetError, Transitions, generate, uniform_transitions  # noqa: E402
 from .env import PUSHES, ParticleEnv, one_hot_pushes  # noqa: E402
+from .ensemble import EnsembleWorldModel, model_from_config  # noqa: E402
 from .folded import FoldedWorldModel  # noqa: E402
+from .folded_ensemble import FoldedEnsembleWorldModel  # noqa: E402
 from .model import WorldModel  # noqa: E402
 from .train import TrainConfig, TrainResult, one_step_mse, train  # noqa: E402
 
 __all__ = [
     "CheckpointError",
     "DatasetError",
+    "EnsembleWorldModel",
+    "FoldedEnsembleWorldModel",
     "FoldedWorldModel",
     "PUSHES",
     "ParticleEnv",
@@ -22,6 +26,7 @@ __all__ = [
     "env_record",
     "generate",
     "load_model",
+    "model_from_config",
     "one_hot_pushes",
     "one_step_mse",
     "read_config",

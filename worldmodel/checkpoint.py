@@ -27,6 +27,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
+from .ensemble import EnsembleWorldModel, model_from_config
 from .files import atomic_output, remove_stale_temporaries, write_json
 from .model import WorldModel
 
@@ -139,8 +140,9 @@ def _newer_format(config) -> int | None:
     return None
 
 
-def load_model(path: str) -> WorldModel:
-    """A ready (evaluated, frozen-statistics) :class:`WorldModel` from the checkpoint folder ``path``.
+def load_model(path: str) -> WorldModel | EnsembleWorldModel:
+    """A ready (evaluated, frozen-statistics) :class:`WorldModel` -- or :class:`EnsembleWorldModel` when
+    the config says ``"model": {"kind": "ensemble", ...}`` -- from the checkpoint folder ``path``.
 
     Raises:
         CheckpointError: missing, unreadable, corrupt, newer or non-finite (see the module).
@@ -183,10 +185,11 @@ def check_weights(model: WorldModel, path: str) -> None:
             raise CheckpointError(f"corrupt checkpoint {path}: normaliser {name} has a standard deviation <= 0")
 
 
-def _empty_model(path: str, config: dict) -> WorldModel:
-    """The architecture ``config["model"]`` describes (its weights not yet computed)."""
+def _empty_model(path: str, config: dict) -> WorldModel | EnsembleWorldModel:
+    """The architecture ``config["model"]`` describes (its weights not yet computed): a
+    :class:`WorldModel`, or an :class:`EnsembleWorldModel` for ``"kind": "ensemble"``."""
     try:
-        return WorldModel(**config["model"])
+        return model_from_config(config["model"])
     except (TypeError, ValueError) as err:
         detail = " ".join(str(err).split())
         raise CheckpointError(f"corrupt checkpoint {path}: {detail}") from None

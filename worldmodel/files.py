@@ -103,7 +103,7 @@ def check_output_folder(path) -> str:
 
 def new_file_mode() -> int:
     """Permissions of a newly created file: ``0o666`` less the process's umask."""
-    mask = os.umask(0o022)
+    mask = os.umask(0o022)  # the only way to read it; set back at once
     os.umask(mask)
     return 0o666 & ~mask
 
@@ -168,7 +168,7 @@ def open_output(path, mode: str = "w", suffix: str = ""):
             with os.fdopen(_open_direct(target, given), mode) as f:
                 yield f
         return
-    with atomic_output(given, suffix) as tmp, _errors_name(given):
+    with atomic_output(given, suffix) as tmp:
         with open(tmp, mode) as f:
             yield f
 

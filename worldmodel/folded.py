@@ -33,13 +33,17 @@ def angle_features(state: mx.array, angles: tuple) -> mx.array:
 
 def _fold_input(weight: mx.array, bias, mean: mx.array, std: mx.array, features: int, blocks: int = 1):
     """For ``concat((f_1 - mean) / std, ..., (f_k - mean) / std, a) @ weight.T + bias`` (``k = blocks``
-    feature vectors ``[F]`` with the same statistics): ``(matrix [k F + A, out], bias [out])`` on ``concat(f_1, ..., f_k, a)``."""
+    feature vectors ``[F]`` with the same statistics): ``(matrix [k F + A, out], bias [out])`` on
+    ``concat(f_1, ..., f_k, a)``.
+
+    ``weight [..., out, k F + A]`` and ``bias [..., out]`` may carry leading (ensemble) dimensions.
+    """
     parts, shift = [], 0.0
     for k in range(blocks):
-        w_block = weight[:, k * features : (k + 1) * features]
-        parts.append((w_block / std).T)
+        w_block = weight[..., k * features : (k + 1) * features]
+        parts.append((w_block / std).swapaxes(-1, -2))
         shift = shift + w_block @ (mean / std)
-    matrix = mx.concatenate([*parts, weight[:, blocks * features :].T], axis=0)
+    matrix = mx.concatenate([*parts, weight[..., blocks * features :].swapaxes(-1, -2)], axis=-2)
     return matrix, (-shift if bias is None else bias - shift)
 
 

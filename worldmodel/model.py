@@ -167,6 +167,15 @@ class WorldModel(nn.Module):
         r = self.reward_out(nn.relu(self.reward_in(mx.concatenate(reward_inputs, axis=-1))))
         return delta_n, r[..., 0]
 
+    def training_loss(self, state, action, delta_target, reward_target) -> tuple[mx.array, mx.array]:
+        """Mean squared error of one batch in normalised units, and the squared errors ``[B, S + 1]``.
+
+        Targets: the normalised state change ``[B, S]`` and reward ``[B]``.
+        """
+        delta_n, reward_n = self.predict_normalized(state, action)
+        err2 = mx.concatenate([delta_n - delta_target, (reward_n - reward_target)[:, None]], axis=-1) ** 2
+        return err2.mean(), err2
+
     def folded(self) -> FoldedWorldModel:
         """A frozen :class:`~worldmodel.folded.FoldedWorldModel` snapshot: the same function with the
         normalisations folded into the weights, for planning (about 1.7x faster on a 2-core CPU)."""

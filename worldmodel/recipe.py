@@ -10,6 +10,7 @@ import numpy as np
 
 from .checkpoint import save_model
 from .data import generate, uniform_transitions
+from .ensemble import EnsembleWorldModel
 from .envs import Environment, get_env
 from .model import WorldModel
 from .train import TrainConfig, one_step_mse, train
@@ -22,9 +23,10 @@ def default_home() -> str:
     return os.environ.get("WMPLAN_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "wmplan")
 
 
-def default_model_path() -> str:
-    """Where commands look for the model when no ``--model`` is given."""
-    return os.path.join(default_home(), "model")
+def default_model_path(env_name: str = "particle") -> str:
+    """Where commands look for ``env_name``'s model when no ``--model`` is given: ``$WMPLAN_HOME/model``
+    for the particle (the seed's), ``$WMPLAN_HOME/model-NAME`` for the others."""
+    return os.path.join(default_home(), "model" if env_name == "particle" else f"model-{env_name}")
 
 
 def train_config(env: Environment, **settings) -> TrainConfig:
@@ -44,7 +46,9 @@ def train_world_model(
     world=None,
     source: str = "mlx",
     angles: bool | None = None,
-) -> tuple[WorldModel, dict]:
+    ensemble: int | None = None,
+    probabilistic: bool = False,
+) -> tuple[WorldModel | EnsembleWorldModel, dict]:
     """Generate data, train a :class:`WorldModel`, measure it, save it atomically to ``out``.
 
     Args:
@@ -57,7 +61,11 @@ def train_world_model(
             data-parallel (see :func:`~worldmodel.train.train`); only rank 0 logs, measures and
             saves, the other ranks write nothing and get empty metrics.
         source: ``"mlx"`` or ``"gym"``: where the random-action episodes are stepped (:func:`~worldmodel.data.generate`).
-        angles: whether the model takes ``env.angles`` as ``(cos, sin)``. Default: ``env.training.angles``.
+        angles: whether the model takes ``env.angles`` as ``(cos, sin)``. Default: ``env.training.angles``
+            (single models only: an ensemble takes the state as it is).
+        ensemble: ``K`` members: an :class:`~worldmodel.EnsembleWorldModel` (``probabilistic`` heads on
+            request), each member trained on its own bootstrap of the data; the held-out error is
+            that of the members' mean.
 
     The checkpoint records ``env`` as ``{"name": env.name, **env.config()}``.
 
@@ -78,14 +86,19 @@ def train_world_model(
     if log:
         log(f"Dataset size: {len(data)} transitions")
     mx.random.seed(config.seed)
-    model = WorldModel(
-        env.state_dim,
-        env.action_space.dim,
-        hidden=hidden,
-        reward_hidden=budget.reward_hidden,
-        angles=env.angles if angles else (),
-        reward_from_state=budget.reward_from_state,
-    )
+    if ensemble is None:
+        if probabilistic:
+            raise ValueError("probabilistic heads need an ensemble (ensemble=K, K >= 1)")
+        model = WorldModel(
+            env.state_dim,
+            env.action_space.dim,
+            hidden=hidden,
+            reward_hidden=budget.reward_hidden,
+            angles=env.angles if angles else (),
+            reward_from_state=budget.reward_from_state,
+        )
+    else:
+        model = EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, hidden=hidden, probabilistic=probabilistic)
     result = train(model, data, config, log=log, world=world)
     if not root:
         return model, {}

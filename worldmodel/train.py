@@ -1,4 +1,4 @@
-"""Training a :class:`WorldModel` on transitions: Adam, a one-cycle schedule, balanced batches."""
+"""Training a :class:`WorldModel` (or an ensemble of them) on transitions: Adam, a one-cycle schedule, balanced batches."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from mlx.utils import tree_map
 from planners import execution
 
 from .data import Transitions
+from .ensemble import EnsembleWorldModel
 from .model import WorldModel, state_change
 
 
@@ -103,6 +104,29 @@ def balanced_weights(states: np.ndarray, bins: int) -> np.ndarray:
     return weights / weights.sum()
 
 
+def bootstrap_probabilities(rng: np.random.Generator, probabilities: np.ndarray, members: int) -> np.ndarray:
+    """Each member's sampling probabilities ``[K, N]``: ``probabilities [N]`` restricted to the member's own
+    bootstrap resample (``N`` indices drawn with replacement), weighted by how often each index was drawn."""
+    n = len(probabilities)
+    draws = rng.integers(0, n, size=(members, n)) + n * np.arange(members)[:, None]
+    weights = np.bincount(draws.ravel(), minlength=members * n).reshape(members, n) * probabilities
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def draw_batches(rng: np.random.Generator, probabilities: np.ndarray, steps: int, batch: int) -> np.ndarray:
+    """Row indices ``[steps, batch]`` drawn with ``probabilities [N]``, or ``[steps, K, batch]``, row ``k``
+    with ``probabilities[k]`` for probabilities ``[K, N]`` (inverse CDF, all members in one search)."""
+    if probabilities.ndim == 1:
+        return rng.choice(len(probabilities), size=(steps, batch), p=probabilities, replace=True)
+    members, n = probabilities.shape
+    offset = np.arange(members)
+    cdf = np.cumsum(probabilities, axis=1)
+    cdf = (cdf / cdf[:, -1:] + offset[:, None]).ravel()  # member k's CDF shifted into [k, k + 1]
+    u = rng.random((steps, members, batch)) + offset[:, None]
+    index = np.searchsorted(cdf, u.ravel(), side="right").reshape(u.shape) - n * offset[:, None]
+    return np.clip(index, 0, n - 1)
+
+
 def _schedule(config: TrainConfig, total_steps: int):
     if config.schedule == "constant":
         return config.lr
@@ -117,17 +141,23 @@ def _schedule(config: TrainConfig, total_steps: int):
 
 
 def train(
-    model: WorldModel,
+    model: WorldModel | EnsembleWorldModel,
     data: Transitions,
     config: TrainConfig | None = None,
     log: Callable[[str], None] | None = print,
     world=None,
 ) -> TrainResult:
-    """Fit ``model`` to ``data`` in place; print one line per epoch in the seed's format.
+    """Fit ``model`` (a :class:`WorldModel` or :class:`~worldmodel.EnsembleWorldModel`) to ``data`` in place;
+    print one line per epoch in the seed's format.
 
     The line is ``Epoch 01 | loss = 0.035199 | val = 0.000037``: mean training MSE over the epoch's
     batches, then the held-out MSE, both in data units averaged over (state dims, reward).
     Deterministic for a given ``config.seed``.
+
+    An ensemble's member ``k`` trains on its own bootstrap of the training transitions
+    (:func:`bootstrap_probabilities`); one step updates all members at once on their own batches
+    ``[K, batch]`` with the loss summed over the members. The printed training loss is the members'
+    mean MSE; the validation loss is that of their mean prediction (the ensemble's ``__call__``).
 
     Data-parallel with ``world`` (a :class:`~worldmodel.distributed.World` of ``K > 1`` processes,
     each holding the same ``data`` and the same initial ``model``): the global batches are drawn
@@ -150,6 +180,9 @@ def train(
     steps_per_epoch = max(1, len(train_data) // batch)
     optimizer = optim.Adam(learning_rate=_schedule(config, steps_per_epoch * config.epochs))
     probabilities = balanced_weights(train_data.states, config.balance_bins)
+    members = getattr(model, "ensemble_size", None)
+    if members is not None:
+        probabilities = bootstrap_probabilities(rng, probabilities, members)
 
     states, actions = mx.array(train_data.states), mx.array(train_data.actions)
     delta_targets = model.delta_norm(mx.array(model.state_change(train_data.states, train_data.next_states)))
@@ -158,9 +191,8 @@ def train(
     to_data_units = mx.concatenate([model.delta_norm.std, model.reward_norm.std]) ** 2
 
     def loss_fn(net, s, a, delta_t, reward_t, units):
-        delta_n, reward_n = net.predict_normalized(s, a)
-        err2 = mx.concatenate([delta_n - delta_t, (reward_n - reward_t)[:, None]], axis=-1) ** 2
-        return err2.mean(), (err2 * units).mean()
+        loss, err2 = net.training_loss(s, a, delta_t, reward_t)
+        return loss, (err2 * units).mean()
 
     value_and_grad = nn.value_and_grad(model, loss_fn)  # grads of the first output only
     state = [model.state, optimizer.state]
@@ -188,9 +220,9 @@ def train(
 
     result = TrainResult(num_train=len(train_data), num_val=len(val_data))
     for epoch in range(1, config.epochs + 1):
-        index = rng.choice(len(train_data), size=(steps_per_epoch, batch), p=probabilities, replace=True)
+        index = draw_batches(rng, probabilities, steps_per_epoch, batch)
         if ranks > 1:
-            index = index[:, part]  # this rank's share of every global batch
+            index = index[..., part]  # this rank's share of every global batch
         index = mx.array(index.astype(np.int32))
         losses = []
         for i in range(steps_per_epoch):

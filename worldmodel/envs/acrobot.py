@@ -98,6 +98,9 @@ class Acrobot(Environment):
     gym_id = "Acrobot-v1"
     state_dim = 4
     state_names = ("theta1", "theta2", "theta1_dot", "theta2_dot")
+    action_name = "torque"
+    score = "cost_ratio"  # rewards are never positive
+    controller_name = "energy-pump"
     angles = (0, 1)
     # training states: every angle, speeds up to half the clip limits (a swing-up in closed loop stays
     # within 4 and 8 rad/s; a step at 9 pi rad/s turns link 2 by more than pi, past what a change can tell)
@@ -149,6 +152,23 @@ class Acrobot(Environment):
 
     def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
         return self.termination(next_state).astype(mx.float32) - 1.0
+
+    def controller(self, state: np.ndarray) -> np.ndarray:
+        """``energy-pump``: the full torque in the direction of the joint's speed ``theta2_dot`` (-1 when
+        it is 0). The torque's power ``torque * theta2_dot`` is then never negative: every step adds
+        energy until the tip swings over the line.
+
+        Args:
+            state: ``[E, 4]``.
+        Returns:
+            one-hot actions ``[E, 3]`` float32 (torque -1 or +1).
+        """
+        torque = np.where(state[:, 3] > 0, max(TORQUES), min(TORQUES))
+        return np.eye(len(TORQUES), dtype=np.float32)[[TORQUES.index(t) for t in torque]]
+
+    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+        """``[E]`` bool: the tip reached the line (the episode terminated)."""
+        return np.asarray(terminated, dtype=bool)
 
     def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
         return uniform_box(rng, [-START_HIGH] * 4, [START_HIGH] * 4, num)

@@ -1,0 +1,361 @@
+"""Imagining with an ensemble: particles, trajectory sampling, and risk-aware returns (PETS).
+
+    propagation = Propagation("tsinf", particles=10, aggregate="cvar", alpha=0.2)
+    planner = CEM(ensemble, space, horizon=15, num_samples=500, propagation=propagation)
+
+Each action sequence is imagined by ``P`` particles; the planner sees one return per sequence, the
+particles' returns aggregated, so the search itself does not change.
+
+Modes (Chua et al., 2018):
+
+* ``"expectation"``: every step is the members' mean (all ``K`` members on every row); ``P = 1``
+  suffices unless the heads' noise is sampled (then the members share each row's draw and the step
+  is the mean of their samples).
+* ``"ts1"``: every particle takes a freshly drawn member at every step.
+* ``"tsinf"``: every particle keeps one member for the whole horizon.
+
+Members are dealt so that each steps exactly a ``1 / K`` share of an environment's ``N * P``
+particles (padded up to a multiple of ``K``; the padding is computed and dropped): one batched
+product per layer, ``members(state [K, rows / K, S], ...)``, steps them all.
+
+* ``tsinf`` deals evenly: particle ``j`` of an environment (``j = n * P + p``) rides member
+  ``(j + shift) % K`` with one random shift per environment and call. A sequence's ``P`` particles
+  meet the members as evenly as can be (``P`` different ones when ``P <= K``, each ``P / K`` times
+  when ``K`` divides ``P``), so sequences are compared over the same members and CEM's elites are
+  not the sequences whose particles happened to draw optimistic members. (PETS and mbrl-lib draw
+  members at random, which planned markedly worse here: see the README's ensemble section.)
+* ``ts1`` deals by a fresh random permutation of the slots at every step (as mbrl-lib does): each
+  particle's member is uniform at every step, each member still steps a ``1 / K`` share.
+
+Determinism: every draw (the permutations and the heads' noise) of environment ``e`` comes from
+that environment's key alone, handed to the evaluate by the planner from its per-environment key
+stream, so the same seed and env ids give the same actions in any batch composition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Protocol, runtime_checkable
+
+import mlx.core as mx
+
+from . import execution
+from .checks import check_float, check_int
+from .dynamics import TerminalValue, Termination, finite_or_neg_inf
+
+__all__ = ["EnsembleDynamics", "Propagation", "PropagatingEvaluate", "MODES", "AGGREGATES", "propagate"]
+
+MODES = ("expectation", "ts1", "tsinf")
+AGGREGATES = ("mean", "mean-std", "cvar")
+
+
+@runtime_checkable
+class EnsembleDynamics(Protocol):
+    """``K`` dynamics models stepped together.
+
+    ``members(state, action, noise=None) -> (next_state [K, B, S], reward [K, B])`` with ``state
+    [K, B, S]`` and ``action [K, B, A]`` (member ``k`` on row block ``k``) or ``[B, ...]`` (every
+    member on the same rows). ``noise``: standard-normal draws ``[K, B, S + 1]`` (or broadcastable),
+    scaled by a probabilistic member's predicted standard deviation (state dims, then the reward).
+    Attributes: ``ensemble_size`` (``K``) and, optionally, ``probabilistic`` (bool; default ``False``).
+    Called like any :class:`~planners.dynamics.Dynamics`, it steps with the members' mean (what
+    gradient planners differentiate). ``EnsembleWorldModel`` and its ``folded()`` snapshot fit.
+    """
+
+    ensemble_size: int
+
+    def members(self, state: mx.array, action: mx.array, noise: Optional[mx.array] = None) -> tuple[mx.array, mx.array]: ...
+
+    def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]: ...
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """How sequences are imagined with an ensemble, and how the particles' returns become one.
+
+    Args:
+        mode: ``"expectation"``, ``"ts1"`` or ``"tsinf"`` (see the module). Default: ``"tsinf"``.
+        particles: ``P`` per sequence. Default ``None``: ``K`` for ``ts1``/``tsinf``, 1 for ``expectation``.
+        sample_noise: draw from the probabilistic heads instead of taking their means. Default: ``False``.
+        aggregate: ``"mean"``; ``"mean-std"`` (``mean - beta * std`` over the particles, the population
+            std); or ``"cvar"`` (mean of the worst ``ceil(alpha * P)`` particle returns). Default: ``"mean"``.
+        beta: risk aversion of ``"mean-std"``, ``>= 0``. Default: ``1.0``.
+        alpha: tail fraction of ``"cvar"``, in ``(0, 1]``. Default: ``0.1``.
+    """
+
+    mode: str = "tsinf"
+    particles: Optional[int] = None
+    sample_noise: bool = False
+    aggregate: str = "mean"
+    beta: float = 1.0
+    alpha: float = 0.1
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"propagation mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        if self.particles is not None:
+            check_int("particles", self.particles)
+        check_float("beta", self.beta, 0.0, float("inf"))
+        check_float("alpha", self.alpha, 0.0, 1.0, low_open=True)
+
+    def particle_count(self, ensemble_size: int) -> int:
+        """``P`` for an ensemble of ``ensemble_size`` members."""
+        if self.particles is not None:
+            return int(self.particles)
+        return 1 if self.mode == "expectation" else int(ensemble_size)
+
+    def reduce(self, returns: mx.array) -> mx.array:
+        """Aggregate particle returns ``[..., P]`` into ``[...]``; a non-finite particle makes the result ``-inf``."""
+        returns = finite_or_neg_inf(returns)
+        mean = returns.mean(axis=-1)
+        if self.aggregate == "mean":
+            return finite_or_neg_inf(mean)
+        if self.aggregate == "mean-std":
+            std = mx.sqrt(mx.maximum(((returns - mean[..., None]) ** 2).mean(axis=-1), 0.0))
+            return finite_or_neg_inf(mean - self.beta * std)
+        worst = max(1, math.ceil(self.alpha * returns.shape[-1] - 1e-9))  # 1e-9: alpha * P exact despite rounding
+        return finite_or_neg_inf(mx.sort(returns, axis=-1)[..., :worst].mean(axis=-1))
+
+    def make_evaluate(
+        self,
+        ensemble: EnsembleDynamics,
+        *,
+        discount: float = 1.0,
+        terminal_value: Optional[TerminalValue] = None,
+        streams: Optional[int] = None,
+        termination: Optional[Termination] = None,
+    ) -> "PropagatingEvaluate":
+        """The planners' objective for ``ensemble`` under this propagation (see :class:`PropagatingEvaluate`)."""
+        return PropagatingEvaluate(
+            ensemble, self, discount=discount, terminal_value=terminal_value, streams=streams, termination=termination
+        )
+
+
+class PropagatingEvaluate:
+    """``evaluate(state [E, S], actions [E, N, H, A]) -> returns [E, N]`` with particles, fed per-environment keys.
+
+    :meth:`start` takes the planning call's keys ``[E, 2]`` (one per environment), keeps a share for
+    the particles and hands the rest back to the search; every evaluation then splits each
+    environment's particle key once, so environment ``e``'s draws depend only on its key and on
+    how many evaluations came before in the call. :class:`~planners.base.Planner` does this when
+    given ``propagation=``.
+
+    Args:
+        ensemble: an :class:`EnsembleDynamics`.
+        propagation: the :class:`Propagation`.
+        discount, terminal_value, streams, termination: as for :func:`~planners.dynamics.make_evaluate`;
+            the streams split the environments (never one environment's particles).
+    """
+
+    def __init__(self, ensemble, propagation: Propagation, *, discount=1.0, terminal_value=None, streams=None, termination=None):
+        if not isinstance(ensemble, EnsembleDynamics):
+            raise ValueError(
+                f"propagation needs an ensemble with members() and ensemble_size (e.g. EnsembleWorldModel), got {ensemble!r}"
+            )
+        check_int("ensemble_size", ensemble.ensemble_size)
+        if propagation.sample_noise and not getattr(ensemble, "probabilistic", False):
+            raise ValueError("sample_noise needs a probabilistic ensemble (EnsembleWorldModel(probabilistic=True))")
+        self.ensemble, self.propagation = ensemble, propagation
+        self.discount, self.terminal_value, self.streams = discount, terminal_value, streams
+        self.termination = termination
+        self._keys: Optional[mx.array] = None
+
+    def start(self, keys: mx.array) -> mx.array:
+        """Begin a planning call with per-environment keys ``[E, 2]``; returns the search's keys ``[E, 2]``."""
+        pairs = mx.vmap(lambda k: mx.random.split(k))(keys)
+        self._keys = pairs[:, 1]
+        return pairs[:, 0]
+
+    def __call__(self, state: mx.array, actions: mx.array) -> mx.array:
+        envs = actions.shape[0]
+        if self._keys is None or self._keys.shape[0] != envs:
+            raise ValueError(f"call start(keys [{envs}, 2]) before evaluating {envs} environment(s) with particles")
+        pairs = mx.vmap(lambda k: mx.random.split(k))(self._keys)
+        self._keys = pairs[:, 0]
+        returns = propagate(
+            self.ensemble, self.propagation, state, actions, pairs[:, 1],
+            discount=self.discount, terminal_value=self.terminal_value, streams=self.streams,
+            termination=self.termination,
+        )
+        return self.propagation.reduce(returns)
+
+
+def propagate(
+    ensemble: EnsembleDynamics,
+    propagation: Propagation,
+    state: mx.array,
+    actions: mx.array,
+    keys: mx.array,
+    *,
+    discount: float = 1.0,
+    terminal_value: Optional[TerminalValue] = None,
+    streams: Optional[int] = None,
+    termination: Optional[Termination] = None,
+) -> mx.array:
+    """Every particle's imagined return: ``returns [E, N, P]``.
+
+    Args:
+        ensemble: an :class:`EnsembleDynamics` of ``K`` members.
+        state: start states ``[E, S]``.
+        actions: sequences ``[E, N, H, A]``.
+        keys: one key per environment ``[E, 2]``: all of environment ``e``'s draws come from ``keys[e]``.
+        discount, terminal_value: reward at step ``t`` weighs ``discount**t``; ``V(state [B, S]) -> [B]``
+            is added with weight ``discount**H``.
+        streams: CPU streams the environments are split over (``None``: the CPU cores).
+        termination: optional ``done(next_state [B, S]) -> [B]`` bool: a particle that reaches a
+            terminal state keeps it, adds no later reward and no terminal value (as in
+            :func:`~planners.dynamics.rollout`).
+    """
+    state = mx.array(state, dtype=mx.float32)
+    actions = mx.array(actions, dtype=mx.float32)
+    if state.ndim != 2 or actions.ndim != 4 or actions.shape[0] != state.shape[0] or tuple(keys.shape) != (state.shape[0], 2):
+        raise ValueError(
+            f"propagate needs state [E, S], actions [E, N, H, A] and keys [E, 2], got "
+            f"{tuple(state.shape)}, {tuple(actions.shape)} and {tuple(keys.shape)}"
+        )
+    envs, num, horizon, _ = actions.shape
+    size = ensemble.ensemble_size
+    particles = propagation.particle_count(size)
+    width = _width(num * particles, size, propagation.mode)
+    # [E, 2H + 1, 2]: the first deal, then per step t its noise (2t + 1) and the next deal (2t + 2)
+    step_keys = mx.vmap(lambda k: mx.random.split(k, 2 * horizon + 1))(keys)
+
+    def build(start, stop):
+        return _propagate_envs(
+            ensemble, propagation, particles, width, state[start:stop], actions[start:stop], step_keys[start:stop],
+            discount, terminal_value, termination,
+        )
+
+    count = execution.default_count() if streams is None else streams
+    ranges = execution.shards(envs, count, minimum=max(1, -(-execution.MIN_SHARD_ROWS // width)))
+    parts = [build(0, envs)] if len(ranges) == 1 else execution.on_streams(ranges, build)
+    return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=0)
+
+
+def _width(particles: int, size: int, mode: str) -> int:
+    """Rows per environment: the particles, padded to a multiple of ``K`` when members are dealt out."""
+    return particles if mode == "expectation" else size * -(-particles // size)
+
+
+def _deal(keys: mx.array, width: int) -> mx.array:
+    """Per environment a random permutation ``[E, W]``: slot ``s`` holds particle ``order[s]`` (``>= N*P``: padding)."""
+    return mx.vmap(lambda k: mx.random.permutation(width, key=k))(keys).astype(mx.int32)
+
+
+def _deal_evenly(keys: mx.array, width: int, size: int) -> mx.array:
+    """Like :func:`_deal`, but particle ``j`` goes to member ``(j + shift) % K``, one random shift per environment.
+
+    Slot ``s`` is row ``i = s % M`` of member ``k = s // M`` (``M = W / K``) and holds particle
+    ``i * K + (k - shift) % K``: a permutation of ``0 .. W - 1``.
+    """
+    rows = width // size
+    shift = mx.vmap(lambda k: mx.random.randint(0, size, (), key=k))(keys)  # [E]
+    slot = mx.arange(width, dtype=mx.int32)
+    return (slot % rows) * size + (slot // rows - shift[:, None]) % size
+
+
+def _propagate_envs(ensemble, propagation, particles, width, state, actions, keys, discount, terminal_value, termination):
+    """:func:`propagate` for a shard of environments; ``keys [E, 2H + 1, 2]``."""
+    envs, num, horizon, _ = actions.shape
+    count = num * particles
+    dealt = propagation.mode != "expectation"
+    if propagation.mode == "tsinf":
+        order = _deal_evenly(keys[:, 0], width, ensemble.ensemble_size)
+    elif propagation.mode == "ts1":
+        order = _deal(keys[:, 0], width)
+    else:
+        order = mx.broadcast_to(mx.arange(width, dtype=mx.int32), (envs, width))
+    x = mx.broadcast_to(state[:, None], (envs, width, state.shape[-1]))  # [E, W, S]
+    outputs = state.shape[-1] + 1  # noise per state dimension and the reward
+    total = mx.zeros((envs, width), dtype=mx.float32)
+    alive = None  # [E, W] float32 while any particle may have terminated (with ``termination``)
+    weight = 1.0
+    for t in range(horizon):
+        if propagation.mode == "ts1" and t > 0:  # deal again; move every particle's state and return along
+            new = _deal(keys[:, 2 * t], width)
+            source = mx.take_along_axis(mx.argsort(order, axis=1), new % count, axis=1)
+            x = mx.take_along_axis(x, source[..., None], axis=1)
+            total = mx.take_along_axis(total, source, axis=1)
+            alive = None if alive is None else mx.take_along_axis(alive, source, axis=1)
+            order = new
+        sequence = (order % count) // particles  # [E, W] the sequence each slot imagines
+        action = mx.take_along_axis(actions[:, :, t], sequence[..., None], axis=1)  # [E, W, A]
+        noise = None
+        if propagation.sample_noise:
+            noise = mx.vmap(lambda k: mx.random.normal((width, outputs), key=k))(keys[:, 2 * t + 1])
+        next_x, reward = (_dealt_step if dealt else _mean_step)(ensemble, x, action, noise)
+        if alive is not None:  # terminated particles keep their state and add nothing
+            next_x = mx.where(alive[..., None] > 0, next_x, x)
+            reward = mx.where(alive > 0, reward, 0.0)
+        x = next_x
+        total = total + (reward if weight == 1.0 else weight * reward)
+        weight *= discount
+        if termination is not None:
+            done = termination(x.reshape(envs * width, -1)).reshape(envs, width)
+            alive = (1.0 - done.astype(mx.float32)) if alive is None else alive * (1.0 - done.astype(mx.float32))
+    if terminal_value is not None:
+        value = terminal_value(x.reshape(envs * width, -1))
+        if tuple(value.shape) != (envs * width,):
+            raise ValueError(f"terminal_value returned shape {tuple(value.shape)}, expected ({envs * width},)")
+        value = value.astype(mx.float32).reshape(envs, width)
+        total = total + weight * (value if alive is None else mx.where(alive > 0, value, 0.0))
+    slot = mx.argsort(order, axis=1)[:, :count]  # where each particle ended
+    return mx.take_along_axis(total, slot, axis=1).reshape(envs, num, particles)
+
+
+def _to_members(x: mx.array, size: int) -> mx.array:
+    """``[E, K * M, ...] -> [K, E * M, ...]``: slot ``s`` of an environment belongs to member ``s // M``."""
+    envs, width = x.shape[:2]
+    x = x.reshape(envs, size, width // size, *x.shape[2:])
+    return mx.swapaxes(x, 0, 1).reshape(size, envs * (width // size), *x.shape[3:])
+
+
+def _from_members(x: mx.array, envs: int) -> mx.array:
+    """The inverse of :func:`_to_members`: ``[K, E * M, ...] -> [E, K * M, ...]``."""
+    size, rows = x.shape[:2]
+    x = x.reshape(size, envs, rows // envs, *x.shape[2:])
+    return mx.swapaxes(x, 0, 1).reshape(envs, rows // envs * size, *x.shape[3:])
+
+
+def _check_members(state, next_state, reward):
+    if tuple(next_state.shape) != tuple(state.shape) or tuple(reward.shape) != tuple(state.shape[:-1]):
+        raise ValueError(
+            f"ensemble members returned next_state {tuple(next_state.shape)} and reward {tuple(reward.shape)}, "
+            f"expected {tuple(state.shape)} and {tuple(state.shape[:-1])}"
+        )
+
+
+def _members_in_chunks(ensemble, state, action, noise, axis: int):
+    """``ensemble.members`` on rows along ``axis`` of the inputs (0: shared rows, 1: per member), in slices of
+    ``CHUNK_ROWS // K`` rows when there are more than twice as many, so the ``[K, rows, hidden]`` temporaries
+    stay cache-sized (see :mod:`planners.execution`). Returns ``([K, R, S], [K, R])``."""
+    rows, chunk = state.shape[axis], max(1, execution.CHUNK_ROWS // ensemble.ensemble_size)
+    if rows <= 2 * chunk:
+        return ensemble.members(state, action, noise)
+    take = lambda x, i: None if x is None else (x[i : i + chunk] if axis == 0 else x[:, i : i + chunk])  # noqa: E731
+    parts = [ensemble.members(take(state, i), take(action, i), take(noise, i)) for i in range(0, rows, chunk)]
+    return mx.concatenate([p[0] for p in parts], axis=1), mx.concatenate([p[1] for p in parts], axis=1)
+
+
+def _dealt_step(ensemble, x, action, noise):
+    """Each slot stepped by its own member: ``x [E, W, S], action [E, W, A] -> ([E, W, S], reward [E, W])``."""
+    envs, size = x.shape[0], ensemble.ensemble_size
+    state = _to_members(x, size)
+    noise = None if noise is None else _to_members(noise, size)
+    next_state, reward = _members_in_chunks(ensemble, state, _to_members(action, size), noise, axis=1)
+    _check_members(state, next_state, reward)
+    return _from_members(next_state.astype(mx.float32), envs), _from_members(reward.astype(mx.float32), envs)
+
+
+def _mean_step(ensemble, x, action, noise):
+    """Every slot stepped by the members' mean: ``x [E, W, S], action [E, W, A] -> ([E, W, S], reward [E, W])``."""
+    envs, width, dim = x.shape
+    state = x.reshape(envs * width, dim)
+    noise = None if noise is None else noise.reshape(envs * width, dim + 1)
+    next_state, reward = _members_in_chunks(ensemble, state, action.reshape(envs * width, -1), noise, axis=0)
+    size = ensemble.ensemble_size
+    _check_members(mx.broadcast_to(state, (size, *state.shape)), next_state, reward)
+    return next_state.astype(mx.float32).mean(axis=0).reshape(envs, width, dim), reward.astype(mx.float32).mean(axis=0).reshape(envs, width)
