@@ -67,10 +67,12 @@ def friendly_errors(func):
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the version, the active BLAS and its measured GFLOP/s, and exit.")
 def main():
-    """wmplan: train a small MLX world model of a 1-D particle and plan with it.
+    """wmplan: train small MLX world models and plan with them.
 
     Planners (random shooting, CEM/iCEM, MPPI, gradient) run on any batched MLX dynamics; the
-    benchmark compares them in closed loop in the true environment against the exact optimum.
+    benchmark compares them in closed loop in the real environment (the 1-D particle, or Gymnasium's
+    pendulum, cartpole, acrobot and mountain car) against baselines and the exact optimum or a
+    large-budget reference planner.
     """
 
 
@@ -173,132 +175,6 @@ def output_folder(_ctx, _param, value):
     return value
 
 
-def check_start(x0, v0):
-    """``(x0, v0)`` checked as every start state is (:func:`benchmarks.starts.check_start`); a usage error else."""
-    from benchmarks.starts import check_start as check
-
-    try:
-        return check(x0, v0)
-    except ValueError as err:
-        raise click.BadParameter(f"the start {err}", param_hint="'--x0' / '--v0'") from None
-
-
-@main.command(context_settings=CONTEXT)
-@click.option("--episodes", default=400, show_default=True, callback=positive("--episodes"), help="Random-action episodes to record.")
-@click.option("--steps", default=50, show_default=True, callback=positive("--steps"), help="Steps per episode.")
-@click.option("--epochs", default=20, show_default=True, callback=positive("--epochs"))
-@click.option("--batch-size", default=128, show_default=True, callback=positive("--batch-size"))
-@click.option("--lr", default=1e-3, show_default=True, help="Adam's base learning rate (the seed's).")
-@click.option("--max-lr", default=2e-2, show_default=True, help="Peak of the one-cycle schedule.")
-@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
-              help="'constant' keeps --lr throughout, as the seed did.")
-@click.option("--hidden", default=128, show_default=True, callback=positive("--hidden"), help="Units in each of the two hidden layers.")
-@click.option("--ensemble", default=1, show_default=True, callback=positive("--ensemble"),
-              help="Members of an ensemble of world models, each trained on its own bootstrap of the data (1: one model).")
-@click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
-@click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
-@click.option("--seed", default=0, show_default=True, callback=seed_range)
-@click.option("--out", type=click.Path(file_okay=False), default=None, callback=output_folder, help="Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model.")
-@device_option
-@friendly_errors
-def train(episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, ensemble, balance_bins, compile, seed, out, device):
-    """Generate random-action data, train the world model, report held-out accuracy, save it.
-
-    Under mlx.launch (several processes) the training is data-parallel: each process takes its
-    share of every batch, gradients are averaged; rank 0 prints and saves.
-    """
-    import time
-
-    from worldmodel import TrainConfig
-    from worldmodel.recipe import HELD_OUT_SIZE, default_model_path, train_world_model
-
-    device = use_device(device)
-    world = current_world()
-    out = default_model_path() if out is None else out
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_lr=max_lr, schedule=schedule,
-                         balance_bins=balance_bins, seed=seed, compile=compile)
-    if batch_size < world.size:
-        raise click.BadParameter(f"--batch-size {batch_size} is smaller than the {world.size} processes")
-    start = time.perf_counter()
-    _, metrics = train_world_model(out, episodes, steps, hidden=(hidden, hidden), config=config, log=click.echo,
-                                   world=world if world.size > 1 else None, ensemble=ensemble if ensemble > 1 else None)
-    if not world.is_root:
-        return
-    x, v, r = metrics["held_out_mse"]
-    click.echo(f"Held-out one-step MSE ({HELD_OUT_SIZE} uniform transitions): "
-               f"x = {x:.2e}, v = {v:.2e}, r = {r:.2e}, mean = {metrics['held_out_mse_mean']:.2e}")
-    click.echo(device_line(device, world))
-    click.echo(f"Saved model to {out} ({time.perf_counter() - start:.1f} s)")
-
-
-def load_or_train_model(path, world=None):
-    """The model at ``path``; with no path, the default one, trained first (and said so) if missing.
-
-    With several processes (``world``), rank 0 alone trains a missing default model while the
-    others wait for it (the path must be visible to every process).
-    """
-    from worldmodel import load_model
-    from worldmodel.distributed import all_max
-    from worldmodel.recipe import default_model_path, train_world_model
-
-    if path is not None:
-        return load_model(path), path
-    path = default_model_path()
-    import os
-
-    missing = not os.path.exists(os.path.join(path, "config.json"))
-    if world is not None and world.size > 1:
-        missing = all_max(float(missing), world) > 0  # every rank takes the same branch
-    if missing:
-        if world is None or world.is_root:
-            click.echo(f"No model at {path}: training the default one first (wmplan train).", err=True)
-            train_world_model(path, log=lambda line: click.echo(line, err=True))
-        if world is not None and world.size > 1:
-            all_max(0.0, world)  # wait until rank 0 has saved it
-    return load_model(path), path
-
-
-def parse_pushes(text):
-    """``"+1,0,-1"`` -> ``[1, 0, -1]``; anything else is a one-line error."""
-    try:
-        pushes = [int(tok) for tok in text.replace(" ", "").split(",") if tok != ""]
-    except ValueError:
-        raise click.BadParameter(f"actions must be a comma-separated list of -1, 0, +1, got {text!r}") from None
-    if not pushes or any(p not in (-1, 0, 1) for p in pushes):
-        raise click.BadParameter(f"actions must be a comma-separated list of -1, 0, +1, got {text!r}")
-    return pushes
-
-
-@main.command(context_settings=CONTEXT)
-@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
-@click.option("--steps", default=15, show_default=True, callback=positive("--steps"), help="Steps of random actions (ignored with --actions).")
-@click.option("--x0", default=1.0, show_default=True, type=float)
-@click.option("--v0", default=0.0, show_default=True, type=float)
-@click.option("--actions", default=None, help="Pushes to apply, e.g. +1,+1,-1,0 (one step each).")
-@click.option("--seed", default=0, show_default=True, callback=seed_range, help="Seed of the random actions.")
-@device_option
-@friendly_errors
-def rollout(model_path, steps, x0, v0, actions, seed, device):
-    """Open-loop rollout: the true physics and the model's imagination side by side."""
-    import numpy as np
-
-    from worldmodel import ParticleEnv
-    from worldmodel.rollout import compare_open_loop
-
-    pushes = parse_pushes(actions) if actions else np.random.default_rng(seed).integers(-1, 2, size=steps).tolist()
-    check_start(x0, v0)
-    device = use_device(device)
-    model, _ = load_or_train_model(model_path)
-    true, imagined = compare_open_loop(ParticleEnv(), model, (x0, v0), pushes)
-    for t, push in enumerate(pushes):
-        (xt, vt, rt), (xm, vm, rm) = true[t], imagined[t]
-        click.echo(f"t={t:02d} a={push:+d} | TRUE x={xt:+.3f}, v={vt:+.3f}, r={rt:+.3f}  ||  "
-                   f"MODEL x={xm:+.3f}, v={vm:+.3f}, r={rm:+.3f}")
-    err = np.abs(true - imagined).max(axis=0)
-    click.echo(f"Max |error| over {len(pushes)} steps: x = {err[0]:.4f}, v = {err[1]:.4f}, r = {err[2]:.4f}")
-    click.echo(f"Device: {device}")
-
-
 def _planner_names():
     from planners.registry import PLANNERS
 
@@ -306,14 +182,19 @@ def _planner_names():
 
 
 class NamesInHelp(click.Option):
-    """An option whose help text names the registered planners, looked up only when help is shown
-    (importing the planners loads MLX, which ``wmplan --help`` should not wait for)."""
+    """An option whose help text names the registered planners (``{planners}``) or environments
+    (``{envs}``), looked up only when help is shown (importing them loads MLX, which ``wmplan --help``
+    should not wait for)."""
 
     def get_help_record(self, ctx):
         record = super().get_help_record(ctx)
-        if record is None or "{planners}" not in record[1]:
+        if record is None:
             return record
-        return record[0], record[1].replace("{planners}", ", ".join(_planner_names()))
+        text = record[1]
+        for key, names in (("{planners}", _planner_names), ("{envs}", _env_names)):
+            if key in text:
+                text = text.replace(key, ", ".join(names()))
+        return record[0], text
 
 
 def _split_names(text, known, what):
@@ -326,69 +207,336 @@ def _split_names(text, known, what):
     return tuple(dict.fromkeys(names))
 
 
+DEFAULT_ENV = "particle"
+"""The environment of ``--env`` when none is given (the seed's, which ``wmplan train`` trains by default)."""
+
+
+def _env_names():
+    from worldmodel.envs import ENV_NAMES
+
+    return ENV_NAMES
+
+
+def env_option(func):
+    """The ``--env NAME`` option of the commands that run an environment."""
+    return click.option("--env", "env_name", default=DEFAULT_ENV, show_default=True, cls=NamesInHelp,
+                        help="Environment: {envs}.")(func)
+
+
+def resolve_env(name):
+    """The environment ``name`` with its default options; a usage error naming the choices else."""
+    from worldmodel.envs import get_env
+
+    try:
+        return get_env(name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--env'") from None
+
+
+def resolve_start(env, x0, v0, start, seed):
+    """The start ``[S]`` of ``plan``/``rollout`` and whether the user gave it: ``--start``, the particle's
+    ``--x0/--v0``, else the env's demo start (``reset(seed=seed)``; the particle: (1, 0)).
+    Checked against the env's state box; a usage error else."""
+    import numpy as np
+
+    from benchmarks.starts import check_start, parse_start
+
+    if start is not None:
+        if x0 is not None or v0 is not None:
+            raise click.BadParameter("give the start as --start or as --x0/--v0, not both", param_hint="'--start'")
+        try:
+            return parse_start(env, start), True
+        except ValueError as err:
+            raise click.BadParameter(f"the start {err}", param_hint="'--start'") from None
+    if x0 is None and v0 is None:
+        return env.demo_start(seed), False
+    if tuple(env.state_names) != ("x", "v"):
+        raise click.BadParameter(f"--x0/--v0 set the particle's x and v; give {env.name}'s start as "
+                                 f"--start {','.join(env.state_names)}", param_hint="'--x0' / '--v0'")
+    demo = env.demo_start(seed)
+    values = (demo[0] if x0 is None else x0, demo[1] if v0 is None else v0)
+    try:
+        return np.array(check_start(env, values), dtype=np.float32), True
+    except ValueError as err:
+        raise click.BadParameter(f"the start {err}", param_hint="'--x0' / '--v0'") from None
+
+
+def recheck_start(env, start, given):
+    """The start checked again against ``env`` (a checkpoint's env may have another state box)."""
+    from benchmarks.starts import check_start
+
+    if given:
+        try:
+            check_start(env, start)
+        except ValueError as err:
+            raise click.BadParameter(f"the start {err} of the model's {env!r}") from None
+
+
+def resolve_runner(env, requested):
+    """``"gymnasium"`` or ``"mlx"`` for ``env`` (:func:`benchmarks.closed_loop.choose_runner`): a usage
+    error for an env without a Gymnasium counterpart, a one-line error when Gymnasium is missing."""
+    from benchmarks.closed_loop import choose_runner
+
+    if requested == "gymnasium" and env.gym_id is None:
+        raise click.BadParameter(f"{env.name} has no Gymnasium counterpart; use --runner mlx", param_hint="'--runner'")
+    try:
+        return choose_runner(env, requested)
+    except ValueError as err:
+        raise click.ClickException(f"--runner {requested}: {err}") from None
+
+
+def runner_option(func):
+    """The ``--runner gymnasium|mlx`` option: where closed-loop episodes run."""
+    return click.option(
+        "--runner", type=click.Choice(["gymnasium", "mlx"]), default=None,
+        help="Where the episodes run: Gymnasium's env or the MLX copy. Default: Gymnasium's when the env "
+             "mirrors one and gymnasium is installed (the 'gym' extra), else the MLX copy.",
+    )(func)
+
+
+def start_options(func):
+    """``--x0/--v0`` (the particle's) and ``--start`` (any env's) of ``plan`` and ``rollout``."""
+    func = click.option("--start", default=None, help="Start state, one number per state variable, e.g. 3.1,0 "
+                        "for the pendulum (theta,theta_dot). Default: where reset(seed=--seed) puts the env "
+                        "(the particle: x = 1, v = 0).")(func)
+    func = click.option("--v0", default=None, type=float, help="The particle's start v (default 0).")(func)
+    return click.option("--x0", default=None, type=float, help="The particle's start x (default 1).")(func)
+
+
 @main.command(context_settings=CONTEXT)
+@env_option
+@click.option("--source", default="mlx", show_default=True,
+              help="Where the random-action episodes run: mlx (the env's MLX dynamics) or gym (Gymnasium itself).")
+@click.option("--episodes", type=int, default=None, callback=positive("--episodes"),
+              help="Random-action episodes to record. Default: the env's training budget.")
+@click.option("--steps", type=int, default=None, callback=positive("--steps"), help="Steps per episode. Default: the env's training budget.")
+@click.option("--epochs", type=int, default=None, callback=positive("--epochs"), help="Default: the env's training budget.")
+@click.option("--batch-size", type=int, default=None, callback=positive("--batch-size"), help="Default: the env's training budget.")
+@click.option("--lr", default=1e-3, show_default=True, help="Adam's base learning rate (the seed's).")
+@click.option("--max-lr", default=2e-2, show_default=True, help="Peak of the one-cycle schedule.")
+@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
+              help="'constant' keeps --lr throughout, as the seed did.")
+@click.option("--hidden", type=int, default=None, callback=positive("--hidden"),
+              help="Units in each of the two hidden layers. Default: the env's training budget.")
+@click.option("--angle-features/--raw-angles", default=None,
+              help="Feed the env's angles to the model as (cos, sin), or as they are. Default: the env's choice.")
+@click.option("--ensemble", default=1, show_default=True, callback=positive("--ensemble"),
+              help="Members of an ensemble of world models, each trained on its own bootstrap of the data (1: one model).")
+@click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
+@click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
+@click.option("--seed", default=0, show_default=True, callback=seed_range)
+@click.option("--out", type=click.Path(file_okay=False), default=None, callback=output_folder, help="Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model for the particle, $WMPLAN_HOME/model-ENV for the others.")
+@device_option
+@friendly_errors
+def train(env_name, source, episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, angle_features,
+          ensemble, balance_bins, compile, seed, out, device):
+    """Generate random-action data, train the world model, report held-out accuracy, save it.
+
+    The data are random-action episodes from states drawn uniformly over the env's training box
+    (restarted from a new draw where an episode terminates); the held-out one-step MSE is measured
+    on 20,000 single transitions drawn the same way. The checkpoint records the env.
+
+    Under mlx.launch (several processes) the training is data-parallel: each process takes its
+    share of every batch, gradients are averaged; rank 0 prints and saves.
+    """
+    import time
+
+    from worldmodel.data import SOURCES
+    from worldmodel.envs import get_env
+    from worldmodel.recipe import default_model_path, held_out_line, train_config, train_world_model
+
+    env = get_env(env_name)
+    if source not in SOURCES:
+        raise ValueError(f"unknown --source {source!r}; choose from {', '.join(SOURCES)}")
+    if source == "gym":
+        try:  # a one-line error now if the env has no Gymnasium counterpart or gymnasium is missing
+            env.make_gym_env().close()
+        except ImportError as err:
+            raise click.ClickException(f"--source gym: {err}") from None
+    if angle_features and not env.angles:
+        raise ValueError(f"--angle-features: environment {env_name!r} has no angles")
+    device = use_device(device)
+    world = current_world()
+    out = default_model_path(env_name) if out is None else out
+    settings = {"epochs": epochs, "batch_size": batch_size}
+    config = train_config(env, lr=lr, max_lr=max_lr, schedule=schedule, balance_bins=balance_bins, seed=seed,
+                          compile=compile, **{k: v for k, v in settings.items() if v is not None})
+    if config.batch_size < world.size:
+        raise click.BadParameter(f"--batch-size {config.batch_size} is smaller than the {world.size} processes")
+    start = time.perf_counter()
+    _, metrics = train_world_model(out, episodes, steps, hidden=None if hidden is None else (hidden, hidden),
+                                   config=config, env=env, log=click.echo, world=world if world.size > 1 else None,
+                                   source=source, angles=angle_features, ensemble=ensemble if ensemble > 1 else None)
+    if not world.is_root:
+        return
+    click.echo(held_out_line(env, metrics))
+    click.echo(device_line(device, world))
+    click.echo(f"Saved model to {out} ({time.perf_counter() - start:.1f} s)")
+
+
+def load_or_train_model(path, world=None, env_name="particle"):
+    """The model at ``path``; with no path, ``env_name``'s default one, trained first with the env's
+    default budget (and said so) if missing.
+
+    With several processes (``world``), rank 0 alone trains a missing default model while the
+    others wait for it (the path must be visible to every process).
+    """
+    import os
+
+    from worldmodel import load_model
+    from worldmodel.distributed import all_max
+    from worldmodel.envs import get_env
+    from worldmodel.recipe import default_model_path, train_world_model
+
+    if path is not None:
+        return load_model(path), path
+    path = default_model_path(env_name)
+
+    missing = not os.path.exists(os.path.join(path, "config.json"))
+    if world is not None and world.size > 1:
+        missing = all_max(float(missing), world) > 0  # every rank takes the same branch
+    if missing:
+        if world is None or world.is_root:
+            click.echo(f"No model at {path}: training the default one first (wmplan train --env {env_name}).", err=True)
+            train_world_model(path, env=get_env(env_name), log=lambda line: click.echo(line, err=True))
+        if world is not None and world.size > 1:
+            all_max(0.0, world)  # wait until rank 0 has saved it
+    return load_model(path), path
+
+
+def load_model_for(env_name, path, world=None):
+    """``(model, path, env)``: the model at ``path`` (the default one without a path; see
+    :func:`load_or_train_model`) and the environment it was trained on, which must be ``env_name``.
+
+    A missing default model is trained first with the env's default budget.
+    """
+    from worldmodel import read_config
+    from worldmodel.envs import env_of_checkpoint
+
+    model, path = load_or_train_model(path, world, env_name)
+    env = env_of_checkpoint(read_config(path))
+    if env.name != env_name:
+        raise click.ClickException(f"the model at {path} was trained for {env.name}, not {env_name}; "
+                                   f"pass --env {env.name} or a model of {env_name}")
+    return model, path, env
+
+
+def parse_actions(env, text):
+    """``"+1,0,-1"`` -> actions ``[T, A]`` of ``env`` (its ``Discrete`` values, or numbers in its ``Box``)."""
+    import numpy as np
+
+    try:
+        actions = [env.encode_action(float(tok)) for tok in text.replace(" ", "").split(",")]
+    except ValueError as err:
+        detail = str(err) if "actions are" in str(err) else f"{env.name}'s actions are numbers"
+        raise click.BadParameter(f"actions must be a comma-separated list; {detail}, got {text!r}") from None
+    return np.stack(actions)
+
+
+@main.command(context_settings=CONTEXT)
+@env_option
+@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")
+@click.option("--steps", default=15, show_default=True, callback=positive("--steps"), help="Steps of random actions (ignored with --actions).")
+@start_options
+@click.option("--actions", default=None, help="Actions to apply, one step each: the particle's pushes +1,+1,-1,0; "
+              "CartPole's forces -10,10; a Box's numbers, e.g. 0.5,-2 for the pendulum's torques.")
+@click.option("--seed", default=0, show_default=True, callback=seed_range, help="Seed of the random actions and of reset.")
+@device_option
+@friendly_errors
+def rollout(env_name, model_path, steps, x0, v0, start, actions, seed, device):
+    """Open-loop rollout: the true physics and the model's imagination side by side."""
+    import numpy as np
+
+    from worldmodel.rollout import compare_open_loop
+
+    env = resolve_env(env_name)
+    start, given = resolve_start(env, x0, v0, start, seed)
+    chosen = parse_actions(env, actions) if actions else env.sample_actions(np.random.default_rng(seed), steps)
+    device = use_device(device)
+    model, _, env = load_model_for(env_name, model_path)
+    recheck_start(env, start, given)
+    true, imagined = compare_open_loop(env, model, start, chosen)
+    names = [*env.state_names, "r"]
+    for t, action in enumerate(chosen):
+        row = lambda values: ", ".join(f"{n}={v:+.3f}" for n, v in zip(names, values))  # noqa: E731
+        click.echo(f"t={t:02d} a={env.describe_action(action)} | TRUE {row(true[t])}  ||  MODEL {row(imagined[t])}")
+    err = np.abs(true - imagined).max(axis=0)
+    click.echo(f"Max |error| over {len(chosen)} steps: " + ", ".join(f"{n} = {e:.4f}" for n, e in zip(names, err)))
+    click.echo(f"Device: {device}")
+
+
+@main.command(context_settings=CONTEXT)
+@env_option
 @click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp,
-              help="Comma-separated: {planners}. Baselines (random-policy, zero, feedback, optimal) are always added.")
+              help="Comma-separated: {planners}. Baselines (random-policy, zero, the env's controller) and the "
+                   "reference row (optimal, or a large-budget CEM) are always added.")
 @click.option("--dynamics", default="model,true", show_default=True, help="Comma-separated: model (the learned world model), true (the env's own dynamics).")
-@click.option("--episodes", default=20, show_default=True, callback=positive("--episodes"), help="Episodes (start states: 6 hard ones, then uniform draws); overridden by --init-states.")
-@click.option("--steps", default=50, show_default=True, callback=positive("--steps"), help="Closed-loop steps per episode.")
-@click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Planning horizon. Default: each planner's own (15).")
-@click.option("--samples", type=int, default=500, show_default=True, callback=positive("--samples"), help="Imagined action sequences per episode and iteration.")
+@click.option("--episodes", default=20, show_default=True, callback=positive("--episodes"),
+              help="Episodes: episode i starts from reset(seed=--seed + i) (the particle: 6 hard starts, then uniform draws); overridden by --init-states.")
+@click.option("--steps", type=int, default=None, callback=positive("--steps"), help="Closed-loop steps per episode (at most). Default: the env's episode length.")
+@click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Planning horizon. Default: the env's.")
+@click.option("--samples", type=int, default=None, callback=positive("--samples"), help="Imagined action sequences per episode and iteration. Default: the env's.")
 @click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Optimiser iterations per step. Default: each planner's own.")
-@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
-@click.option("--init-states", type=click.Path(), default=None, callback=non_empty, help="CSV with header x,v and one start per row.")
+@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")
+@click.option("--init-states", type=click.Path(), default=None, callback=non_empty,
+              help="CSV whose header names the env's state variables (the particle: x,v) and with one start per row.")
+@runner_option
 @click.option("--seed", default=0, show_default=True, callback=seed_range)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the results as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Draw the return distributions to a PNG (needs the 'plot' extra).")
 @device_option
 @friendly_errors
-def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterations, model_path, init_states, seed, json_path, plot_path, device):
-    """Closed-loop planner benchmark in the true environment.
+def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, samples, iterations, model_path, init_states, runner,
+              seed, json_path, plot_path, device):
+    """Closed-loop planner benchmark in the real environment.
 
     Every planner plans with every dynamics source; all episodes step together (one planning call
-    per step for all of them). Rows report the return, the cost ratio to the exact optimum
-    (sum of costs / sum of optimal costs), the final |x|, the success rate (|x| < 0.1 in each of the
-    last 10 steps), the model gap (return with true dynamics minus return with the model), the
-    planning time per step and the imagined transitions per second.
+    per step for all of them), in Gymnasium's environment or the env's MLX copy (--runner). Rows
+    report the return, the env's score against the reference row (cost ratio, return ratio or gap),
+    the final |x| and success rate where the env defines them, the model gap (return with true
+    dynamics minus return with the model), the planning time per step and the imagined transitions
+    per second.
 
     Under mlx.launch (several processes) each process runs a contiguous share of the episodes;
     rank 0 gathers them and prints and writes the results, identical per episode to one process's.
     """
     import time
 
-    from benchmarks.report import table, write_json
-    from benchmarks.starts import default_starts, read_init_states
-    from benchmarks.suite import BenchmarkConfig, check_memory, run_benchmark
-    from worldmodel import ParticleEnv
+    from benchmarks.report import footer, table, write_json
+    from benchmarks.starts import read_init_states
+    from benchmarks.suite import BenchmarkConfig, check_memory, count_runs, run_benchmark
 
+    env = resolve_env(env_name)
     names = _split_names(planner_names, _planner_names(), "planner")
     sources = _split_names(dynamics, ("model", "true"), "dynamics")
+    runner = resolve_runner(env, runner)
     config = BenchmarkConfig(planners=names, dynamics=sources, episodes=episodes, steps=steps, horizon=horizon,
-                             samples=samples, iterations=iterations, seed=seed, model=model_path, init_states=init_states)
+                             samples=samples, iterations=iterations, seed=seed, model=model_path, init_states=init_states,
+                             runner=runner)
     if plot_path:
         _require_matplotlib()
     device = use_device(device)
     world = current_world()
-    env = ParticleEnv()
-    starts = read_init_states(init_states) if init_states else default_starts(episodes, seed)
-    check_memory(config, env, len(starts))  # before a model is trained or loaded
+    starts = read_init_states(init_states, env) if init_states else env.benchmark_starts(episodes, seed)
+    check_memory(config.for_env(env), env, len(starts))  # before a model is trained or loaded
     model = None
     if "model" in sources:
-        model, config.model = load_or_train_model(model_path, world)
+        model, config.model, env = load_model_for(env_name, model_path, world)
         model = model.folded()  # same function, normalisations folded into the weights: faster planning
-    runs = len(names) * len(sources) + 3
+        if init_states:
+            starts = read_init_states(init_states, env)  # the model's env may have another state box
     start = time.perf_counter()
     if world.is_root:
-        with click.progressbar(length=runs * steps, label="benchmark", file=sys.stderr) as bar:
-            result = run_benchmark(config, env, model, starts, on_step=lambda: bar.update(1), world=world)
+        total = count_runs(config, env) * config.for_env(env).steps
+        with click.progressbar(length=total, label="benchmark", file=sys.stderr) as bar:
+            result = run_benchmark(config, env, model, starts, on_step=bar.update, world=world)
     else:
         run_benchmark(config, env, model, starts, world=world)
         return  # rank 0 prints and writes
     result["config"]["wall_seconds"] = round(time.perf_counter() - start, 2)
     result["config"]["device"] = device
     click.echo(table(result))
-    click.echo(f"{len(starts)} episodes x {steps} steps; cost ratio = sum of costs / sum of optimal costs; "
-               f"{result['config']['wall_seconds']:.1f} s")
+    click.echo(f"{footer(result)}; {result['config']['wall_seconds']:.1f} s")
     click.echo(device_line(device, world))
     if json_path:
         write_json(json_path, result)
@@ -401,66 +549,77 @@ def benchmark(planner_names, dynamics, episodes, steps, horizon, samples, iterat
 
 
 @main.command(context_settings=CONTEXT)
+@env_option
 @click.option("--planner", "planner_name", default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}.")
 @click.option("--dynamics", type=click.Choice(["model", "true"]), default="model", show_default=True, help="What the planner imagines with.")
-@click.option("--x0", default=1.0, show_default=True, type=float)
-@click.option("--v0", default=0.0, show_default=True, type=float)
-@click.option("--steps", default=50, show_default=True, callback=positive("--steps"))
-@click.option("--horizon", type=int, default=None, callback=positive("--horizon"))
-@click.option("--samples", type=int, default=None, callback=positive("--samples"))
-@click.option("--iterations", type=int, default=None, callback=positive("--iterations"))
-@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@start_options
+@click.option("--steps", type=int, default=None, callback=positive("--steps"), help="Steps (at most). Default: the env's episode length.")
+@click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Default: the env's.")
+@click.option("--samples", type=int, default=None, callback=positive("--samples"), help="Default: the env's.")
+@click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Default: the planner's own.")
+@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")
+@runner_option
 @click.option("--seed", default=0, show_default=True, callback=seed_range)
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Draw x, v and the pushes over time to a PNG (needs the 'plot' extra).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file,
+              help="Draw the state variables, the actions and the one-step predictions over the episode to a PNG (needs the 'plot' extra).")
 @device_option
 @friendly_errors
-def plan(planner_name, dynamics, x0, v0, steps, horizon, samples, iterations, model_path, seed, plot_path, device):
-    """One closed-loop episode with one planner, step by step, next to the optimum."""
-    import mlx.core as mx
+def plan(env_name, planner_name, dynamics, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed,
+         plot_path, device):
+    """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
     import numpy as np
 
-    from benchmarks.optimal import optimal_plan
+    from benchmarks.closed_loop import PlanRecorder, describe_runner, run_episodes
+    from benchmarks.scores import SCORES
     from benchmarks.suite import BenchmarkConfig, make_planner
-    from worldmodel import ParticleEnv
+    from worldmodel.rollout import open_loop
 
+    env = resolve_env(env_name)
     _split_names(planner_name, _planner_names(), "planner")
-    check_start(x0, v0)
+    start, given = resolve_start(env, x0, v0, start, seed)
+    runner = resolve_runner(env, runner)
     if plot_path:
         _require_matplotlib()
     device = use_device(device)
-    env = ParticleEnv()
-    source = load_or_train_model(model_path)[0].folded() if dynamics == "model" else env
-    config = BenchmarkConfig(planners=(planner_name,), horizon=horizon, samples=samples, iterations=iterations, seed=seed)
-    planner = make_planner(planner_name, source, env.action_space, config)
-    best_return, best_pushes = optimal_plan((x0, v0), steps)
-    state = mx.array([[x0, v0]], dtype=mx.float32)
-    states, imagined, pushes, total = [np.array(state[0])], [], [], 0.0
-    optimal_total, optimal_state = 0.0, state
-    eye = mx.array(np.eye(3, dtype=np.float32))
+    source = env
+    if dynamics == "model":
+        model, _, env = load_model_for(env_name, model_path)
+        recheck_start(env, start, given)
+        source = model.folded()
+    config = BenchmarkConfig(planners=(planner_name,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
+                             samples=samples, iterations=iterations, seed=seed, runner=runner).for_env(env)
+    steps = config.steps
+    recorder = PlanRecorder(make_planner(planner_name, source, env, config), source)
+    best = env.optimal_plan(start, steps)
+    state_text = lambda values: ", ".join(f"{n}={v:+.3f}" for n, v in zip(env.state_names, values))  # noqa: E731
     click.echo(f"Device: {device}")
-    click.echo(f"{planner_name} planning with the {dynamics} dynamics; optimal return from ({x0:+.3f}, {v0:+.3f}) "
-               f"over {steps} steps: {best_return:.3f}")
-    for t in range(steps):
-        result = planner.optimize(state)  # what act() does, keeping the plan's predicted return
-        action = result.actions[:, 0]
-        predicted_next, _ = source(state, action)
-        state, reward = env(state, action)
-        optimal_state, optimal_reward = env(optimal_state, eye[int(best_pushes[t]) + 1][None])
-        push = int(np.argmax(np.array(action[0]))) - 1
-        total += float(reward[0])
-        optimal_total += float(optimal_reward[0])
-        states.append(np.array(state[0]))
-        imagined.append(np.array(predicted_next[0]))
-        pushes.append(push)
-        click.echo(f"t={t:02d} a={push:+d} | x={float(state[0, 0]):+.3f}, v={float(state[0, 1]):+.3f}, "
-                   f"r={float(reward[0]):+.3f} | predicted return {float(result.expected_return[0]):+.3f} | "
-                   f"return {total:+.3f} | optimal a={int(best_pushes[t]):+d}, return {optimal_total:+.3f}")
-    click.echo(f"Return {total:.3f}, optimal {best_return:.3f}, cost ratio {total / best_return if best_return < 0 else float('nan'):.4f}")
+    click.echo(f"{planner_name} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, env.gym_id)} "
+               f"from ({state_text(start)}), {steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
+    ep = run_episodes(recorder, env, start[None], steps, runner=config.runner, seeds=[seed], set_starts=given)
+    length, total = int(ep.lengths[0]), 0.0
+    if best:
+        _, optimal_rewards = open_loop(env, start[None], best[1][None])
+        optimal_totals = optimal_rewards[0].astype("float64").cumsum()
+    for t in range(length):
+        total += ep.rewards[0, t]
+        line = (f"t={t:02d} a={env.describe_action(ep.actions[0, t])} | {state_text(ep.states[0, t + 1])}, "
+                f"r={ep.rewards[0, t]:+.3f} | predicted return {recorder.expected_returns[t][0]:+.3f} | return {total:+.3f}")
+        if best:
+            line += f" | optimal a={env.describe_action(best[1][t])}, return {optimal_totals[t]:+.3f}"
+        click.echo(line)
+    summary = f"Return {ep.returns[0]:.3f}"
+    if ep.terminated[0]:
+        summary += f", terminated after {length} steps"
+    if best:
+        score = SCORES[env.score]
+        value = score.compute(ep.returns, np.array([best[0]]))
+        summary += f", optimal {best[0]:.3f}, {score.header} {float('nan') if value is None else value:.4f}"
+    click.echo(summary)
     if plot_path:
         from benchmarks.plots import plot_episode
 
-        plot_episode(np.array(states), np.array(imagined), np.array(pushes), plot_path,
-                     title=f"{planner_name} with the {dynamics} dynamics from ({x0:+.2f}, {v0:+.2f})")
+        plot_episode(env, ep.states[0, : length + 1], recorder.predictions()[:length], ep.actions[0, :length], plot_path,
+                     title=f"{env.name}: {planner_name} planning with the {dynamics} dynamics, return {ep.returns[0]:.2f}")
         click.echo(f"Wrote {plot_path}")
 
 
@@ -475,33 +634,41 @@ def _int_list(text, what):
 
 
 @main.command(context_settings=CONTEXT)
+@env_option
 @click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp, help="Comma-separated: {planners}.")
 @click.option("--samples", "samples_text", default="256,1024,4096,16384", show_default=True, help="Comma-separated N.")
 @click.option("--horizons", "horizons_text", default="15,30", show_default=True, help="Comma-separated H.")
 @click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Default: each planner's own.")
 @click.option("--repeats", default=5, show_default=True, callback=positive("--repeats"), help="Timed calls per cell (the median is shown).")
-@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (trained if missing).")
+@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the results as JSON here.")
 @device_option
 @friendly_errors
-def speed(planner_names, samples_text, horizons_text, iterations, repeats, model_path, json_path, device):
-    """Planning throughput on the learned model: ms per call, imagined transitions/s, GFLOP/s."""
+def speed(env_name, planner_names, samples_text, horizons_text, iterations, repeats, model_path, json_path, device):
+    """Planning throughput on the learned model: ms per call, imagined transitions/s, GFLOP/s.
+
+    The model plans in its env's action space, from the env's demo start, with its termination.
+    """
     from tabulate import tabulate
 
     import planners as planners_pkg
     from benchmarks.report import write_json
     from benchmarks.speed import measure_planning
+    from worldmodel.envs import env_record
+
+    resolve_env(env_name)
     names = _split_names(planner_names, _planner_names(), "planner")
     sizes = _int_list(samples_text, "--samples")
     horizons = _int_list(horizons_text, "--horizons")
     device = use_device(device)
-    model = load_or_train_model(model_path)[0].folded()
+    model, _, env = load_model_for(env_name, model_path)
+    model = model.folded()
     blas = planners_pkg.blas.status()
     peak = planners_pkg.blas.measure_matmul_gflops()
     click.echo(f"Device: {device}")
     click.echo(f"BLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
-               f"model: {model.flops_per_transition()} FLOP per transition")
-    rows = measure_planning(model, names, sizes, horizons, iterations, repeats, peak)
+               f"model: {model.flops_per_transition()} FLOP per transition; env: {env!r}")
+    rows = measure_planning(model, env, names, sizes, horizons, iterations, repeats, peak)
     click.echo(tabulate(
         [(r["planner"], r["samples"], r["horizon"], r["iterations"], f"{r['ms_per_call']:.1f}",
           f"{r['transitions_per_s']:.3g}", f"{r['gflops']:.1f}", f"{r['percent_of_peak']:.0f}%") for r in rows],
@@ -509,7 +676,8 @@ def speed(planner_names, samples_text, horizons_text, iterations, repeats, model
         disable_numparse=True,
     ))
     if json_path:
-        write_json(json_path, {"device": device, "blas": blas.name, "matmul_peak_gflops": peak, "rows": rows})
+        write_json(json_path, {"device": device, "env": env_record(env), "blas": blas.name, "matmul_peak_gflops": peak,
+                               "rows": rows})
         click.echo(f"Wrote {json_path}")
 
 

@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 
-from worldmodel import ParticleEnv, load_model, one_hot_pushes, one_step_mse, uniform_transitions
+from worldmodel import PUSHES, ParticleEnv, load_model, one_hot_pushes, one_step_mse, uniform_transitions
 from worldmodel.recipe import default_model_path
 from worldmodel.rollout import open_loop
 
@@ -50,11 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"one-step MSE (20,000 uniform transitions): x {mse[0]:.2e}, v {mse[1]:.2e}, r {mse[2]:.2e}, "
           f"mean {mse.mean():.2e}")
 
-    starts = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (200, 1))
-    drift = x_errors(env, model, starts, rng.integers(-1, 2, size=(200, 15))).max(axis=1)
+    pushes = np.asarray(PUSHES)
+    starts = np.tile(env.demo_start()[None], (200, 1))  # (1, 0)
+    drift = x_errors(env, model, starts, pushes[rng.integers(0, len(pushes), size=(200, 15))]).max(axis=1)
     print(f"15 steps from (1, 0), 200 random action sequences, max |x error|: {percentiles(drift)}")
 
-    final = x_errors(env, model, env.sample_states(rng, 500), rng.integers(-1, 2, size=(500, 50)))[:, -1]
+    final = x_errors(env, model, env.sample_states(rng, 500), pushes[rng.integers(0, len(pushes), size=(500, 50))])[:, -1]
     print(f"50 steps from 500 random starts, final |x error|: {percentiles(final)}")
 
 

@@ -1,7 +1,8 @@
-"""Policies that need no planner, for the benchmark table: ``policy(state [E, 2], rng) -> pushes [E]``.
+"""Policies that need no planner, for the benchmark table: each is a ``policy(state [E, S]) -> actions [E, A]``.
 
-``rng`` is a numpy ``Generator`` or, for per-episode randomness, a sequence of them, one per row
-of ``state`` (see :func:`episode_rngs`).
+Every environment gets ``random-policy`` (uniform actions), ``zero`` where its action space has an
+action that applies nothing, and its hand-written controller where it has one
+(``env.controller_name``: the particle's ``feedback``, the pendulum's ``swing-up``, ...).
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from planners.spaces import Discrete
+
+from .closed_loop import Policy
+
 
 def episode_rngs(seed: int, episode_ids) -> list:
     """One ``Generator`` per episode, seeded by ``(seed, episode index)``: an episode's draws do not
@@ -17,30 +22,35 @@ def episode_rngs(seed: int, episode_ids) -> list:
     return [np.random.default_rng([int(seed), int(i)]) for i in episode_ids]
 
 
-def zero_policy(state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Never push: pushes ``[E]`` of zeros."""
-    return np.zeros(len(state), dtype=np.int64)
+def random_policy(env, rngs: Sequence[np.random.Generator]) -> Policy:
+    """Uniformly random actions, one draw per step from each episode's own generator (``rngs``, one per row).
 
-
-def random_policy(state: np.ndarray, rng: np.random.Generator | Sequence[np.random.Generator]) -> np.ndarray:
-    """Uniformly random pushes ``[E]`` in {-1, 0, +1}: from one generator, or one draw from each episode's."""
-    if isinstance(rng, np.random.Generator):
-        return rng.integers(-1, 2, size=len(state))
-    if len(rng) != len(state):
-        raise ValueError(f"random_policy got {len(rng)} generators for {len(state)} episodes")
-    return np.array([r.integers(-1, 2) for r in rng], dtype=np.int64)
-
-
-def feedback_policy(state: np.ndarray, rng: np.random.Generator, gain: float = 3.0, deadband: float = 0.05) -> np.ndarray:
-    """A hand-written PD-like controller: push against ``s = x + gain * v`` when ``|s| > deadband``.
-
-    Args:
-        state: ``[E, 2]`` (x, v).
-    Returns:
-        pushes ``[E]`` in {-1, 0, +1}.
+    ``Discrete(n)``: the one-hot of ``rng.integers(0, n)``; ``Box``: ``rng.uniform(low, high)``.
     """
-    s = state[:, 0] + gain * state[:, 1]
-    return np.where(np.abs(s) > deadband, -np.sign(s), 0.0).astype(np.int64)
+    space = env.action_space
+
+    def policy(state: np.ndarray) -> np.ndarray:
+        if len(rngs) != len(state):
+            raise ValueError(f"random_policy got {len(rngs)} generators for {len(state)} episodes")
+        if isinstance(space, Discrete):
+            return np.eye(space.n, dtype=np.float32)[[int(r.integers(0, space.n)) for r in rngs]].reshape(len(state), space.n)
+        return np.array([r.uniform(space.low, space.high) for r in rngs], dtype=np.float32).reshape(len(state), space.dim)
+
+    return policy
 
 
-BASELINES = {"random-policy": random_policy, "zero": zero_policy, "feedback": feedback_policy}
+def constant_policy(action: np.ndarray) -> Policy:
+    """The same action ``[A]`` in every episode and step."""
+    action = np.asarray(action, dtype=np.float32)
+    return lambda state: np.tile(action, (len(state), 1))
+
+
+def baselines(env, seed: int, episode_ids) -> dict:
+    """The baseline rows of ``env``: name -> policy, for the episodes ``episode_ids`` (global indices)."""
+    rows = {"random-policy": random_policy(env, episode_rngs(seed, episode_ids))}
+    zero = env.zero_action()
+    if zero is not None:
+        rows["zero"] = constant_policy(zero)
+    if env.controller_name is not None:
+        rows[env.controller_name] = env.controller
+    return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from planners.spaces import Discrete
 from worldmodel.files import open_output
 
 
@@ -16,6 +17,15 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str) -> None:
+    plt = _pyplot()
+    try:
+        with open_output(path, "wb", suffix=".png") as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+
+
 def plot_returns(result: dict, path: str) -> None:
     """Box plot of the per-episode returns of every benchmark row, saved as PNG to ``path``."""
     plt = _pyplot()
@@ -25,36 +35,47 @@ def plot_returns(result: dict, path: str) -> None:
     ax.boxplot([r["returns"] for r in rows], showmeans=True)
     ax.set_xticks(range(1, len(rows) + 1), labels, fontsize=8)
     ax.set_ylabel("episode return")
-    ax.set_title(f"Returns over {len(rows[0]['returns'])} episodes")
+    ax.set_title(f"{result['config']['env']['name']}: returns over {len(rows[0]['returns'])} episodes")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    try:
-        with open_output(path, "wb", suffix=".png") as f:
-            fig.savefig(f, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    _save(fig, path)
 
 
-def plot_episode(true_states: np.ndarray, imagined_states: np.ndarray, pushes: np.ndarray, path: str, title: str = "") -> None:
-    """x, v and the pushes over time: the true trajectory ``[T + 1, 2]`` and the planner's one-step
-    predictions ``[T, 2]`` (state ``t + 1`` as imagined at step ``t``), saved as PNG to ``path``."""
+def applied(env, actions: np.ndarray) -> np.ndarray:
+    """What actions ``[T, A]`` apply, ``[T, K]``: the value of each one-hot ``Discrete`` action (``K = 1``), else the actions."""
+    space = env.action_space
+    if isinstance(space, Discrete):
+        values = np.asarray(space.values if space.values is not None else range(space.n), dtype=np.float64)
+        return values[np.argmax(actions, axis=1)][:, None]
+    return np.asarray(actions)
+
+
+def plot_episode(env, true_states: np.ndarray, imagined_states: np.ndarray, actions: np.ndarray, path: str, title: str = "") -> None:
+    """One episode of ``env``, one panel per state variable and one for the actions, saved as PNG to ``path``.
+
+    Args:
+        true_states: ``[T + 1, S]`` the states the episode visited, the start first.
+        imagined_states: ``[T, S]`` the planner's one-step predictions (state ``t + 1`` as imagined at step ``t``).
+        actions: ``[T, A]`` the applied actions.
+    """
     plt = _pyplot()
+    names = env.state_names
     t = np.arange(len(true_states))
-    fig, axes = plt.subplots(3, 1, sharex=True, figsize=(7, 6))
-    for ax, k, name in ((axes[0], 0, "x"), (axes[1], 1, "v")):
-        ax.plot(t, true_states[:, k], "-o", ms=3, label="true")
-        ax.plot(t[1:], imagined_states[:, k], "x--", ms=4, label="imagined (one step ahead)")
+    fig, axes = plt.subplots(len(names) + 1, 1, sharex=True, figsize=(7, 1.5 * (len(names) + 1) + 0.6))
+    for k, (ax, name) in enumerate(zip(axes, names)):
+        ax.plot(t, true_states[:, k], "-o", ms=2, label="true")
+        ax.plot(t[1:], imagined_states[:, k], "x--", ms=3, label="imagined (one step ahead)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    axes[2].step(t[:-1], pushes, where="post")
-    axes[2].set_ylabel("push")
-    axes[2].set_yticks([-1, 0, 1])
-    axes[2].set_xlabel("step")
-    fig.suptitle(title)
+    values = applied(env, actions)
+    for k in range(values.shape[1]):
+        axes[-1].step(t[:-1], values[:, k], where="post")
+    if isinstance(env.action_space, Discrete) and env.action_space.values is not None:
+        axes[-1].set_yticks(sorted(env.action_space.values))
+    axes[-1].set_ylabel(env.action_name)
+    axes[-1].set_xlabel("step")
+    axes[-1].grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    try:
-        with open_output(path, "wb", suffix=".png") as f:
-            fig.savefig(f, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    _save(fig, path)

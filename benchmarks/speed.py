@@ -12,15 +12,17 @@ import planners
 from .closed_loop import CountingDynamics
 
 
-def measure_planning(model, names, sizes, horizons, iterations, repeats: int, peak_gflops: float) -> list[dict]:
+def measure_planning(model, env, names, sizes, horizons, iterations, repeats: int, peak_gflops: float) -> list[dict]:
     """Median time of ``repeats`` ``optimize`` calls (after one warm-up) for every planner x N x H.
+
+    The planners plan ``model`` in ``env``'s action space, with its termination, from its demo start.
 
     Returns:
         rows with ``ms_per_call``, ``transitions_per_s`` (imagined transitions the planner asked the
         model for, per second), ``gflops`` (the model's matmul FLOPs per second) and ``percent_of_peak``.
     """
     flops = model.flops_per_transition()
-    state = mx.array([[1.0, 0.0]], dtype=mx.float32)
+    state = mx.array(env.demo_start()[None])  # [1, S]
     cells = []  # every planner is built and its memory checked before the first one is timed
     for name in names:
         for horizon in horizons:
@@ -29,7 +31,7 @@ def measure_planning(model, names, sizes, horizons, iterations, repeats: int, pe
                 options = {"horizon": horizon, "num_samples": samples}
                 if iterations is not None:
                     options["iterations"] = iterations
-                planner = planners.make_planner(name, counted, model_action_space(model), seed=0, **options)
+                planner = planners.make_planner(name, counted, env.action_space, seed=0, termination=env.termination, **options)
                 planner.check_memory(state.shape[0])
                 cells.append((name, horizon, samples, counted, planner))
     rows = []
@@ -50,10 +52,3 @@ def measure_planning(model, names, sizes, horizons, iterations, repeats: int, pe
             "gflops": gflops, "percent_of_peak": 100 * gflops / peak_gflops,
         })
     return rows
-
-
-def model_action_space(model):
-    """The one-hot action space of a world model with ``action_dim`` inputs."""
-    from planners import Discrete
-
-    return Discrete(model.action_dim)

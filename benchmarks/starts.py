@@ -1,4 +1,10 @@
-"""Start states for benchmark episodes: a default varied set, or a user's CSV file."""
+"""Start states given by a user: checked against an environment, read from a CSV file or a text.
+
+The default starts are the environment's own (``env.benchmark_starts``); these functions only read
+and check the ones a user gives (``--init-states FILE.csv``, ``--start a,b``, ``--x0/--v0``), with
+the environment's state names as the CSV header (the particle's ``x,v``; the pendulum's
+``theta,theta_dot``; ...) and the environment's state box as the range.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +12,51 @@ import csv
 
 import numpy as np
 
-# Hard starts first: at a wall moving outward at full speed, at a wall at rest, at rest in the centre.
-HARD_STARTS = ((1.5, 1.0), (-1.5, -1.0), (1.5, 0.0), (-1.5, 0.0), (0.0, 0.0), (1.0, 0.0))
-
 
 class InitStatesError(ValueError):
     """An initial-states file that is missing or malformed."""
 
 
-def default_starts(num: int, seed: int = 0, x_limit: float = 1.5, v_limit: float = 1.0) -> np.ndarray:
-    """``num`` start states ``[num, 2]`` float32: the hard starts, then uniform draws over the box."""
-    if num < 1:
-        raise ValueError(f"episodes must be >= 1, got {num}")
-    hard = np.array(HARD_STARTS[:num], dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    rest = num - len(hard)
-    uniform = np.stack([rng.uniform(-x_limit, x_limit, rest), rng.uniform(-v_limit, v_limit, rest)], axis=-1)
-    return np.concatenate([hard, uniform.astype(np.float32)]).astype(np.float32)
+def _bound(name: str, low: float, high: float) -> str:
+    return f"|{name}| <= {high:g}" if low == -high else f"{low:g} <= {name} <= {high:g}"
 
 
-def check_start(x: float, v: float, x_limit: float = 1.5, v_limit: float = 1.0) -> tuple[float, float]:
-    """``(x, v)`` as floats when the start lies in the box ``|x| <= x_limit``, ``|v| <= v_limit``; else ``ValueError``."""
-    x, v = float(x), float(v)
-    if not (np.isfinite(x) and np.isfinite(v)):
-        raise ValueError(f"x and v must be finite, got {x}, {v}")
-    if abs(x) > x_limit or abs(v) > v_limit:
-        raise ValueError(f"({x}, {v}) is outside the box |x| <= {x_limit}, |v| <= {v_limit}")
-    return x, v
+def check_start(env, values) -> tuple:
+    """``values`` (``S`` numbers) as a tuple of floats when they are finite and inside the env's state box
+    ``[state_low, state_high]``; else ``ValueError`` naming the state variables."""
+    values = tuple(float(v) for v in values)
+    names = env.state_names
+    if len(values) != len(names):
+        raise ValueError(f"expected {len(names)} values ({','.join(names)}), got {len(values)}")
+    if not all(np.isfinite(values)):
+        raise ValueError(f"{' and '.join(names) if len(names) == 2 else ', '.join(names)} must be finite, "
+                         f"got {', '.join(map(str, values))}")
+    low, high = np.asarray(env.state_low, np.float64), np.asarray(env.state_high, np.float64)
+    if np.any(np.array(values) < low) or np.any(np.array(values) > high):
+        box = ", ".join(_bound(n, lo, hi) for n, lo, hi in zip(names, low, high))
+        raise ValueError(f"({', '.join(map(str, values))}) is outside the box {box}")
+    return values
 
 
-def read_init_states(path: str, x_limit: float = 1.5, v_limit: float = 1.0) -> np.ndarray:
-    """Starts ``[E, 2]`` float32 from a CSV with header ``x,v`` and one start per row.
+def parse_start(env, text: str) -> np.ndarray:
+    """A start ``[S]`` float32 from ``"a,b,..."`` (one number per state variable), checked by :func:`check_start`."""
+    try:
+        values = [float(tok) for tok in text.split(",")]
+    except ValueError:
+        raise ValueError(f"expected {len(env.state_names)} comma-separated numbers ({','.join(env.state_names)}), got {text!r}") from None
+    return np.array(check_start(env, values), dtype=np.float32)
+
+
+def read_init_states(path: str, env) -> np.ndarray:
+    """Starts ``[E, S]`` float32 from a CSV whose header names the env's state variables (``x,v`` for the
+    particle) and with one start per row.
 
     Raises:
         InitStatesError: missing file, wrong columns, a non-number, NaN/inf, a state outside the box,
             or no rows; the message names the line.
     """
+    names = list(env.state_names)
+    header_text = ",".join(names)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not part of the header
             rows = list(csv.reader(f))
@@ -51,22 +66,22 @@ def read_init_states(path: str, x_limit: float = 1.5, v_limit: float = 1.0) -> n
         raise InitStatesError(f"cannot read initial-states file {path}: {err}") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
-        raise InitStatesError(f"{path} is empty: expected a header 'x,v' and one start per row")
+        raise InitStatesError(f"{path} is empty: expected a header '{header_text}' and one start per row")
     header = [cell.strip().lower() for cell in rows[0]]
-    if header != ["x", "v"]:
-        raise InitStatesError(f"{path}: the header must be 'x,v', got {','.join(rows[0])!r}")
+    if header != names:
+        raise InitStatesError(f"{path}: the header must be '{header_text}' for {env.name}, got {','.join(rows[0])!r}")
     if len(rows) == 1:
         raise InitStatesError(f"{path} has a header but no starts")
     starts = []
     for line, row in enumerate(rows[1:], start=2):
-        if len(row) != 2:
-            raise InitStatesError(f"{path} line {line}: expected 2 values (x,v), got {len(row)}")
+        if len(row) != len(names):
+            raise InitStatesError(f"{path} line {line}: expected {len(names)} values ({header_text}), got {len(row)}")
         try:
-            x, v = float(row[0]), float(row[1])
+            values = [float(cell) for cell in row]
         except ValueError:
             raise InitStatesError(f"{path} line {line}: not a number: {','.join(row)!r}") from None
         try:
-            starts.append(check_start(x, v, x_limit, v_limit))
+            starts.append(check_start(env, values))
         except ValueError as err:
             raise InitStatesError(f"{path} line {line}: {err}") from None
     return np.array(starts, dtype=np.float32)

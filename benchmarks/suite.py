@@ -1,4 +1,10 @@
-"""The benchmark: planners x dynamics sources in closed loop, baselines, the exact optimum."""
+"""The benchmark: planners x dynamics sources in closed loop, baselines, and the reference row.
+
+The reference is the exact optimum where the environment knows it (the discrete particle:
+``optimal``), else ``reference``: :data:`REFERENCE_PLANNER` planning with the true dynamics with
+:data:`REFERENCE_SCALE` times the run's samples and iterations (by default 2x the env's samples and
+2x CEM's 5 iterations), run in the same episodes as every other row.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +15,35 @@ import numpy as np
 
 import planners
 from worldmodel.distributed import World, all_max, all_sum, gather_rows, share
+from worldmodel.envs import env_record
 
-from .baselines import BASELINES, episode_rngs
-from .closed_loop import CountingDynamics, Episodes, planner_chooser, run_episodes
-from .optimal import optimal_returns
+from .baselines import baselines
+from .closed_loop import CountingDynamics, Episodes, choose_runner, gymnasium_version, planner_policy, run_episodes
+from .scores import SCORES
 
 DYNAMICS = ("model", "true")
 DEFAULT_PLANNERS = ("cem", "mppi", "random-shooting")
-OPTIMAL_CHUNK = 100  # starts solved together (memory grows with the chunk)
+REFERENCE_PLANNER = "cem"
+REFERENCE_SCALE = 2
+"""The ``reference`` row: ``REFERENCE_PLANNER`` on the true dynamics, this many times the run's samples and iterations."""
 
 
 @dataclass
 class BenchmarkConfig:
-    """What to run. ``None`` sizes use each planner's own defaults."""
+    """What to run. ``None`` sizes are the environment's (``env.steps``, ``env.horizon``, ``env.samples``)
+    and each planner's own iterations; ``runner`` ``None`` picks Gymnasium's env where there is one."""
 
     planners: tuple = DEFAULT_PLANNERS
     dynamics: tuple = DYNAMICS
     episodes: int = 20
-    steps: int = 50
+    steps: int | None = None
     horizon: int | None = None
-    samples: int | None = 500
+    samples: int | None = None
     iterations: int | None = None
     seed: int = 0
     model: str | None = None
     init_states: str | None = None
+    runner: str | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -48,21 +59,63 @@ class BenchmarkConfig:
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
 
+    def for_env(self, env) -> "BenchmarkConfig":
+        """A copy with the sizes left to the environment filled in (``steps``, ``horizon``, ``samples``)
+        and the runner chosen (:func:`~benchmarks.closed_loop.choose_runner`)."""
+        return BenchmarkConfig(**{
+            **asdict(self),
+            "steps": self.steps or env.steps,
+            "horizon": self.horizon or env.horizon,
+            "samples": self.samples or env.samples,
+            "runner": choose_runner(env, self.runner),
+        })
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def make_planner(name: str, dynamics, action_space, config: BenchmarkConfig):
-    """Build planner ``name`` with the config's sizes (``None`` keeps the planner's default)."""
-    return planners.make_planner(name, dynamics, action_space, horizon=config.horizon, num_samples=config.samples,
-                                 iterations=config.iterations, seed=config.seed)
+def make_planner(name: str, dynamics, env, config: BenchmarkConfig, **overrides):
+    """Planner ``name`` on ``dynamics`` for ``env``: the env's planner options, termination and sizes,
+    unless ``config`` (then ``overrides``) sets them; ``None`` keeps the planner's own default."""
+    options = {
+        **env.planner_options,
+        "horizon": config.horizon or env.horizon,
+        "num_samples": config.samples or env.samples,
+        "iterations": config.iterations,
+        "seed": config.seed,
+        "termination": env.termination,
+        **overrides,
+    }
+    return planners.make_planner(name, dynamics, env.action_space, **{k: v for k, v in options.items() if v is not None})
+
+
+def reference_planner(dynamics, env, config: BenchmarkConfig):
+    """The ``reference`` row's planner: :data:`REFERENCE_PLANNER` with :data:`REFERENCE_SCALE` times the
+    samples and iterations that ``config`` (or the env, or the planner's defaults) gives it."""
+    base = make_planner(REFERENCE_PLANNER, dynamics, env, config)
+    return make_planner(REFERENCE_PLANNER, dynamics, env, config, num_samples=REFERENCE_SCALE * base.num_samples,
+                        iterations=REFERENCE_SCALE * base.iterations)
+
+
+def reference_name(env) -> str:
+    """The reference row's name: ``optimal`` (exact) or ``reference`` (a planner with a large budget)."""
+    return "optimal" if env.has_optimum else "reference"
+
+
+def count_runs(config: BenchmarkConfig, env) -> int:
+    """Closed-loop runs of one benchmark (for progress bars): planner rows, baselines, a reference planner."""
+    return len(config.planners) * len(config.dynamics) + len(baselines(env, config.seed, [])) + (0 if env.has_optimum else 1)
 
 
 def check_memory(config: BenchmarkConfig, env, episodes: int) -> None:
-    """:class:`~planners.memory.MemoryBudgetError` when a planner of ``config`` would need more memory
-    than is available to plan ``episodes`` environments together (each is built and checked; none runs)."""
-    for name in config.planners:
-        make_planner(name, env, env.action_space, config).check_memory(max(1, episodes))
+    """:class:`~planners.memory.MemoryBudgetError` when a planner of ``config`` (or the reference planner)
+    would need more memory than is available to plan ``episodes`` environments together (each is built
+    and checked; none runs)."""
+    built = [make_planner(name, env, env, config) for name in config.planners]
+    if not env.has_optimum:
+        built.append(reference_planner(env, env, config))
+    for planner in built:
+        planner.check_memory(max(1, episodes))
 
 
 def run_benchmark(
@@ -70,19 +123,23 @@ def run_benchmark(
     env,
     model,
     starts: np.ndarray,
-    on_step: Callable[[], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
     world: World | None = None,
 ) -> dict:
-    """Run every planner on every dynamics source, then the baselines and the optimum.
+    """Run every planner on every dynamics source, then the baselines and the reference row.
 
     Every episode's randomness depends on ``(config.seed, episode index)`` only: planners draw from
-    per-environment key streams (``env_ids``) and the random policy from one generator per episode.
+    per-environment key streams (``env_ids``), the random policy from one generator per episode, and
+    Gymnasium's episode ``i`` starts from ``reset(seed=config.seed + i)``.
 
     Args:
-        env: the true environment (``ParticleEnv``); episodes always run in it.
+        config: what to run (sizes left at ``None`` are the env's; see :meth:`BenchmarkConfig.for_env`).
+        env: the environment (:class:`~worldmodel.envs.base.Environment`); episodes run in it
+            (Gymnasium's, or its MLX copy: ``config.runner``).
         model: the learned dynamics (needed when ``"model"`` is in ``config.dynamics``).
-        starts: ``[E, 2]`` start states.
-        on_step: called after each closed-loop step of each run (progress).
+        starts: ``[E, S]`` start states (the MLX runner's; Gymnasium's runner sets them only when
+            ``config.init_states`` gave them, else it keeps its own ``reset``'s, which equal them).
+        on_step: called with the number of closed-loop steps done (progress).
         world: with ``K > 1`` processes (:func:`worldmodel.distributed.world`), each rank runs its
             contiguous share of the episodes; the episodes are gathered on every rank (per-episode
             returns identical to one process's), the planning time is the slowest rank's and the
@@ -91,95 +148,126 @@ def run_benchmark(
     Returns:
         ``{"config": {...}, "rows": [...]}`` as described in the README (JSON-ready).
     """
+    config = config.for_env(env)
     steps = config.steps
     w = world or World()
     part = share(len(starts), w.rank, w.size)
-    local, ids = starts[part], np.arange(part.start, part.stop)
+    local, ids = np.asarray(starts, np.float32)[part], np.arange(part.start, part.stop)
     sources = {"model": model, "true": env}
     check_memory(config, env, len(local))
+
+    def episodes(policy) -> Episodes:
+        if not len(local):  # more processes than episodes: this one has none
+            return _no_episodes(env, steps)
+        return run_episodes(policy, env, local, steps, runner=config.runner, seeds=config.seed + ids,
+                            set_starts=config.init_states is not None, on_step=on_step)
+
+    def planned(planner_of, source):
+        counted = CountingDynamics(sources[source])
+        ep = episodes(planner_policy(planner_of(counted), ids))
+        ep.imagined = counted.count
+        return ep
+
     runs: list[tuple[str, str | None, Episodes]] = []
     for name in config.planners:
         for source in config.dynamics:
-            counted = CountingDynamics(sources[source])
-            planner = make_planner(name, counted, env.action_space, config)
-            episodes = _run_share(planner_chooser(planner, ids), env, local, steps, on_step)
-            episodes.imagined = counted.count
-            runs.append((name, source, episodes))
-    for name, policy in BASELINES.items():
-        rngs = episode_rngs(config.seed, ids)
-        runs.append((name, None, _run_share(lambda s, p=policy, r=rngs: p(np.array(s), r), env, local, steps, on_step)))
-
-    optimal = np.concatenate(
-        [np.zeros(0)]
-        + [optimal_returns(local[i : i + OPTIMAL_CHUNK], steps) for i in range(0, len(local), OPTIMAL_CHUNK)]
-    )
+            runs.append((name, source, planned(lambda d, n=name: make_planner(n, d, env, config), source)))
+    for name, policy in baselines(env, config.seed, ids).items():
+        runs.append((name, None, episodes(policy)))
+    reference = reference_name(env)
+    if env.has_optimum:
+        optimum = gather_rows(env.optimal_returns(local, steps), len(starts), w)
+    else:
+        runs.append((reference, "true", planned(lambda d: reference_planner(d, env, config), "true")))
     if w.size > 1:
-        optimal = gather_rows(optimal, len(starts), w)
         runs = [(name, source, _gather(ep, len(starts), w)) for name, source, ep in runs]
-    optimal_cost = float(-optimal.sum())
-    rows = [_row(name, source, ep, optimal_cost, steps) for name, source, ep in runs]
-    rows.append(_optimal_row(optimal, optimal_cost))
+    reference_returns = optimum if env.has_optimum else runs[-1][2].returns
+
+    rows = [_row(env, name, source, ep, reference_returns) for name, source, ep in runs]
+    if env.has_optimum:
+        rows.append(_optimal_row(env, optimum))
     means = {(r["planner"], r["dynamics"]): r["mean_return"] for r in rows}
     for row in rows:
         if row["dynamics"] == "model" and (row["planner"], "true") in means:
             row["model_gap"] = means[(row["planner"], "true")] - row["mean_return"]
-    config_dict = config.to_dict()
-    config_dict.update(episodes=len(starts), optimal_solver="lattice enumeration + backward induction", processes=w.size)
-    return {"config": config_dict, "rows": rows}
+    return {"config": _config_record(config, env, len(starts), w), "rows": rows}
 
 
-def _run_share(choose, env, starts: np.ndarray, steps: int, on_step) -> Episodes:
-    """:func:`run_episodes`, or no episodes at all for an empty share (more processes than episodes)."""
-    if len(starts):
-        return run_episodes(choose, env, starts, steps, on_step)
-    return Episodes(np.zeros(0), np.zeros((0, steps + 1, 2), np.float32), np.zeros((0, steps), np.int64))
+def _config_record(config: BenchmarkConfig, env, episodes: int, w: World) -> dict:
+    record = config.to_dict()
+    record.update(episodes=episodes, env=env_record(env), gym_id=env.gym_id, score=env.score, processes=w.size)
+    if config.runner == "gymnasium":
+        record["gymnasium"] = gymnasium_version()
+    if env.has_optimum:
+        record["optimal_solver"] = "lattice enumeration + backward induction"
+    else:
+        planner = reference_planner(env, env, config)
+        record["reference"] = {"planner": REFERENCE_PLANNER, "dynamics": "true", "horizon": planner.horizon,
+                               "samples": planner.num_samples, "iterations": planner.iterations}
+    return record
+
+
+def _no_episodes(env, steps: int) -> Episodes:
+    return Episodes(np.zeros(0), np.zeros((0, steps)), np.zeros((0, steps + 1, env.state_dim), np.float32),
+                    np.zeros((0, steps, env.action_space.dim), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
 
 
 def _gather(ep: Episodes, total: int, w: World) -> Episodes:
     """All ranks' episodes in episode order; plan time of the slowest rank, imagined transitions summed."""
     return Episodes(
         returns=gather_rows(ep.returns, total, w),
+        rewards=gather_rows(ep.rewards, total, w),
         states=gather_rows(ep.states, total, w),
-        pushes=gather_rows(ep.pushes, total, w),
+        actions=gather_rows(ep.actions, total, w),
+        lengths=gather_rows(ep.lengths, total, w),
+        terminated=gather_rows(ep.terminated, total, w),
         plan_seconds=all_max(ep.plan_seconds, w),
         imagined=int(round(all_sum(ep.imagined, w))),
     )
 
 
-def _ratio(cost: float, optimal_cost: float) -> float | None:
-    if optimal_cost > 0:
-        return cost / optimal_cost
-    return 1.0 if cost <= 0 else None
+def _scores(env, returns: np.ndarray, reference: np.ndarray) -> dict:
+    """Every score key; the env's own one computed, the others ``None``."""
+    return {key: (score.compute(returns, reference) if key == env.score else None) for key, score in SCORES.items()}
 
 
-def _row(name: str, source: str | None, ep: Episodes, optimal_cost: float, steps: int) -> dict:
+def _mean(values) -> float | None:
+    return None if values is None else float(np.mean(values))
+
+
+def _row(env, name: str, source: str | None, ep: Episodes, reference: np.ndarray) -> dict:
     planned = source is not None
+    calls = int(ep.lengths.max()) if len(ep.lengths) else 0  # planning calls: until the last episode ended
     return {
         "planner": name,
         "dynamics": source,
         "returns": [float(r) for r in ep.returns],
         "mean_return": float(ep.returns.mean()),
         "std_return": float(ep.returns.std()),
-        "cost_ratio": _ratio(float(-ep.returns.sum()), optimal_cost),
-        "mean_final_abs_x": float(ep.final_abs_x.mean()),
-        "success_rate": float(ep.success.mean()),
+        **_scores(env, ep.returns, reference),
+        "mean_final_abs_x": _mean(env.final_abs_x(ep.states)),
+        "success_rate": _mean(env.success(ep.states, ep.terminated)),
         "model_gap": None,
-        "ms_per_step": 1000.0 * ep.plan_seconds / steps if planned else None,
+        "ms_per_step": 1000.0 * ep.plan_seconds / calls if planned and calls else None,
         "imagined_per_s": ep.imagined / ep.plan_seconds if planned and ep.plan_seconds > 0 else None,
+        "episode_lengths": [int(n) for n in ep.lengths],
+        "mean_length": float(ep.lengths.mean()),
     }
 
 
-def _optimal_row(optimal: np.ndarray, optimal_cost: float) -> dict:
+def _optimal_row(env, optimal: np.ndarray) -> dict:
     return {
         "planner": "optimal",
         "dynamics": None,
         "returns": [float(r) for r in optimal],
         "mean_return": float(optimal.mean()),
         "std_return": float(optimal.std()),
-        "cost_ratio": _ratio(optimal_cost, optimal_cost),
+        **_scores(env, optimal, optimal),
         "mean_final_abs_x": None,
         "success_rate": None,
         "model_gap": None,
         "ms_per_step": None,
         "imagined_per_s": None,
+        "episode_lengths": None,
+        "mean_length": None,
     }

@@ -11,12 +11,6 @@ One owner for three process-level facts, each measured on this project's 2-core 
   (one BLAS thread per shard) and element-wise work alike. 3 -> 128 -> 128 -> 3 MLP, 16384 rows,
   30 steps: one stream 250 ms, one stream with a 2-thread BLAS 144 ms, two streams 124 ms,
   identical results. Shards are at least :data:`MIN_SHARD_ROWS` rows.
-* **The allocator.** MLX allocates every operation's output with ``malloc``. glibc serves large
-  blocks with ``mmap`` and returns them at ``free``, so each step's temporaries cost fresh pages
-  (page faults, time in the kernel). :func:`tune_allocator` raises glibc's mmap and trim
-  thresholds once (32 MiB, 256 MiB) so freed blocks are reused: a CEM step on the particle's true
-  dynamics (80 environments x 500 samples) went from ~5,000 page faults to ~180.
-  ``WMPLAN_MALLOC=default`` keeps glibc's own settings.
 * **Row chunks.** Within a shard, a step over more than ``2 * CHUNK_ROWS`` rows is computed in
   slices of :data:`CHUNK_ROWS`: the slices' ``[rows, 128]`` temporaries stay in cache and the
   allocator reuses them (2.3x faster at 100k rows).
@@ -31,9 +25,7 @@ warning), else the CPU cores this process may use, divided among the processes o
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 import warnings
 
 import mlx.core as mx
@@ -51,7 +43,6 @@ __all__ = [
     "in_chunks",
     "map_rows",
     "set_process_share",
-    "tune_allocator",
 ]
 
 MIN_SHARD_ROWS = 256
@@ -63,36 +54,11 @@ CHUNK_ROWS = 8192
 _STREAMS: list = []
 _PROCESSES_PER_HOST = 1
 _WARNED: set = set()
-_ALLOCATOR_TUNED: bool | None = None
-MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest allowed mmap threshold on 64-bit systems
-TRIM_THRESHOLD_BYTES = 256 << 20
 
 
 def activate_blas() -> "blas.BlasStatus":
     """Make MLX's float32 matmuls use an optimised CBLAS (Linux; a no-op elsewhere); once, never raises."""
     return blas.activate()
-
-
-def tune_allocator() -> bool:
-    """Raise glibc's mmap and trim thresholds (Linux only, once); ``True`` when they are set.
-
-    Skipped with ``WMPLAN_MALLOC=default``, on other C libraries and platforms; never raises.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED is None:
-        _ALLOCATOR_TUNED = False
-        if sys.platform.startswith("linux") and os.environ.get("WMPLAN_MALLOC", "").strip().lower() != "default":
-            try:
-                libc = ctypes.CDLL(None)
-                mallopt = libc.mallopt
-                mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-                m_trim_threshold, m_mmap_threshold = -1, -3
-                _ALLOCATOR_TUNED = bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES)) and bool(
-                    mallopt(m_trim_threshold, TRIM_THRESHOLD_BYTES)
-                )
-            except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-                pass
-    return _ALLOCATOR_TUNED
 
 
 def _cores() -> int:
@@ -185,4 +151,3 @@ def map_rows(build, rows: int, streams: int | None = None) -> list:
 
 
 activate_blas()
-tune_allocator()

@@ -12,13 +12,13 @@ from click.testing import CliRunner
 import worldmodel  # noqa: F401  (activates the fast BLAS)
 import mlx.core as mx  # isort: skip
 import planners  # isort: skip
-from benchmarks.baselines import feedback_policy
 from benchmarks.closed_loop import CountingDynamics, run_episodes
-from benchmarks.optimal import optimal_returns
-from benchmarks.starts import HARD_STARTS, InitStatesError, default_starts, read_init_states
+from benchmarks.starts import InitStatesError, read_init_states
 from benchmarks.suite import BenchmarkConfig, run_benchmark
 from cli import main
-from worldmodel import ParticleEnv
+from worldmodel import ParticleEnv, one_hot_pushes
+
+ENV = ParticleEnv()
 
 SMALL = ["--episodes", "3", "--steps", "4", "--horizon", "3", "--samples", "16", "--iterations", "2"]
 
@@ -34,18 +34,22 @@ def test_cli_help_names_the_registered_planners():
         assert name in result.output
 
 def test_default_starts_begin_with_the_hard_ones_and_are_deterministic():
-    starts = default_starts(10, seed=3)
+    starts = ENV.benchmark_starts(10, seed=3)
+    hard = [(1.5, 1.0), (-1.5, -1.0), (1.5, 0.0), (-1.5, 0.0), (0.0, 0.0), (1.0, 0.0)]  # the seed's six
     assert starts.shape == (10, 2) and starts.dtype == np.float32
-    np.testing.assert_array_equal(starts[: len(HARD_STARTS)], np.array(HARD_STARTS, dtype=np.float32))
-    np.testing.assert_array_equal(starts, default_starts(10, seed=3))
-    assert not np.array_equal(starts, default_starts(10, seed=4))
+    np.testing.assert_array_equal(starts[:6], np.array(hard, dtype=np.float32))
+    np.testing.assert_array_equal(starts, ENV.benchmark_starts(10, seed=3))
+    assert not np.array_equal(starts, ENV.benchmark_starts(10, seed=4))
     assert np.all(np.abs(starts[:, 0]) <= 1.5) and np.all(np.abs(starts[:, 1]) <= 1.0)
+    # the uniform draws: all x first, then all v, from default_rng(seed) (the numbers of earlier versions)
+    rng = np.random.default_rng(3)
+    np.testing.assert_array_equal(starts[6:], np.stack([rng.uniform(-1.5, 1.5, 4), rng.uniform(-1, 1, 4)], -1).astype(np.float32))
 
 
 def test_read_init_states(tmp_path):
     path = tmp_path / "starts.csv"
     path.write_text("x,v\n1.5,1.0\n-0.25,0\n\n")
-    np.testing.assert_array_equal(read_init_states(str(path)), np.array([[1.5, 1.0], [-0.25, 0.0]], np.float32))
+    np.testing.assert_array_equal(read_init_states(str(path), ENV), np.array([[1.5, 1.0], [-0.25, 0.0]], np.float32))
 
 
 @pytest.mark.parametrize(
@@ -64,35 +68,36 @@ def test_read_init_states_rejects_malformed_files(tmp_path, text, message):
     path = tmp_path / "bad.csv"
     path.write_text(text)
     with pytest.raises(InitStatesError, match=message):
-        read_init_states(str(path))
+        read_init_states(str(path), ENV)
 
 
 def test_read_init_states_missing_file(tmp_path):
     with pytest.raises(InitStatesError, match="no initial-states file"):
-        read_init_states(str(tmp_path / "nope.csv"))
+        read_init_states(str(tmp_path / "nope.csv"), ENV)
 
 
 def test_feedback_controller_centres_the_particle():
-    env = ParticleEnv()
     starts = np.array([[1.0, 0.0], [-1.5, -1.0], [0.5, 0.5]], dtype=np.float32)
-    rng = np.random.default_rng(0)
-    episodes = run_episodes(lambda s: feedback_policy(np.array(s), rng), env, starts, 40)
-    assert episodes.states.shape == (3, 41, 2) and episodes.pushes.shape == (3, 40)
-    assert np.all(episodes.final_abs_x < 0.1)
-    assert np.all(episodes.success)
+    episodes = run_episodes(ENV.controller, ENV, starts, 40)
+    assert episodes.states.shape == (3, 41, 2) and episodes.actions.shape == (3, 40, 3)
+    assert np.all(ENV.final_abs_x(episodes.states) < 0.1)
+    assert np.all(ENV.success(episodes.states, episodes.terminated))
+    assert episodes.lengths.tolist() == [40] * 3 and not episodes.terminated.any()
 
 
 def test_run_episodes_matches_hand_computed_returns():
-    env = ParticleEnv()
-    episodes = run_episodes(lambda s: np.array([1, -1]), env, np.array([[0.0, 0.0], [0.0, 0.0]], np.float32), 2)
+    pushes = np.array(one_hot_pushes([1, -1]))
+    episodes = run_episodes(lambda s: pushes, ENV, np.array([[0.0, 0.0], [0.0, 0.0]], np.float32), 2)
     # push +1 twice: x' = 0.1, 0.3 -> return -0.4; push -1 twice: -0.1, -0.3 -> -0.4
     np.testing.assert_allclose(episodes.returns, [-0.4, -0.4], atol=1e-6)
+    np.testing.assert_allclose(episodes.rewards, [[-0.1, -0.3], [-0.1, -0.3]], atol=1e-6)
     np.testing.assert_allclose(episodes.states[0, -1], [0.3, 0.2], atol=1e-6)
 
 
-def test_run_episodes_rejects_bad_pushes():
-    with pytest.raises(ValueError, match="outside -1, 0, \\+1"):
-        run_episodes(lambda s: np.array([2]), ParticleEnv(), np.zeros((1, 2), np.float32), 1)
+@pytest.mark.parametrize("bad", [np.zeros((1, 2)), np.zeros(1), np.full((1, 3), np.nan)])
+def test_run_episodes_rejects_bad_actions(bad):
+    with pytest.raises(ValueError, match="a policy returned actions of shape"):
+        run_episodes(lambda s: bad, ENV, np.zeros((1, 2), np.float32), 1)
 
 
 def test_counting_dynamics_counts_transitions():
@@ -104,13 +109,15 @@ def test_counting_dynamics_counts_transitions():
 
 def test_suite_rows_on_the_true_dynamics():
     env = ParticleEnv()
-    starts = default_starts(4, seed=0)
+    starts = env.benchmark_starts(4, seed=0)
     config = BenchmarkConfig(planners=("cem",), dynamics=("true",), episodes=4, steps=6, horizon=4, samples=64, iterations=3)
     result = run_benchmark(config, env, None, starts)
     rows = {(r["planner"], r["dynamics"]): r for r in result["rows"]}
     assert set(rows) == {("cem", "true"), ("random-policy", None), ("zero", None), ("feedback", None), ("optimal", None)}
+    assert result["config"]["runner"] == "mlx" and result["config"]["env"] == {"name": "particle", **env.config()}
+    assert result["config"]["score"] == "cost_ratio" and result["config"]["horizon"] == 4
     optimal = rows[("optimal", None)]
-    np.testing.assert_allclose(optimal["returns"], optimal_returns(starts, 6), rtol=1e-6)
+    np.testing.assert_allclose(optimal["returns"], env.optimal_returns(starts, 6), rtol=1e-6)
     assert optimal["cost_ratio"] == 1.0
     for row in result["rows"]:
         assert len(row["returns"]) == 4
@@ -119,6 +126,41 @@ def test_suite_rows_on_the_true_dynamics():
     cem = rows[("cem", "true")]
     assert cem["imagined_per_s"] > 0 and cem["ms_per_step"] > 0
     assert cem["cost_ratio"] < rows[("zero", None)]["cost_ratio"]
+    assert cem["return_ratio"] is None and cem["gap"] is None and cem["episode_lengths"] == [6] * 4
+
+
+# Per-episode returns of `wmplan benchmark --episodes 8 --steps 20 --samples 64 --dynamics true` as the
+# particle-only benchmark (before environments came in) gave them: the particle's numbers must not move.
+EARLIER_RETURNS = {
+    "cem": [-19.400002, -19.500001, -5.000002, -4.700002, -0.9, -3.1, -16.740706, -18.979455],
+    "mppi": [-19.400002, -19.400002, -5.600001, -5.000003, -0.6, -3.5, -16.740706, -18.979455],
+    "random-shooting": [-30.0, -24.899998, -6.9, -6.399999, -1.3, -3.8, -18.897701, -29.269447],
+    "random-policy": [-30.0, -30.0, -22.4, -21.400001, -12.6, -25.1, -28.932389, -30.0],
+    "zero": [-30.0, -30.0, -30.0, -30.0, 0.0, -20.0, -28.932389, -30.0],
+    "feedback": [-20.399995, -20.399995, -5.400002, -5.400002, 0.0, -2.400002, -16.740706, -19.818349],
+    "optimal": [-19.400002, -19.400002, -4.400003, -4.400003, 0.0, -2.300003, -16.740706, -18.979455],
+}
+
+
+def test_the_particles_numbers_are_those_of_earlier_versions():
+    config = BenchmarkConfig(planners=("cem", "mppi", "random-shooting"), dynamics=("true",), episodes=8, steps=20, samples=64)
+    result = run_benchmark(config, ENV, None, ENV.benchmark_starts(8, seed=0))
+    assert [r["planner"] for r in result["rows"]] == list(EARLIER_RETURNS)
+    for row in result["rows"]:
+        np.testing.assert_allclose(row["returns"], EARLIER_RETURNS[row["planner"]], rtol=0, atol=1e-5, err_msg=row["planner"])
+
+
+def test_a_particle_with_other_constants_is_scored_against_its_own_optimum():
+    strong = ParticleEnv(accel=0.2)
+    starts = strong.benchmark_starts(3, seed=0)
+    config = BenchmarkConfig(planners=("cem",), dynamics=("true",), steps=8, horizon=4, samples=64, iterations=2)
+    result = run_benchmark(config, strong, None, starts)
+    optimal = result["rows"][-1]
+    assert optimal["planner"] == "optimal" and result["config"]["env"]["accel"] == 0.2
+    np.testing.assert_array_equal(optimal["returns"], strong.optimal_returns(starts, 8))
+    assert not np.allclose(optimal["returns"], ParticleEnv().optimal_returns(starts, 8))
+    for row in result["rows"]:  # nobody beats the env's own optimum (the default one is worse)
+        assert row["cost_ratio"] >= 1.0 - 1e-5, row["planner"]
 
 
 def test_benchmark_config_rejects_nonsense():
@@ -136,10 +178,12 @@ def test_benchmark_cli_json_schema_and_determinism(tiny_model_path, tmp_path):
     assert "cost ratio" in result.output and "optimal" in result.output
     data = json.loads(out1.read_text())
     assert data["config"]["planners"] == ["cem", "mppi"] and data["config"]["episodes"] == 3
+    assert data["config"]["env"]["name"] == "particle" and data["config"]["runner"] == "mlx"
+    assert data["config"]["score"] == "cost_ratio" and data["config"]["optimal_solver"]
     planners_rows = [(r["planner"], r["dynamics"]) for r in data["rows"] if r["dynamics"]]
     assert planners_rows == [("cem", "model"), ("cem", "true"), ("mppi", "model"), ("mppi", "true")]
     keys = {"planner", "dynamics", "returns", "mean_return", "std_return", "cost_ratio", "mean_final_abs_x",
-            "success_rate", "model_gap", "ms_per_step", "imagined_per_s"}
+            "success_rate", "model_gap", "ms_per_step", "imagined_per_s", "return_ratio", "gap", "episode_lengths"}
     for row in data["rows"]:
         assert keys <= set(row)
     model_row = next(r for r in data["rows"] if r["dynamics"] == "model")
@@ -201,6 +245,14 @@ def test_plan_cli_prints_steps_and_the_optimum(tiny_model_path):
     lines = [line for line in result.output.splitlines() if line.startswith("t=")]
     assert len(lines) == 5 and "predicted return" in lines[0] and "optimal a=" in lines[0]
     assert "cost ratio" in result.output.splitlines()[-1]
+
+
+def test_plan_cli_plot_of_the_particle(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install '.[plot]')")
+    out = tmp_path / "episode.png"
+    result = invoke("plan", "--dynamics", "true", "--steps", "4", "--horizon", "3", "--samples", "16", "--plot", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plan_cli_with_the_model(tiny_model_path):

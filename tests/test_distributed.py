@@ -88,14 +88,20 @@ def test_key_streams_follow_their_environment_across_calls():
         np.testing.assert_array_equal(got, want)
 
 
-def test_random_policy_draws_per_episode():
+@pytest.mark.parametrize("continuous", [False, True])
+def test_random_policy_draws_per_episode(continuous):
+    env = ParticleEnv(continuous=continuous)
     state = np.zeros((5, 2), np.float32)
-    rngs_all, rngs_share = episode_rngs(0, range(5)), episode_rngs(0, [3, 4])
-    full = np.stack([random_policy(state, rngs_all) for _ in range(6)])
-    share_only = np.stack([random_policy(state[3:], rngs_share) for _ in range(6)])
+    full_policy, share_policy = random_policy(env, episode_rngs(0, range(5))), random_policy(env, episode_rngs(0, [3, 4]))
+    full = np.stack([full_policy(state) for _ in range(6)])
+    share_only = np.stack([share_policy(state[3:]) for _ in range(6)])
     np.testing.assert_array_equal(full[:, 3:], share_only)
-    assert set(np.unique(full)) <= {-1, 0, 1}
-    assert len(random_policy(state, np.random.default_rng(0))) == 5  # one generator still works
+    assert full.shape == (6, 5, env.action_space.dim) and full.dtype == np.float32
+    if continuous:
+        assert np.all(np.abs(full) <= 1.0) and len(np.unique(full)) == full.size
+    else:
+        np.testing.assert_array_equal(full.sum(-1), 1.0)
+        assert set(np.unique(full.argmax(-1))) == {0, 1, 2}
 
 
 @pytest.mark.parametrize("total,size", [(10, 3), (2, 3), (8, 2), (1, 1)])

@@ -253,30 +253,3 @@ def test_gymnasium_options_reach_the_gym_env():
     state, action = np.array([[1.0, 0.5]], np.float32), np.array([[0.3]], np.float32)
     ours, gym = mlx_step(env, state, action), gym_steps(env, state, action)
     close(ours[0], gym[0], "pendulum with g = 9.81")
-
-
-class AlwaysLeft:
-    """A stand-in planner: push left in every episode (the pole falls within a few dozen steps)."""
-
-    def reset(self):
-        pass
-
-    def act(self, state):
-        return mx.array(np.tile([1.0, 0.0], (state.shape[0], 1)).astype(np.float32))
-
-
-def test_gym_episodes_stop_each_episode_at_its_termination():
-    from benchmarks.gym_episodes import gym_episodes
-
-    result = gym_episodes(get_env("cartpole"), AlwaysLeft(), episodes=3, steps=100)
-    assert np.all(result.lengths < 100) and len(set(result.lengths.tolist())) > 1
-    np.testing.assert_array_equal(result.returns, result.lengths)  # 1 a step, none after the end
-
-
-def test_gym_episodes_command(capsys):
-    from benchmarks.gym_episodes import main
-
-    main(["mountaincar", "--planner", "icem", "--episodes", "2", "--steps", "3", "--horizon", "5", "--samples", "8", "--iterations", "1"])
-    out = capsys.readouterr().out
-    assert "MountainCarContinuous-v0 with ICEM(horizon=5, num_samples=8, iterations=1" in out
-    assert "episode 1 (reset seed 1): return" in out and "in 3 steps" in out and "mean return" in out

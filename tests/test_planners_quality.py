@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 import planners
-from benchmarks.closed_loop import planner_chooser, run_episodes
-from benchmarks.optimal import optimal_returns
+from benchmarks.closed_loop import planner_policy, run_episodes
 from worldmodel.env import ParticleEnv
 
 EPISODES, STEPS = int(os.environ.get("WMPLAN_QUALITY_EPISODES", 24)), 50
@@ -23,7 +22,7 @@ TARGETS = {planners.CEM: 1.02, planners.MPPI: 1.02, planners.RandomShooting: 1.2
 
 def quality_starts(num: int, seed: int = 0) -> np.ndarray:
     """At a wall moving outward, the mirror image, at rest in the centre; then uniform over the box."""
-    hard = np.array([(1.5, 1.0), (-1.5, -1.0), (0.0, 0.0)], dtype=np.float32)
+    hard = ParticleEnv().hard_starts()[[0, 1, 4]]
     return np.concatenate([hard, ParticleEnv().sample_states(np.random.default_rng(seed), num - len(hard))])
 
 
@@ -33,7 +32,7 @@ def test_cost_ratio_against_the_optimum(cls):
     env = ParticleEnv()
     starts = quality_starts(EPISODES)
     planner = cls(env, env.action_space, horizon=15, num_samples=1000)
-    returns = run_episodes(planner_chooser(planner), env, starts, STEPS).returns
-    ratio = np.sum(-returns) / np.sum(-optimal_returns(starts, STEPS))
+    returns = run_episodes(planner_policy(planner), env, starts, STEPS).returns
+    ratio = np.sum(-returns) / np.sum(-env.optimal_returns(starts, STEPS))
     print(f"\n{cls.__name__}: cost ratio {ratio:.4f} over {EPISODES} episodes")
     assert ratio <= TARGETS[cls], f"{cls.__name__}: cost ratio {ratio:.4f} > {TARGETS[cls]}"

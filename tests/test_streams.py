@@ -188,15 +188,3 @@ def test_more_streams_than_cores_are_clamped_with_a_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="WMPLAN_CPU_STREAMS=1000 is more than the 2 CPU core"):
         assert streams.default_count() == 2
 
-
-def test_allocator_thresholds_are_raised_unless_asked_not_to():
-    import subprocess
-    import sys
-
-    code = "import planners; print(planners.execution.tune_allocator())"
-    tuned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    kept = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env={**__import__("os").environ, "WMPLAN_MALLOC": "default"})
-    assert kept.stdout.strip() == "False"
-    if sys.platform.startswith("linux"):
-        assert tuned.stdout.strip() == "True"

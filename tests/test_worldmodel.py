@@ -443,8 +443,8 @@ def test_train_world_model_writes_metadata(tmp_path):
     model, metrics = train_world_model(out, episodes=20, steps=10, hidden=(16, 16), config=TINY, log=lines.append)
     assert lines[0] == "Dataset size: 200 transitions" and len(lines) == 3
     config = read_config(out)
-    assert config["data"] == {"episodes": 20, "steps": 10, "transitions": 200, "seed": 0}
-    assert config["env"] == ParticleEnv().config() and config["training"] == TINY.to_dict()
+    assert config["data"] == {"episodes": 20, "steps": 10, "transitions": 200, "seed": 0, "source": "mlx"}
+    assert config["env"] == {"name": "particle", **ParticleEnv().config()} and config["training"] == TINY.to_dict()
     assert config["model"]["hidden"] == [16, 16]
     assert len(metrics["held_out_mse"]) == 3
     assert metrics["held_out_mse_mean"] == pytest.approx(np.mean(metrics["held_out_mse"]))

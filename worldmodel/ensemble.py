@@ -156,6 +156,9 @@ class EnsembleWorldModel(nn.Module):
         layers = [*self.trunk, self.delta_out, self.delta_skip, self.reward_in, self.reward_out]
         return 2 * sum(layer.weight.size for layer in layers)
 
+    angles: tuple = ()  # ensembles take the state as it is (no (cos, sin) angle inputs yet)
+    features = WorldModel.features
+    state_change = WorldModel.state_change
     fit_normalization = WorldModel.fit_normalization  # the same statistics, shared by the members
 
     def predict_normalized(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array | None]:

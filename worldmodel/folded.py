@@ -18,17 +18,32 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-__all__ = ["FoldedWorldModel"]
+__all__ = ["FoldedWorldModel", "angle_features"]
 
 
-def _fold_input(weight: mx.array, bias, mean: mx.array, std: mx.array, state_dim: int):
-    """For ``concat((s - mean) / std, a) @ weight.T + bias``: ``(matrix [S + A, out], bias [out])`` on ``concat(s, a)``.
+def angle_features(state: mx.array, angles: tuple) -> mx.array:
+    """The network input of ``state [B, S]``: ``[B, S + len(angles)]``, the other columns in order, then the
+    cosines, then the sines of the ``angles`` columns; ``state`` itself when there are no angles."""
+    if not angles:
+        return state
+    others = [i for i in range(state.shape[-1]) if i not in angles]
+    theta = state[..., mx.array(angles)]
+    return mx.concatenate([state[..., mx.array(others)], mx.cos(theta), mx.sin(theta)], axis=-1)
 
-    ``weight [..., out, S + A]`` and ``bias [..., out]`` may carry leading (ensemble) dimensions.
+
+def _fold_input(weight: mx.array, bias, mean: mx.array, std: mx.array, features: int, blocks: int = 1):
+    """For ``concat((f_1 - mean) / std, ..., (f_k - mean) / std, a) @ weight.T + bias`` (``k = blocks``
+    feature vectors ``[F]`` with the same statistics): ``(matrix [k F + A, out], bias [out])`` on
+    ``concat(f_1, ..., f_k, a)``.
+
+    ``weight [..., out, k F + A]`` and ``bias [..., out]`` may carry leading (ensemble) dimensions.
     """
-    w_state, w_action = weight[..., :state_dim], weight[..., state_dim:]
-    matrix = mx.concatenate([(w_state / std).swapaxes(-1, -2), w_action.swapaxes(-1, -2)], axis=-2)
-    shift = w_state @ (mean / std)
+    parts, shift = [], 0.0
+    for k in range(blocks):
+        w_block = weight[..., k * features : (k + 1) * features]
+        parts.append((w_block / std).swapaxes(-1, -2))
+        shift = shift + w_block @ (mean / std)
+    matrix = mx.concatenate([*parts, weight[..., blocks * features :].swapaxes(-1, -2)], axis=-2)
     return matrix, (-shift if bias is None else bias - shift)
 
 
@@ -36,13 +51,14 @@ class FoldedWorldModel(nn.Module):
     """``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``: a ``WorldModel`` with folded normalisations.
 
     Built by :meth:`worldmodel.WorldModel.folded`; frozen (not for training). Attributes
-    ``state_dim``, ``action_dim`` and :meth:`flops_per_transition` match the source model's.
+    ``state_dim``, ``action_dim``, ``angles`` and :meth:`flops_per_transition` match the source model's.
     """
 
     def __init__(self, model):
         super().__init__()
-        s = model.state_dim
-        self.state_dim, self.action_dim = model.state_dim, model.action_dim
+        s = model.state_dim + len(model.angles)  # input features
+        self.state_dim, self.action_dim, self.angles = model.state_dim, model.action_dim, model.angles
+        self.reward_from_state = model.reward_from_state
         self._flops = model.flops_per_transition()
         state_mean, state_std = model.state_norm.mean, model.state_norm.std
         delta_mean, delta_std = model.delta_norm.mean, model.delta_norm.std
@@ -56,7 +72,7 @@ class FoldedWorldModel(nn.Module):
         self.w_skip = skip * delta_std
         self.b_delta = (model.delta_out.bias + skip_shift) * delta_std + delta_mean
         self.w_reward_in, self.b_reward_in = _fold_input(
-            model.reward_in.weight, model.reward_in.bias, state_mean, state_std, s
+            model.reward_in.weight, model.reward_in.bias, state_mean, state_std, s, 2 if self.reward_from_state else 1
         )
         reward_mean, reward_std = model.reward_norm.mean, model.reward_norm.std
         self.w_reward_out = model.reward_out.weight.T * reward_std
@@ -69,11 +85,14 @@ class FoldedWorldModel(nn.Module):
         return self._flops
 
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
-        inputs = mx.concatenate([state, action], axis=-1)
+        features = angle_features(state, self.angles)
+        inputs = mx.concatenate([features, action], axis=-1)
         h = mx.maximum(inputs @ self.w_in + self.b_in, 0.0)
         for weight, bias in zip(self.hidden_weights, self.hidden_biases):
             h = mx.maximum(h @ weight + bias, 0.0)
         next_state = state + (h @ self.w_delta + inputs @ self.w_skip + self.b_delta)
-        reward_hidden = mx.maximum(mx.concatenate([next_state, action], axis=-1) @ self.w_reward_in + self.b_reward_in, 0.0)
+        next_features = angle_features(next_state, self.angles)
+        reward_inputs = [features, next_features, action] if self.reward_from_state else [next_features, action]
+        reward_hidden = mx.maximum(mx.concatenate(reward_inputs, axis=-1) @ self.w_reward_in + self.b_reward_in, 0.0)
         reward = reward_hidden @ self.w_reward_out + self.b_reward_out
         return next_state, reward[:, 0]

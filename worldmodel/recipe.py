@@ -11,7 +11,7 @@ import numpy as np
 from .checkpoint import save_model
 from .data import generate, uniform_transitions
 from .ensemble import EnsembleWorldModel
-from .env import ParticleEnv
+from .envs import Environment, get_env
 from .model import WorldModel
 from .train import TrainConfig, one_step_mse, train
 
@@ -23,49 +23,80 @@ def default_home() -> str:
     return os.environ.get("WMPLAN_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "wmplan")
 
 
-def default_model_path() -> str:
-    """Where commands look for the model when no ``--model`` is given."""
-    return os.path.join(default_home(), "model")
+def default_model_path(env_name: str = "particle") -> str:
+    """Where commands look for ``env_name``'s model when no ``--model`` is given: ``$WMPLAN_HOME/model``
+    for the particle (the seed's), ``$WMPLAN_HOME/model-NAME`` for the others."""
+    return os.path.join(default_home(), "model" if env_name == "particle" else f"model-{env_name}")
+
+
+def train_config(env: Environment, **settings) -> TrainConfig:
+    """The :class:`TrainConfig` of ``env``'s training budget (epochs, batch size), ``settings`` overriding it."""
+    budget = env.training
+    return TrainConfig(**{"epochs": budget.epochs, "batch_size": budget.batch_size, **settings})
 
 
 def train_world_model(
     out: str,
-    episodes: int = 400,
-    steps: int = 50,
-    hidden: tuple = (128, 128),
+    episodes: int | None = None,
+    steps: int | None = None,
+    hidden: tuple | None = None,
     config: TrainConfig | None = None,
-    env: ParticleEnv | None = None,
+    env: Environment | None = None,
     log: Callable[[str], None] | None = print,
     world=None,
+    source: str = "mlx",
+    angles: bool | None = None,
     ensemble: int | None = None,
     probabilistic: bool = False,
 ) -> tuple[WorldModel | EnsembleWorldModel, dict]:
     """Generate data, train a :class:`WorldModel`, measure it, save it atomically to ``out``.
 
-    With ``ensemble=K`` the model is an :class:`~worldmodel.EnsembleWorldModel` of ``K`` members
-    (``probabilistic`` heads on request), each trained on its own bootstrap of the data; the
-    held-out error is that of the members' mean.
+    Args:
+        out: the checkpoint folder.
+        episodes, steps, hidden: data and model sizes. Default: ``env.training``'s.
+        config: training settings. Default: :func:`train_config` of ``env``.
+        env: a :mod:`worldmodel.envs` environment. Default: the particle.
+        log: where progress lines go (``None``: nowhere).
+        world: with a :class:`~worldmodel.distributed.World` of several processes the training is
+            data-parallel (see :func:`~worldmodel.train.train`); only rank 0 logs, measures and
+            saves, the other ranks write nothing and get empty metrics.
+        source: ``"mlx"`` or ``"gym"``: where the random-action episodes are stepped (:func:`~worldmodel.data.generate`).
+        angles: whether the model takes ``env.angles`` as ``(cos, sin)``. Default: ``env.training.angles``
+            (single models only: an ensemble takes the state as it is).
+        ensemble: ``K`` members: an :class:`~worldmodel.EnsembleWorldModel` (``probabilistic`` heads on
+            request), each member trained on its own bootstrap of the data; the held-out error is
+            that of the members' mean.
 
-    With ``world`` (a :class:`~worldmodel.distributed.World` of several processes) the training is
-    data-parallel (see :func:`~worldmodel.train.train`); only rank 0 logs, measures and saves, the
-    other ranks write nothing and get empty metrics.
+    The checkpoint records ``env`` as ``{"name": env.name, **env.config()}``.
 
     Returns:
         The model and its metrics: ``held_out_mse`` per dimension (``[x, v, r]`` for the particle) on
-        20,000 transitions drawn uniformly from the whole state box and all actions, and its mean.
+        20,000 transitions drawn uniformly from the env's training-state box and all actions, and its mean.
     """
-    config = config or TrainConfig()
+    env = env or get_env("particle")
+    budget = env.training
+    episodes = budget.episodes if episodes is None else episodes
+    steps = budget.steps if steps is None else steps
+    hidden = budget.hidden if hidden is None else hidden
+    angles = budget.angles if angles is None else angles
+    config = config or train_config(env)
     root = world is None or world.is_root
     log = log if root else None
-    env = env or ParticleEnv()
-    data = generate(env, episodes, steps, seed=config.seed)
+    data = generate(env, episodes, steps, seed=config.seed, source=source)
     if log:
         log(f"Dataset size: {len(data)} transitions")
     mx.random.seed(config.seed)
     if ensemble is None:
         if probabilistic:
             raise ValueError("probabilistic heads need an ensemble (ensemble=K, K >= 1)")
-        model = WorldModel(env.state_dim, env.action_space.dim, hidden=hidden)
+        model = WorldModel(
+            env.state_dim,
+            env.action_space.dim,
+            hidden=hidden,
+            reward_hidden=budget.reward_hidden,
+            angles=env.angles if angles else (),
+            reward_from_state=budget.reward_from_state,
+        )
     else:
         model = EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, hidden=hidden, probabilistic=probabilistic)
     result = train(model, data, config, log=log, world=world)
@@ -82,10 +113,17 @@ def train_world_model(
         model,
         out,
         extra={
-            "env": env.config(),
-            "data": {"episodes": episodes, "steps": steps, "transitions": len(data), "seed": config.seed},
+            "env": {"name": env.name, **env.config()},
+            "data": {"episodes": episodes, "steps": steps, "transitions": len(data), "seed": config.seed, "source": source},
             "training": {**config.to_dict(), **({"processes": world.size} if world is not None and world.size > 1 else {})},
             "metrics": metrics,
         },
     )
     return model, metrics
+
+
+def held_out_line(env: Environment, metrics: dict) -> str:
+    """The printed summary of ``metrics["held_out_mse"]``: each state variable, the reward ``r``, the mean."""
+    names = (*env.state_names, "r")
+    values = ", ".join(f"{name} = {value:.2e}" for name, value in zip(names, metrics["held_out_mse"]))
+    return f"Held-out one-step MSE ({HELD_OUT_SIZE} uniform transitions): {values}, mean = {metrics['held_out_mse_mean']:.2e}"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from .env import one_hot_pushes
-
 
 def open_loop(dynamics, start, actions: mx.array) -> tuple[np.ndarray, np.ndarray]:
     """Roll ``dynamics`` from ``start [B, S]`` under fixed ``actions [B, T, A]``, feeding back its own states.
@@ -14,7 +12,7 @@ def open_loop(dynamics, start, actions: mx.array) -> tuple[np.ndarray, np.ndarra
     Returns:
         states ``[B, T + 1, S]`` (the start first) and rewards ``[B, T]``, as numpy float32.
     """
-    state = mx.array(start)
+    state, actions = mx.array(start), mx.array(actions)
     states, rewards = [state], []
     for t in range(actions.shape[1]):
         state, reward = dynamics(state, actions[:, t])
@@ -25,14 +23,14 @@ def open_loop(dynamics, start, actions: mx.array) -> tuple[np.ndarray, np.ndarra
     return np.array(out[0]), np.array(out[1])
 
 
-def compare_open_loop(env, model, start, pushes) -> tuple[np.ndarray, np.ndarray]:
-    """The particle from ``start = (x0, v0)`` under ``pushes [T]`` in ``env`` and in ``model``.
+def compare_open_loop(env, model, start, actions) -> tuple[np.ndarray, np.ndarray]:
+    """One start ``[S]`` under fixed ``actions [T, A]`` in ``env`` and in ``model`` (each feeding back its own states).
 
     Returns:
-        two arrays ``[T, 3]`` (true, imagined): row ``t`` holds x and v at time ``t`` and the reward of step ``t``.
+        two arrays ``[T, S + 1]`` (true, imagined): row ``t`` holds the state at time ``t`` and the reward of step ``t``.
     """
-    start = mx.array([start], dtype=mx.float32)
-    actions = one_hot_pushes(pushes)[None]
+    start = mx.array(np.asarray(start, dtype=np.float32)[None])
+    actions = mx.array(np.asarray(actions, dtype=np.float32)[None])
     rows = []
     for dynamics in (env, model):
         states, rewards = open_loop(dynamics, start, actions)

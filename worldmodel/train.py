@@ -16,7 +16,7 @@ from planners import execution
 
 from .data import Transitions
 from .ensemble import EnsembleWorldModel
-from .model import WorldModel
+from .model import WorldModel, state_change
 
 
 @dataclass
@@ -77,12 +77,18 @@ class TrainResult:
 
 
 def one_step_mse(model, data: Transitions, batch: int = 65536) -> np.ndarray:
-    """Per-dimension one-step MSE ``[S + 1]`` (state dimensions, then the reward) of ``model`` on ``data``."""
+    """Per-dimension one-step MSE ``[S + 1]`` (state dimensions, then the reward) of ``model`` on ``data``.
+
+    The error of an angle (``model.angles``, if any) is the wrapped difference in ``[-pi, pi)``:
+    angles a whole turn apart are the same.
+    """
+    angles = getattr(model, "angles", ())
     total = np.zeros(data.states.shape[1] + 1)
     for start in range(0, len(data), batch):
         part = data.subset(slice(start, start + batch))
         next_state, reward = execution.in_chunks(model, mx.array(part.states), mx.array(part.actions))
-        err = np.concatenate([np.array(next_state) - part.next_states, (np.array(reward) - part.rewards)[:, None]], 1)
+        state_err = state_change(part.next_states, np.array(next_state), angles)
+        err = np.concatenate([state_err, (np.array(reward) - part.rewards)[:, None]], 1)
         total += (err.astype(np.float64) ** 2).sum(0)
     return total / len(data)
 
@@ -126,7 +132,7 @@ def training_arrays(model, data: Transitions) -> tuple:
     targets ``delta [N, S]`` and ``reward [N]`` (in ``model``'s current statistics), and the weights
     ``[S + 1]`` that turn normalised squared errors into data units (for the printed losses)."""
     states, actions = mx.array(data.states), mx.array(data.actions)
-    delta_targets = model.delta_norm(mx.array(data.next_states - data.states))
+    delta_targets = model.delta_norm(mx.array(model.state_change(data.states, data.next_states)))
     reward_targets = model.reward_norm(mx.array(data.rewards)[:, None])[:, 0]
     to_data_units = mx.concatenate([model.delta_norm.std, model.reward_norm.std]) ** 2
     return states, actions, delta_targets, reward_targets, to_data_units

@@ -23,7 +23,15 @@ from .pendulum import Pendulum
 ENVIRONMENTS = {cls.name: cls for cls in (Particle, Pendulum, CartPole, Acrobot, MountainCar)}
 ENV_NAMES = tuple(ENVIRONMENTS)
 
-__all__ = ["ENVIRONMENTS", "ENV_NAMES", "Environment", "get_env", *(cls.__name__ for cls in ENVIRONMENTS.values())]
+__all__ = [
+    "ENVIRONMENTS",
+    "ENV_NAMES",
+    "Environment",
+    "env_of_checkpoint",
+    "env_record",
+    "get_env",
+    *(cls.__name__ for cls in ENVIRONMENTS.values()),
+]
 
 
 def get_env(name: str, **options) -> Environment:
@@ -42,3 +50,27 @@ def get_env(name: str, **options) -> Environment:
         takes = f"takes the options {accepted}" if accepted else "takes no options"
         raise ValueError(f"environment {name!r} {takes}; got {', '.join(options)}") from None
     return cls(**options)
+
+
+def env_record(env: Environment) -> dict:
+    """``{"name": NAME, **options}``: what rebuilds ``env`` (:func:`env_of_checkpoint`), as checkpoints and benchmark JSON keep it."""
+    return {"name": env.name, **env.config()}
+
+
+def env_of_checkpoint(config: dict) -> Environment:
+    """The environment a checkpoint's ``config.json`` (a dict) was trained on, from its ``"env"`` record.
+
+    The record is ``{"name": NAME, **options}``; one without a name (checkpoints written before
+    environments had names) is the particle's.
+
+    Raises:
+        ValueError: a record that is not a dict, or that names an unknown environment or option.
+    """
+    record = config.get("env", {}) if isinstance(config, dict) else None
+    if not isinstance(record, dict):
+        raise ValueError(f"the checkpoint's env record must be a JSON object, got {record!r}")
+    options = {key: value for key, value in record.items() if key != "name"}
+    try:
+        return get_env(record.get("name", Particle.name), **options)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the checkpoint's env record {record}: {err}") from None

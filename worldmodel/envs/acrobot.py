@@ -20,7 +20,7 @@ import numpy as np
 
 from planners.spaces import Discrete
 
-from .base import Environment, uniform_box
+from .base import Environment, TrainingBudget, uniform_box
 
 DT = 0.2
 LINK_LENGTH_1 = 1.0
@@ -69,11 +69,17 @@ class Acrobot(Environment):
     name = "acrobot"
     gym_id = "Acrobot-v1"
     state_dim = 4
+    state_names = ("theta1", "theta2", "theta1_dot", "theta2_dot")
+    action_name = "torque"
+    score = "cost_ratio"  # rewards are never positive
+    controller_name = "energy-pump"
+    angles = (0, 1)
     state_low = (-math.pi, -math.pi, -MAX_VEL_1, -MAX_VEL_2)
     state_high = (math.pi, math.pi, MAX_VEL_1, MAX_VEL_2)
     steps = 500
     horizon = 50
     samples = 500
+    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, angles=True)
 
     def __init__(self):
         self.action_space = Discrete(3, values=TORQUES)
@@ -107,6 +113,23 @@ class Acrobot(Environment):
 
     def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
         return self.termination(next_state).astype(mx.float32) - 1.0
+
+    def controller(self, state: np.ndarray) -> np.ndarray:
+        """``energy-pump``: the full torque in the direction of the joint's speed ``theta2_dot`` (-1 when
+        it is 0). The torque's power ``torque * theta2_dot`` is then never negative: every step adds
+        energy until the tip swings over the line.
+
+        Args:
+            state: ``[E, 4]``.
+        Returns:
+            one-hot actions ``[E, 3]`` float32 (torque -1 or +1).
+        """
+        torque = np.where(state[:, 3] > 0, max(TORQUES), min(TORQUES))
+        return np.eye(len(TORQUES), dtype=np.float32)[[TORQUES.index(t) for t in torque]]
+
+    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+        """``[E]`` bool: the tip reached the line (the episode terminated)."""
+        return np.asarray(terminated, dtype=bool)
 
     def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
         return uniform_box(rng, [-START_HIGH] * 4, [START_HIGH] * 4, num)

@@ -2,14 +2,16 @@
 
 An environment is its true dynamics as a batched MLX function (the planners' ``Dynamics``
 contract) plus what a benchmark or a training run needs around it: the action space, start
-states, training-data draws, termination, episode length and planning budgets, and for the
-Gymnasium copies the id they mirror and the encoding between Gymnasium and planner arrays.
+states, training-data draws, termination, episode length and planning budgets, the benchmark's
+score column, hand-written controller, success test and (where one is known) exact optimum, and
+for the Gymnasium copies the id they mirror and the encoding between Gymnasium and planner arrays.
 Gymnasium itself is imported only by :meth:`Environment.make_gym_env`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, Optional
 
@@ -19,6 +21,32 @@ import numpy as np
 from planners.spaces import Box, Discrete
 
 NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """What ``wmplan train --env NAME`` spends on an environment's world model by default
+    (the field defaults are the seed's particle budget).
+
+    Attributes:
+        episodes, steps: random-action episodes and steps each (``episodes * steps`` transitions).
+        epochs, batch_size: training passes and batch size.
+        hidden: the trunk's hidden layer sizes.
+        reward_hidden: the reward head's hidden size.
+        angles: whether the model takes the environment's ``angles`` as ``(cos, sin)`` inputs.
+        reward_from_state: whether the reward head also reads the state before the step.
+
+    (The model options are :class:`worldmodel.WorldModel`'s.)
+    """
+
+    episodes: int = 400
+    steps: int = 50
+    epochs: int = 20
+    batch_size: int = 128
+    hidden: tuple = (128, 128)
+    reward_hidden: int = 32
+    angles: bool = False
+    reward_from_state: bool = False
 
 
 class Environment(ABC):
@@ -33,15 +61,23 @@ class Environment(ABC):
         name: its name in the registry (``worldmodel.envs.get_env``).
         gym_id: the Gymnasium id it mirrors, or ``None``.
         state_dim: ``S``.
+        state_names: ``S`` names of the state variables (start-state CSV headers, printouts, plots).
+        action_name: what an action applies (``"torque"``, ``"force"``, ...), for printouts and plots.
+        angles: indices of the state variables that are angles (period ``2 pi``); may be empty.
         state_low, state_high: ``[S]`` bounds of the box :meth:`sample_states` draws training states from.
         steps: episode length (Gymnasium's ``max_episode_steps``).
         horizon, samples: default planning horizon and sequences per planning call in benchmarks.
         planner_options: extra keyword options that suit planners here (may be empty).
+        training: the default :class:`TrainingBudget` of a learned model.
         termination: ``None`` if episodes never end, else the method
             ``termination(next_state [B, S]) -> [B]`` bool (pass it to a planner as ``termination=``).
         rollout_streams: CPU streams a rollout of these dynamics is split over (see
             ``planners.dynamics.rollout``): ``1``, as a step is a few element-wise operations.
         gym_state_dtype: the numpy dtype Gymnasium keeps ``env.unwrapped.state`` in.
+        score: the benchmark's score of a row against the reference returns (see
+            ``benchmarks.scores``): ``"cost_ratio"`` for rewards that are never positive,
+            ``"return_ratio"`` for rewards that are never negative, ``"gap"`` for mixed signs.
+        controller_name: the benchmark row name of :meth:`controller`, or ``None`` (no controller).
 
     Instances set ``action_space`` (``Discrete`` or ``Box``).
     """
@@ -49,15 +85,21 @@ class Environment(ABC):
     name: str
     gym_id: Optional[str] = None
     state_dim: int
+    state_names: tuple
+    action_name: str = "action"
+    angles: tuple = ()
     state_low: tuple
     state_high: tuple
     steps: int
     horizon: int
     samples: int
     planner_options: Mapping[str, Any] = NO_OPTIONS
+    training: TrainingBudget
     termination = None
     rollout_streams = 1
     gym_state_dtype = np.float64
+    score: str
+    controller_name: Optional[str] = None
     action_space: Discrete | Box
 
     # -- true dynamics -------------------------------------------------------------------------
@@ -108,6 +150,17 @@ class Environment(ABC):
         rest = self.sample_starts(np.random.default_rng(seed), num - len(hard))
         return np.concatenate([hard, rest]).astype(np.float32)
 
+    def benchmark_starts(self, num: int, seed: int = 0) -> np.ndarray:
+        """The benchmark's starts ``[num, S]``: episode ``i`` starts where Gymnasium's ``reset(seed=seed + i)``
+        puts it (:meth:`sample_starts` from ``np.random.default_rng(seed + i)``, Gymnasium's own generator)."""
+        if num < 1:
+            raise ValueError(f"need num >= 1 starts, got {num}")
+        return np.concatenate([self.sample_starts(np.random.default_rng(seed + i), 1) for i in range(num)])
+
+    def demo_start(self, seed: int = 0) -> np.ndarray:
+        """The start ``[S]`` of ``wmplan plan`` and ``rollout``: where ``reset(seed=seed)`` puts the env."""
+        return self.benchmark_starts(1, seed)[0]
+
     def sample_states(self, rng: np.random.Generator, num: int) -> np.ndarray:
         """``num`` training states ``[num, S]``, uniform over ``[state_low, state_high]``."""
         return uniform_box(rng, self.state_low, self.state_high, num)
@@ -118,6 +171,68 @@ class Environment(ABC):
         if isinstance(space, Discrete):
             return np.eye(space.n, dtype=np.float32)[rng.integers(0, space.n, size=num)]
         return rng.uniform(space.low, space.high, size=(num, space.dim)).astype(np.float32)
+
+    def zero_action(self) -> Optional[np.ndarray]:
+        """The action ``[A]`` float32 that applies nothing (one-hot of the value 0, or zeros inside the
+        ``Box``), or ``None`` where the space has none (e.g. CartPole's pushes of -10 and +10)."""
+        space = self.action_space
+        if isinstance(space, Discrete):
+            values = space.values if space.values is not None else ()
+            zeros = [i for i, value in enumerate(values) if value == 0]
+            return np.eye(space.n, dtype=np.float32)[zeros[0]] if zeros else None
+        if np.all(space.low <= 0) and np.all(space.high >= 0):
+            return np.zeros(space.dim, dtype=np.float32)
+        return None
+
+    def describe_action(self, action) -> str:
+        """One action ``[A]`` as text: the value of a ``Discrete`` action (``+1``, ``-10``), else the floats."""
+        action = np.asarray(action)
+        space = self.action_space
+        if isinstance(space, Discrete):
+            index = int(np.argmax(action))
+            return f"{space.values[index]:+g}" if space.values is not None else str(index)
+        return ",".join(f"{a:+.3f}" for a in action)
+
+    def encode_action(self, value: float) -> np.ndarray:
+        """The action ``[A]`` float32 of one number: the one-hot of that ``Discrete`` value, or ``[value]``
+        in a one-dimensional ``Box``; ``ValueError`` for anything else."""
+        space = self.action_space
+        if isinstance(space, Discrete):
+            values = space.values if space.values is not None else tuple(range(space.n))
+            if value not in values:
+                raise ValueError(f"{self.name}'s actions are {', '.join(f'{v:+g}' for v in values)}, got {value:g}")
+            return np.eye(space.n, dtype=np.float32)[list(values).index(value)]
+        if space.dim != 1 or not (np.isfinite(value) and space.low[0] <= value <= space.high[0]):
+            raise ValueError(f"{self.name}'s actions are numbers in [{space.low[0]:g}, {space.high[0]:g}], got {value:g}")
+        return np.array([value], dtype=np.float32)
+
+    # -- benchmark extras ----------------------------------------------------------------------
+
+    def controller(self, state: np.ndarray) -> np.ndarray:
+        """The hand-written controller (see ``controller_name``): ``state [E, S]`` -> actions ``[E, A]`` float32."""
+        raise NotImplementedError(f"environment {self.name!r} has no hand-written controller")
+
+    def success(self, states: np.ndarray, terminated: np.ndarray) -> Optional[np.ndarray]:
+        """``[E]`` bool: which episodes succeeded, from their states ``[E, T + 1, S]`` and whether each
+        ended by termination ``[E]``; ``None`` where the environment defines no success."""
+        return None
+
+    def final_abs_x(self, states: np.ndarray) -> Optional[np.ndarray]:
+        """``[E]`` distance to the goal at the end of ``states [E, T + 1, S]``, where the env has one position goal; else ``None``."""
+        return None
+
+    @property
+    def has_optimum(self) -> bool:
+        """Whether :meth:`optimal_returns` knows the exact optimum (else benchmarks plan a reference)."""
+        return False
+
+    def optimal_returns(self, starts, steps: int) -> Optional[np.ndarray]:
+        """Exact best returns ``[E]`` of ``steps``-step episodes from ``starts [E, S]``, or ``None`` (unknown)."""
+        return None
+
+    def optimal_plan(self, start, steps: int):
+        """``(best return, actions [steps, A])`` from ``start [S]``, or ``None`` (unknown)."""
+        return None
 
     def config(self) -> dict:
         """The constructor options, so that ``get_env(env.name, **env.config())`` rebuilds it."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from planners.spaces import Discrete
 
-from .base import Environment, uniform_box
+from .base import Environment, TrainingBudget, uniform_box
 
 GRAVITY = 9.8
 MASS_CART = 1.0
@@ -37,6 +37,7 @@ X_THRESHOLD = 2.4
 THETA_THRESHOLD = 12 * 2 * math.pi / 360
 START_HIGH = 0.05  # reset: every state variable ~ U[-0.05, 0.05]
 FORCES = (-FORCE_MAG, FORCE_MAG)  # of actions 0 and 1, Gymnasium's order
+PD_WEIGHTS = (0.1, 0.5, 1.0, 0.5)  # the pd controller pushes right when (x, x_dot, theta, theta_dot) . these > 0
 
 
 class CartPole(Environment):
@@ -45,6 +46,10 @@ class CartPole(Environment):
     name = "cartpole"
     gym_id = "CartPole-v1"
     state_dim = 4
+    state_names = ("x", "x_dot", "theta", "theta_dot")
+    action_name = "force"
+    score = "return_ratio"  # rewards are never negative
+    controller_name = "pd"
     # training states: positions and angles up to the termination thresholds, speeds a random policy reaches
     state_low = (-X_THRESHOLD, -3.0, -THETA_THRESHOLD, -3.5)
     state_high = (X_THRESHOLD, 3.0, THETA_THRESHOLD, 3.5)
@@ -53,6 +58,7 @@ class CartPole(Environment):
     # (CEM reached 133-231 steps); 60 reach 500 (seeds 0-2)
     horizon = 60
     samples = 300
+    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256)
 
     def __init__(self):
         self.action_space = Discrete(2, values=FORCES)
@@ -78,6 +84,22 @@ class CartPole(Environment):
     def termination(self, next_state: mx.array) -> mx.array:
         """``[B]`` bool: the cart left the track or the pole fell past 12 degrees."""
         return (mx.abs(next_state[..., 0]) > X_THRESHOLD) | (mx.abs(next_state[..., 2]) > THETA_THRESHOLD)
+
+    def controller(self, state: np.ndarray) -> np.ndarray:
+        """``pd``: push right when ``theta + 0.5 theta_dot + 0.1 x + 0.5 x_dot > 0``, else left: PD on the
+        pole's angle, with small terms that bring the cart back to the middle.
+
+        Args:
+            state: ``[E, 4]``.
+        Returns:
+            one-hot actions ``[E, 2]`` float32.
+        """
+        right = state @ np.array(PD_WEIGHTS, dtype=np.float32) > 0
+        return np.eye(len(FORCES), dtype=np.float32)[right.astype(np.int64)]
+
+    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+        """``[E]`` bool: the pole stayed up, i.e. the episode did not terminate."""
+        return ~np.asarray(terminated, dtype=bool)
 
     def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
         return uniform_box(rng, [-START_HIGH] * 4, [START_HIGH] * 4, num)

@@ -18,7 +18,7 @@ import numpy as np
 
 from planners.spaces import Box
 
-from .base import Environment, uniform_box
+from .base import Environment, TrainingBudget, uniform_box
 
 MIN_POSITION = -1.2
 MAX_POSITION = 0.6
@@ -39,11 +39,16 @@ class MountainCar(Environment):
     name = "mountaincar"
     gym_id = "MountainCarContinuous-v0"
     state_dim = 2
+    state_names = ("position", "velocity")
+    action_name = "force"
+    score = "gap"  # rewards of both signs: 100 at the goal, -0.1 a^2 every step
+    controller_name = "follow-velocity"
     state_low = (MIN_POSITION, -MAX_SPEED)
     state_high = (MAX_POSITION, MAX_SPEED)
     steps = 999
     horizon = 100
     samples = 500
+    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256)
     gym_state_dtype = np.float32
 
     def __init__(self):
@@ -64,6 +69,22 @@ class MountainCar(Environment):
     def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
         goal = self.termination(next_state).astype(mx.float32)
         return GOAL_REWARD * goal - ACTION_COST * action[..., 0] ** 2
+
+    def controller(self, state: np.ndarray) -> np.ndarray:
+        """``follow-velocity``: the full force in the direction of the velocity (forward at rest), which
+        rocks the car ever higher until it crosses the right hill.
+
+        Args:
+            state: ``[E, 2]``.
+        Returns:
+            forces ``[E, 1]`` float32 in {-1, +1}.
+        """
+        high, low = self.action_space.high[0], self.action_space.low[0]
+        return np.where(state[:, 1:2] >= 0, high, low).astype(np.float32)
+
+    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+        """``[E]`` bool: the car reached the goal (the episode terminated)."""
+        return np.asarray(terminated, dtype=bool)
 
     def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
         return uniform_box(rng, (START_POSITIONS[0], 0.0), (START_POSITIONS[1], 0.0), num)

@@ -20,7 +20,7 @@ import numpy as np
 
 from planners.spaces import Box
 
-from .base import Environment, uniform_box
+from .base import Environment, TrainingBudget, uniform_box
 
 MAX_SPEED = 8.0
 MAX_TORQUE = 2.0
@@ -28,6 +28,10 @@ DT = 0.05
 MASS = 1.0
 LENGTH = 1.0
 START_HIGH = (math.pi, 1.0)  # reset: theta ~ U[-pi, pi], theta_dot ~ U[-1, 1]
+CATCH_ANGLE = 0.6  # the swing-up controller balances (PD) within this angle of upright, else pumps energy
+PD_GAINS = (10.0, 2.0)  # torque -(k_theta theta + k_dot theta_dot): theta'' = -15 theta - 6 theta_dot near the top
+UPRIGHT = 0.1  # success: |theta| below this ...
+UPRIGHT_WINDOW = 10  # ... in each of the last states
 
 
 def angle_normalize(theta: mx.array) -> mx.array:
@@ -45,11 +49,17 @@ class Pendulum(Environment):
     name = "pendulum"
     gym_id = "Pendulum-v1"
     state_dim = 2
+    state_names = ("theta", "theta_dot")
+    action_name = "torque"
+    score = "cost_ratio"  # rewards are never positive
+    controller_name = "swing-up"
+    angles = (0,)
     state_low = (-math.pi, -MAX_SPEED)
     state_high = (math.pi, MAX_SPEED)
     steps = 200
     horizon = 30
     samples = 1000
+    training = TrainingBudget(episodes=1000, steps=50, epochs=60, batch_size=256, hidden=(64, 64), reward_hidden=128, angles=True, reward_from_state=True)
 
     def __init__(self, g: float = 10.0):
         if not (math.isfinite(g) and g > 0):
@@ -86,6 +96,32 @@ class Pendulum(Environment):
     def hard_starts(self) -> np.ndarray:
         """Hanging straight down: at rest, and moving at the reset's largest speed either way."""
         return np.array([[math.pi, 0.0], [math.pi, START_HIGH[1]], [-math.pi, -START_HIGH[1]]], dtype=np.float32)
+
+    def controller(self, state: np.ndarray) -> np.ndarray:
+        """``swing-up``: pump energy, then balance with PD near the top.
+
+        The energy ``E = I theta_dot^2 / 2 + (m g l / 2) cos(theta)`` (``I = m l^2 / 3``) changes at the
+        rate ``u theta_dot``, so the full torque in the direction of ``theta_dot`` (against it once
+        ``E`` exceeds the upright energy ``m g l / 2``) pumps it to the top; within 0.6 rad of upright
+        the torque is ``-(10 theta + 2 theta_dot)``, clipped to the torque limit.
+
+        Args:
+            state: ``[E, 2]`` (``theta`` need not be wrapped).
+        Returns:
+            torques ``[E, 1]`` float32.
+        """
+        theta = (state[:, 0] + math.pi) % (2 * math.pi) - math.pi
+        theta_dot = state[:, 1]
+        top = MASS * self.g * LENGTH / 2
+        energy = MASS * LENGTH**2 / 6 * theta_dot**2 + top * np.cos(theta)
+        direction = np.where(theta_dot >= 0, 1.0, -1.0) * np.where(energy <= top, 1.0, -1.0)
+        balance = np.clip(-(PD_GAINS[0] * theta + PD_GAINS[1] * theta_dot), -MAX_TORQUE, MAX_TORQUE)
+        return np.where(np.abs(theta) < CATCH_ANGLE, balance, MAX_TORQUE * direction)[:, None].astype(np.float32)
+
+    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+        """``[E]`` bool: upright, ``|theta| < 0.1`` (wrapped), in each of the last 10 states of ``states [E, T + 1, 2]``."""
+        theta = (states[:, -UPRIGHT_WINDOW:, 0] + math.pi) % (2 * math.pi) - math.pi
+        return np.all(np.abs(theta) < UPRIGHT, axis=1)
 
     def state_from_obs(self, obs) -> np.ndarray:
         """``[cos, sin, theta_dot]`` ``[..., 3]`` -> ``[theta, theta_dot]`` ``[..., 2]``, ``theta`` in ``[-pi, pi]``.

@@ -1,4 +1,4 @@
-"""benchmarks.optimal against brute force over all push sequences through the real ParticleEnv."""
+"""worldmodel.envs.particle_optimal against brute force over all push sequences through the real ParticleEnv."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import itertools
 import numpy as np
 import pytest
 
-from benchmarks.optimal import optimal_plan, optimal_returns
 from worldmodel import ParticleEnv, one_hot_pushes
+from worldmodel.envs.particle_optimal import optimal_plan, optimal_returns
 
 import mlx.core as mx  # isort: skip
 
+ENV = ParticleEnv()
 STARTS = np.array(
     [
         [0.0, 0.0],  # centre
@@ -48,7 +49,7 @@ def test_matches_brute_force(steps):
     starts = _all_starts()
     pushes = np.array(list(itertools.product((-1, 0, 1), repeat=steps)))  # [3^T, T]
     brute = _rollout(env, starts, pushes).max(axis=1)
-    np.testing.assert_allclose(optimal_returns(starts, steps), brute, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(optimal_returns(ENV, starts, steps), brute, rtol=0, atol=1e-5)
 
 
 def test_other_env_parameters():
@@ -57,13 +58,13 @@ def test_other_env_parameters():
     starts = np.array([[0.9, 0.6], [-0.2, 0.1], [0.0, -0.6]], dtype=np.float32)
     pushes = np.array(list(itertools.product((-1, 0, 1), repeat=6)))
     brute = _rollout(env, starts, pushes).max(axis=1)
-    np.testing.assert_allclose(optimal_returns(starts, 6, **params), brute, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(optimal_returns(env, starts, 6), brute, rtol=0, atol=1e-5)
 
 
 def test_batch_equals_single_starts():
     starts = np.concatenate([_all_starts(), STARTS[:2]])  # repeated starts must not interfere
-    batched = optimal_returns(starts, 12)
-    single = np.array([optimal_returns(s[None], 12)[0] for s in starts])
+    batched = optimal_returns(ENV, starts, 12)
+    single = np.array([optimal_returns(ENV, s[None], 12)[0] for s in starts])
     np.testing.assert_allclose(batched, single, rtol=0, atol=1e-6)
 
 
@@ -71,8 +72,8 @@ def test_hand_computed_one_step():
     # From (0.05, 0): push -1 gives v' = -0.1f, x' = 0.05f - 0.1f = -0.05f exactly (0.1f = 2 * 0.05f),
     # push 0 gives x' = 0.05f, push +1 gives x' = 0.15f: the best return is -0.05f, a tie of 0 and -1.
     best = -float(np.float32(0.05))
-    assert optimal_returns([[0.05, 0.0]], 1)[0] == best
-    ret, pushes = optimal_plan([0.05, 0.0], 1)
+    assert optimal_returns(ENV, [[0.05, 0.0]], 1)[0] == best
+    ret, pushes = optimal_plan(ENV, [0.05, 0.0], 1)
     assert ret == best
     assert pushes.tolist() == [0]  # ties go to the push 0
 
@@ -83,31 +84,31 @@ def test_hand_computed_two_steps():
     x2 = x1 + np.float32(-0.1) + np.float32(-0.1)  # v2 = -0.1f - 0.1f = -0.2f exactly
     assert abs(x2) < 1e-7
     best = -float(abs(x1)) - float(abs(x2))
-    assert optimal_returns([[0.3, 0.0]], 2)[0] == best
-    assert optimal_plan([0.3, 0.0], 2)[1].tolist() == [-1, -1]
+    assert optimal_returns(ENV, [[0.3, 0.0]], 2)[0] == best
+    assert optimal_plan(ENV, [0.3, 0.0], 2)[1].tolist() == [-1, -1]
 
 
 @pytest.mark.parametrize("start", [(1.5, 1.0), (-1.5, -1.0)])
 def test_plan_replays_to_its_return(start):
-    ret, pushes = optimal_plan(start, 50)
+    ret, pushes = optimal_plan(ENV, start, 50)
     assert pushes.shape == (50,) and set(pushes.tolist()) <= {-1, 0, 1}
     replayed = _rollout(ParticleEnv(), np.array([start], dtype=np.float32), pushes[None])[0, 0]
     assert replayed == pytest.approx(ret, abs=1e-4)
-    assert ret == pytest.approx(optimal_returns([start], 50)[0], abs=1e-9)
+    assert ret == pytest.approx(optimal_returns(ENV, [start], 50)[0], abs=1e-9)
     # symmetric starts have the same optimum
-    assert ret == pytest.approx(optimal_returns([(-start[0], -start[1])], 50)[0], abs=1e-4)
+    assert ret == pytest.approx(optimal_returns(ENV, [(-start[0], -start[1])], 50)[0], abs=1e-4)
 
 
 def test_plan_is_deterministic_and_prefers_zero():
     # at rest at the centre, doing nothing is optimal: every step is a tie broken to 0
-    ret, pushes = optimal_plan([0.0, 0.0], 10)
+    ret, pushes = optimal_plan(ENV, [0.0, 0.0], 10)
     assert ret == 0.0
     assert pushes.tolist() == [0] * 10
-    np.testing.assert_array_equal(optimal_plan([0.7, -0.2], 20)[1], optimal_plan([0.7, -0.2], 20)[1])
+    np.testing.assert_array_equal(optimal_plan(ENV, [0.7, -0.2], 20)[1], optimal_plan(ENV, [0.7, -0.2], 20)[1])
 
 
 def test_empty_batch():
-    assert optimal_returns(np.zeros((0, 2)), 5).shape == (0,)
+    assert optimal_returns(ENV, np.zeros((0, 2)), 5).shape == (0,)
 
 
 @pytest.mark.parametrize(
@@ -124,15 +125,37 @@ def test_empty_batch():
 )
 def test_returns_validation(starts, steps, match):
     with pytest.raises(ValueError, match=match):
-        optimal_returns(starts, steps)
+        optimal_returns(ENV, starts, steps)
 
 
 def test_plan_and_parameter_validation():
     with pytest.raises(ValueError, match=r"start must be one state \(x, v\) of shape \(2,\)"):
-        optimal_plan([[0.0, 0.0]], 3)
+        optimal_plan(ENV, [[0.0, 0.0]], 3)
     with pytest.raises(ValueError, match="starts must be finite"):
-        optimal_plan([np.nan, 0.0], 3)
+        optimal_plan(ENV, [np.nan, 0.0], 3)
     with pytest.raises(ValueError, match="steps must be an integer >= 1, got -1"):
-        optimal_plan([0.0, 0.0], -1)
-    with pytest.raises(ValueError, match="accel must be a positive finite number, got 0"):
-        optimal_returns([[0.0, 0.0]], 3, accel=0)
+        optimal_plan(ENV, [0.0, 0.0], -1)
+    with pytest.raises(ValueError, match="the exact optimum needs the discrete particle"):
+        optimal_returns(ParticleEnv(continuous=True), [[0.0, 0.0]], 3)
+
+
+def test_the_env_solves_with_its_own_constants():
+    """``env.optimal_returns`` reads the env's constants: a particle with other ones gets other optima."""
+    starts = np.array([[0.9, 0.3], [-0.4, 0.0]], dtype=np.float32)
+    strong = ParticleEnv(accel=0.2)
+    np.testing.assert_array_equal(strong.optimal_returns(starts, 8), optimal_returns(strong, starts, 8))
+    pushes = np.array(list(itertools.product((-1, 0, 1), repeat=8)))
+    np.testing.assert_allclose(strong.optimal_returns(starts, 8), _rollout(strong, starts, pushes).max(axis=1), atol=1e-5)
+    assert np.all(strong.optimal_returns(starts, 8) > ENV.optimal_returns(starts, 8) + 0.05)
+    ret, actions = strong.optimal_plan(starts[0], 8)
+    assert actions.shape == (8, 3) and ret == pytest.approx(strong.optimal_returns(starts[:1], 8)[0], abs=1e-9)
+    assert ParticleEnv(continuous=True).optimal_returns(starts, 8) is None and not ParticleEnv(continuous=True).has_optimum
+
+
+def test_starts_are_solved_in_chunks_with_the_same_results(monkeypatch):
+    from worldmodel.envs import particle_optimal
+
+    starts = _all_starts()
+    whole = optimal_returns(ENV, starts, 6)
+    monkeypatch.setattr(particle_optimal, "CHUNK", 4)
+    np.testing.assert_array_equal(optimal_returns(ENV, starts, 6), whole)

@@ -1,4 +1,5 @@
-"""Exact optimal returns of the discrete particle task, by enumerating the reachable lattice.
+"""Exact optimal returns of the discrete particle (:class:`~worldmodel.envs.particle.Particle`), by
+enumerating the reachable lattice.
 
 From one start the particle (pushes in {-1, 0, +1}) reaches finitely many states, so the best
 return of a ``T``-step episode is found exactly:
@@ -7,8 +8,9 @@ return of a ``T``-step episode is found exactly:
    pushes and de-duplicate the children to get level ``t + 1``;
 2. backward: ``V_T = 0`` and ``V_t(s) = max_a [r(s, a) + V_{t+1}(s')]``.
 
-The dynamics are those of :class:`worldmodel.ParticleEnv`, reproduced bit for bit in numpy
-float32 (``v' = clip(v + float32(accel) * a)``, then ``x' = clip(x + v')``, ``r = -|x'|``). Many
+The dynamics are those of the particle env given (its own ``accel``, ``x_limit``, ``v_limit`` and
+pushes), reproduced bit for bit in numpy float32 (``v' = clip(v + float32(accel) * a)``, then
+``x' = clip(x + v')``, ``r = -|x'|``). Many
 starts are solved at once: every state carries its start's index, which is part of its
 de-duplication key, so nothing loops over states or starts, only over the ``T`` levels.
 
@@ -21,7 +23,7 @@ than the grid, which are then merged too. Measured on 100 random starts at ``T =
 
 Cost: the lattice of one start grows to ~11k states per level by ``T = 50``; 100 starts x 50
 steps take 1.5-2.5 s on 2 CPU cores and ~0.6 GB of memory (the lattice is kept for the
-backward pass).
+backward pass), so :func:`optimal_returns` solves ``CHUNK`` starts at a time.
 """
 
 from __future__ import annotations
@@ -30,19 +32,23 @@ import numbers
 
 import numpy as np
 
-# Push of each action column, in tie-break order: argmax takes the first best, so ties go to
-# the push 0, then -1, then +1.
-PUSH_ORDER = np.array([0, -1, 1], dtype=np.int64)
+from .particle import PUSHES
+
+# The pushes in tie-break order: argmax takes the first best, so ties go to the smallest push in
+# size (0), then to the negative one (-1, then +1).
+PUSH_ORDER = np.array(sorted(PUSHES, key=lambda p: (abs(p), p)), dtype=np.int64)
 KEY_RESOLUTION = 1e-5  # grid of the de-duplication key, for x and v
 TIE_TOLERANCE = 1e-6  # action values this close count as tied in optimal_plan
+CHUNK = 100  # starts solved together by optimal_returns (memory grows with the chunk)
 
 
-def _check(steps, accel, x_limit, v_limit):
+def _check(env, steps):
+    """``(accel, x_limit, v_limit)`` of the discrete particle ``env``; ``ValueError`` for a bad ``steps`` or env."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    for name, value in (("accel", accel), ("x_limit", x_limit), ("v_limit", v_limit)):
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    if getattr(env, "continuous", True):
+        raise ValueError(f"the exact optimum needs the discrete particle, got {env!r}")
+    return env.accel, env.x_limit, env.v_limit
 
 
 def _as_starts(starts) -> np.ndarray:
@@ -125,47 +131,47 @@ def _solve(starts: np.ndarray, steps: int, accel: float, x_limit: float, v_limit
     return values, children, arrivals
 
 
-def lattice_sizes(starts, steps: int, accel: float = 0.1, x_limit: float = 1.5, v_limit: float = 1.0) -> list[int]:
+def lattice_sizes(env, starts, steps: int) -> list[int]:
     """Number of distinct states ``N_t`` (all starts together) at levels ``t = 0 .. steps - 1``."""
-    _check(steps, accel, x_limit, v_limit)
-    return [child.shape[1] for child in _solve(_as_starts(starts), steps, accel, x_limit, v_limit)[1]]
+    constants = _check(env, steps)
+    return [child.shape[1] for child in _solve(_as_starts(starts), steps, *constants)[1]]
 
 
-def optimal_returns(starts, steps: int, accel: float = 0.1, x_limit: float = 1.5, v_limit: float = 1.0) -> np.ndarray:
-    """Exact best return of a ``steps``-step episode from each start.
+def optimal_returns(env, starts, steps: int) -> np.ndarray:
+    """Exact best return of a ``steps``-step episode from each start, ``CHUNK`` starts at a time.
 
     Args:
+        env: the discrete :class:`~worldmodel.envs.particle.Particle` (its constants are used).
         starts: array-like ``[E, 2]`` of start states ``(x, v)`` (cast to float32, must be finite).
         steps: episode length ``T >= 1``.
-        accel, x_limit, v_limit: the :class:`worldmodel.ParticleEnv` parameters.
 
     Returns:
         ``[E]`` float64: ``max`` over push sequences of ``sum_t -|x_t|`` (``t = 1 .. T``).
     """
-    _check(steps, accel, x_limit, v_limit)
+    constants = _check(env, steps)
     starts = _as_starts(starts)
-    if len(starts) == 0:
-        return np.zeros(0)
-    return _solve(starts, steps, accel, x_limit, v_limit)[0]
+    parts = [_solve(starts[i : i + CHUNK], steps, *constants)[0] for i in range(0, len(starts), CHUNK)]
+    return np.concatenate([np.zeros(0), *parts])
 
 
-def optimal_plan(start, steps: int, accel: float = 0.1, x_limit: float = 1.5, v_limit: float = 1.0):
+def optimal_plan(env, start, steps: int):
     """An optimal push sequence from one start.
 
     Args:
+        env: the discrete :class:`~worldmodel.envs.particle.Particle`.
         start: array-like ``[2]``, the start state ``(x, v)``.
-        steps, accel, x_limit, v_limit: as in :func:`optimal_returns`.
+        steps: episode length ``T >= 1``.
 
     Returns:
         ``(ret, pushes)``: the optimal return (float) and ``pushes`` ``[steps]`` int64 in
         {-1, 0, +1} achieving it. Ties (action values within ``TIE_TOLERANCE``) go to the push 0,
         then -1, deterministically.
     """
-    _check(steps, accel, x_limit, v_limit)
+    constants = _check(env, steps)
     start = np.asarray(start, dtype=np.float32)
     if start.shape != (2,):
         raise ValueError(f"start must be one state (x, v) of shape (2,), got shape {start.shape}")
-    values, children, arrivals = _solve(_as_starts(start[None]), steps, accel, x_limit, v_limit, keep=True)
+    values, children, arrivals = _solve(_as_starts(start[None]), steps, *constants, keep=True)
     node, pushes = 0, np.empty(steps, dtype=np.int64)
     for t in range(steps):
         q = arrivals[t][children[t][:, node]]  # [3]

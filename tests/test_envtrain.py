@@ -1,0 +1,175 @@
+"""Learning any environment: ``wmplan train --env NAME``, its data, checkpoints and planning with them."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import planners
+from cli import main
+from worldmodel import ParticleEnv, WorldModel, env_record, generate, load_model, one_step_mse, read_config
+from worldmodel.data import Transitions
+from worldmodel.envs import ENV_NAMES, get_env
+from worldmodel.model import state_change, wrap_angle
+
+TINY = ["--episodes", "12", "--steps", "10", "--epochs", "1", "--hidden", "8"]
+HELD_OUT = re.compile(r"^Held-out one-step MSE \(20000 uniform transitions\): (.*), mean = \S+$", re.M)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def seed_generate(env, episodes, steps, seed):
+    """The seed's data loop, written out: what ``generate`` must still give for environments that never end."""
+    rng = np.random.default_rng(seed)
+    state = env.sample_states(rng, episodes)
+    parts = []
+    for _ in range(steps):
+        action = env.sample_actions(rng, episodes)
+        next_state, reward = env(mx.array(state), mx.array(action))
+        parts.append((state, action, np.array(next_state), np.array(reward)))
+        state = parts[-1][2]
+    return [np.concatenate(column) for column in zip(*parts)]
+
+
+@pytest.mark.parametrize("env", [ParticleEnv(), ParticleEnv(continuous=True), get_env("particle")])
+def test_particle_data_are_the_seeds(env):
+    data = generate(env, 40, 12, seed=0)
+    for got, expected in zip((data.states, data.actions, data.next_states, data.rewards), seed_generate(env, 40, 12, 0)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_particle_defaults_are_the_seeds():
+    """``wmplan train`` with no options: the seed's budget and model (no angle inputs, reward from the next state)."""
+    budget = get_env("particle").training
+    assert (budget.episodes, budget.steps, budget.epochs, budget.batch_size, budget.hidden) == (400, 50, 20, 128, (128, 128))
+    assert not budget.angles and not budget.reward_from_state and budget.reward_hidden == 32
+
+
+def test_termination_restarts_rows():
+    env = get_env("cartpole")
+    episodes, steps = 16, 30
+    data = generate(env, episodes, steps, seed=1)
+    assert len(data) == episodes * steps
+    shape = (steps, episodes, env.state_dim)
+    states, next_states = data.states.reshape(shape), data.next_states.reshape(shape)
+    done = np.array(env.termination(mx.array(data.next_states))).reshape(steps, episodes)
+    assert done[:-1].sum() >= episodes  # random actions topple the pole often
+    # a row goes on from its next state unless that step terminated; then it restarts elsewhere
+    follows = np.all(states[1:] == next_states[:-1], axis=-1)
+    np.testing.assert_array_equal(follows, ~done[:-1])
+    assert np.all(np.abs(states[1:][done[:-1]]) <= np.array(env.state_high))
+    # the terminating transitions are recorded, with their reward
+    assert np.all(data.rewards == 1.0)
+
+
+def test_gym_source_records_the_same_episodes():
+    pytest.importorskip("gymnasium")
+    for name in ("cartpole", "mountaincar"):
+        env = get_env(name)
+        mlx_data, gym_data = generate(env, 6, 25, seed=2), generate(env, 6, 25, seed=2, source="gym")
+        for field in ("states", "actions", "next_states", "rewards"):
+            np.testing.assert_allclose(getattr(gym_data, field), getattr(mlx_data, field), atol=1e-4, err_msg=f"{name} {field}")
+
+
+def test_unknown_source():
+    with pytest.raises(ValueError, match="unknown data source 'tf'"):
+        generate(get_env("pendulum"), 2, 2, source="tf")
+
+
+def test_angle_features_and_wrapped_changes():
+    model = WorldModel(state_dim=4, action_dim=3, hidden=(8,), angles=(0, 1))
+    state = mx.array([[0.5, -3.0, 2.0, -1.0]])
+    features = np.array(model.features(state))
+    np.testing.assert_allclose(features, [[2.0, -1.0, math.cos(0.5), math.cos(-3.0), math.sin(0.5), math.sin(-3.0)]], rtol=1e-6)
+    # a turn more or less is the same input
+    np.testing.assert_allclose(np.array(model.features(state + mx.array([2 * math.pi, -2 * math.pi, 0, 0]))), features, atol=1e-5)
+    # a step across the wrap is a small change
+    before, after = np.array([[3.1, 0.0, 0, 0]], np.float32), np.array([[-3.1, 0.0, 0, 0]], np.float32)
+    np.testing.assert_allclose(state_change(before, after, (0,)), [[2 * math.pi - 6.2, 0, 0, 0]], atol=1e-5)
+    np.testing.assert_allclose(state_change(before, after), after - before)
+    assert float(wrap_angle(np.float32(math.pi))) == pytest.approx(-math.pi)
+
+
+def test_one_step_mse_counts_angles_modulo_turns():
+    class TurnAhead:
+        """The true pendulum, its angle a whole turn ahead."""
+
+        angles = (0,)
+
+        def __call__(self, state, action):
+            next_state, reward = get_env("pendulum")(state, action)
+            return next_state + mx.array([2 * math.pi, 0.0]), reward
+
+    env = get_env("pendulum")
+    rng = np.random.default_rng(0)
+    states, actions = env.sample_states(rng, 100), env.sample_actions(rng, 100)
+    next_states, rewards = env(mx.array(states), mx.array(actions))
+    data = Transitions(states, actions, np.array(next_states), np.array(rewards))
+    np.testing.assert_allclose(one_step_mse(TurnAhead(), data), 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+def test_train_each_env(tmp_path, name):
+    env = get_env(name)
+    out = str(tmp_path / name)
+    result = invoke("train", "--env", name, *TINY, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Dataset size: 120 transitions\n")
+    values = HELD_OUT.search(result.output).group(1)
+    assert [part.split(" = ")[0] for part in values.split(", ")] == [*env.state_names, "r"]
+    config = read_config(out)
+    assert config["env"] == {"name": name, **env.config()} and env_record(config) == config["env"]
+    assert config["data"]["source"] == "mlx" and config["data"]["transitions"] == 120
+    assert config["model"].get("angles", []) == (list(env.angles) if env.training.angles else [])
+    model = load_model(out)
+    assert (model.state_dim, model.action_dim) == (env.state_dim, env.action_space.dim)
+    planner = planners.CEM(model.folded(), env.action_space, horizon=4, num_samples=16, iterations=2, termination=env.termination)
+    actions = np.array(planner.act(env.default_starts(3)))
+    assert actions.shape == (3, env.action_space.dim) and np.all(np.isfinite(actions))
+
+
+def test_train_from_gymnasium(tmp_path):
+    pytest.importorskip("gymnasium")
+    out = str(tmp_path / "m")
+    result = invoke("train", "--env", "acrobot", "--source", "gym", *TINY, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert read_config(out)["data"]["source"] == "gym"
+    load_model(out)
+
+
+def test_raw_angles_option(tmp_path):
+    out = str(tmp_path / "m")
+    result = invoke("train", "--env", "pendulum", "--raw-angles", *TINY, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "angles" not in read_config(out)["model"]
+
+
+def test_old_particle_checkpoints_are_the_particles():
+    assert env_record({"env": {"continuous": True, "accel": 0.1, "x_limit": 1.5, "v_limit": 1.0}}) == {
+        "name": "particle", "continuous": True, "accel": 0.1, "x_limit": 1.5, "v_limit": 1.0,
+    }
+    assert env_record({}) == {"name": "particle"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--env", "lunar"], "Error: unknown environment 'lunar'; choose from particle, pendulum"),
+        (["--source", "tf"], "Error: unknown --source 'tf'; choose from mlx, gym"),
+        (["--env", "particle", "--source", "gym"], "Error: environment 'particle' has no Gymnasium counterpart"),
+        (["--env", "cartpole", "--angle-features"], "Error: --angle-features: environment 'cartpole' has no angles"),
+    ],
+)
+def test_bad_env_or_source(tmp_path, args, message):
+    out = tmp_path / "m"
+    result = invoke("train", *args, *TINY, "--out", str(out))
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [result.output.strip()] and result.output.startswith(message)
+    assert not out.exists()
