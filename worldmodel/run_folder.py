@@ -117,14 +117,18 @@ class RunFolder:
             os.remove(self.manifest_path)
         self._remove_snapshots(keep=None)
 
-    def save(self, iteration: int, model, trainer: dict, data: Transitions, planner: Optional[PlannerState], record: dict) -> str:
-        """Write the snapshot of ``iteration`` and make it the run's; returns the snapshot folder."""
+    def save(self, iteration: int, model, trainer: dict, data: Transitions, planner: Optional[PlannerState], record: dict,
+             model_extra: Optional[dict] = None) -> str:
+        """Write the snapshot of ``iteration`` and make it the run's; returns the snapshot folder.
+
+        ``model_extra``: metadata for the model's checkpoint (``save_model``'s ``extra``, e.g. its environment).
+        """
         name = snapshot_name(iteration)
         folder = os.path.join(self.path, name)
         if os.path.lexists(folder):  # left by an interrupted save: the manifest does not name it
             shutil.rmtree(folder)
         os.mkdir(folder)
-        save_model(model, os.path.join(folder, "model"))
+        save_model(model, os.path.join(folder, "model"), extra=model_extra)
         with atomic_output(os.path.join(folder, "trainer.safetensors"), suffix=".safetensors") as tmp:
             mx.save_safetensors(tmp, trainer)
         data.save(os.path.join(folder, "data.npz"))
