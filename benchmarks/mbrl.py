@@ -39,9 +39,10 @@ from planners.propagation import MODES
 from worldmodel import Transitions
 from worldmodel.continual import NORMALIZATIONS, ContinualTrainer
 from worldmodel.envs import env_record, get_env
-from worldmodel.recipe import model_for
-from worldmodel.run_folder import RunFolder, snapshot_name
+from worldmodel.recipe import default_home, model_for
+from worldmodel.run_folder import RunFolder, RunFolderError, snapshot_name
 
+from .mbrl_report import iteration_line
 from .closed_loop import Episodes, choose_runner, describe_runner, planner_policy, run_episodes
 from .scores import cost_ratio
 from .suite import BenchmarkConfig, make_planner
@@ -136,6 +137,22 @@ class MbrlConfig:
         """Build from a dict (e.g. a run's record), keeping only known keys."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def default_run_folder(env_name: str) -> str:
+    """``$WMPLAN_HOME/mbrl-NAME`` (``$WMPLAN_HOME`` is created if missing): where ``wmplan mbrl`` runs by default."""
+    home = default_home()
+    os.makedirs(home, exist_ok=True)
+    return os.path.join(home, f"mbrl-{env_name}")
+
+
+def saved_config(folder: str) -> MbrlConfig:
+    """The settings of the run in ``folder`` (:class:`~worldmodel.run_folder.RunFolderError` if there is none)."""
+    record = RunFolder(folder).read_manifest()["record"]
+    try:
+        return MbrlConfig.from_dict(record["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunFolderError(f"corrupt run folder {folder}: its settings {err}") from None
 
 
 @dataclass
@@ -338,12 +355,4 @@ def transitions(episodes: Episodes) -> Transitions:
 
 def _floats(values) -> list:
     return [float(v) for v in values]
-
-
-def iteration_line(entry: dict) -> str:
-    """One curve entry as a line of text."""
-    train = np.mean(entry["train_returns"])
-    ratio = "" if entry["eval_cost_ratio"] is None else f" | cost ratio {entry['eval_cost_ratio']:.4f}"
-    return (f"iteration {entry['iteration']:2d} | env steps {entry['env_steps']:5d} | train return {train:9.3f} | "
-            f"eval return {entry['eval_mean_return']:9.3f}{ratio} | loss {entry['train_loss']:.2e}")
 
