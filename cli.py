@@ -481,13 +481,18 @@ def rollout(env_name, model_path, steps, x0, v0, start, actions, seed, device):
 @click.option("--init-states", type=click.Path(), default=None, callback=non_empty,
               help="CSV whose header names the env's state variables (the particle: x,v) and with one start per row.")
 @runner_option
+@click.option("--propagation", type=click.Choice(["expectation", "ts1", "tsinf"]), default=None,
+              help="How an ensemble model imagines each sequence (particles; ignored, with a note, for a single "
+                   "model). Default: the members' mean.")
+@click.option("--particles", type=int, default=None, callback=positive("--particles"),
+              help="Particles per sequence with --propagation. Default: the members (1 for expectation).")
 @click.option("--seed", default=0, show_default=True, callback=seed_range)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the results as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Draw the return distributions to a PNG (needs the 'plot' extra).")
 @device_option
 @friendly_errors
 def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, samples, iterations, model_path, init_states, runner,
-              seed, json_path, plot_path, device):
+              propagation, particles, seed, json_path, plot_path, device):
     """Closed-loop planner benchmark in the real environment.
 
     Every planner plans with every dynamics source; all episodes step together (one planning call
@@ -510,9 +515,11 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
     names = _split_names(planner_names, _planner_names(), "planner")
     sources = _split_names(dynamics, ("model", "true"), "dynamics")
     runner = resolve_runner(env, runner)
+    if particles is not None and propagation is None:
+        raise click.BadParameter("--particles needs --propagation", param_hint="'--particles'")
     config = BenchmarkConfig(planners=names, dynamics=sources, episodes=episodes, steps=steps, horizon=horizon,
                              samples=samples, iterations=iterations, seed=seed, model=model_path, init_states=init_states,
-                             runner=runner)
+                             runner=runner, propagation=propagation, particles=particles)
     if plot_path:
         _require_matplotlib()
     device = use_device(device)
@@ -523,6 +530,9 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
     if "model" in sources:
         model, config.model, env = load_model_for(env_name, model_path, world)
         model = model.folded()  # same function, normalisations folded into the weights: faster planning
+        if propagation is not None and not config.model_options(model):
+            click.echo(f"Note: --propagation {propagation} ignored: the model is a single model, not an ensemble.", err=True)
+            config.propagation = config.particles = None
         if init_states:
             starts = read_init_states(init_states, env)  # the model's env may have another state box
     start = time.perf_counter()
