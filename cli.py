@@ -488,13 +488,18 @@ def rollout(env_name, model_path, steps, x0, v0, start, actions, seed, device):
 @click.option("--init-states", type=click.Path(), default=None, callback=non_empty,
               help="CSV whose header names the env's state variables (the particle: x,v) and with one start per row.")
 @runner_option
+@click.option("--propagation", type=click.Choice(["expectation", "ts1", "tsinf"]), default=None,
+              help="How an ensemble model imagines each sequence (particles; ignored, with a note, for a single "
+                   "model). Default: the members' mean.")
+@click.option("--particles", type=int, default=None, callback=positive("--particles"),
+              help="Particles per sequence with --propagation. Default: the members (1 for expectation).")
 @click.option("--seed", default=0, show_default=True, callback=seed_range)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the results as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Draw the return distributions to a PNG (needs the 'plot' extra).")
 @device_option
 @friendly_errors
 def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, samples, iterations, model_path, init_states, runner,
-              seed, json_path, plot_path, device):
+              propagation, particles, seed, json_path, plot_path, device):
     """Closed-loop planner benchmark in the real environment.
 
     Every planner plans with every dynamics source; all episodes step together (one planning call
@@ -517,9 +522,11 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
     names = _split_names(planner_names, _planner_names(), "planner")
     sources = _split_names(dynamics, ("model", "true"), "dynamics")
     runner = resolve_runner(env, runner)
+    if particles is not None and propagation is None:
+        raise click.BadParameter("--particles needs --propagation", param_hint="'--particles'")
     config = BenchmarkConfig(planners=names, dynamics=sources, episodes=episodes, steps=steps, horizon=horizon,
                              samples=samples, iterations=iterations, seed=seed, model=model_path, init_states=init_states,
-                             runner=runner)
+                             runner=runner, propagation=propagation, particles=particles)
     if plot_path:
         _require_matplotlib()
     device = use_device(device)
@@ -530,6 +537,9 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
     if "model" in sources:
         model, config.model, env = load_model_for(env_name, model_path, world)
         model = model.folded()  # same function, normalisations folded into the weights: faster planning
+        if propagation is not None and not config.model_options(model):
+            click.echo(f"Note: --propagation {propagation} ignored: the model is a single model, not an ensemble.", err=True)
+            config.propagation = config.particles = None
         if init_states:
             starts = read_init_states(init_states, env)  # the model's env may have another state box
     start = time.perf_counter()
@@ -686,6 +696,135 @@ def speed(env_name, planner_names, samples_text, horizons_text, iterations, repe
         write_json(json_path, {"device": device, "env": env_record(env), "blas": blas.name, "matmul_peak_gflops": peak,
                                "rows": rows})
         click.echo(f"Wrote {json_path}")
+
+
+def positive_number(name):
+    def check(_ctx, _param, value):
+        if value is not None and not value > 0:
+            raise click.BadParameter(f"{name} must be a positive number, got {value}")
+        return value
+
+    return check
+
+
+def non_negative(name):
+    def check(_ctx, _param, value):
+        if value is not None and value < 0:
+            raise click.BadParameter(f"{name} must be >= 0, got {value}")
+        return value
+
+    return check
+
+
+MBRL_SETTINGS = {
+    # option name -> MbrlConfig field
+    "env_name": "env", "seed": "seed", "iterations": "iterations", "random_episodes": "random_episodes",
+    "random_steps": "random_steps", "episodes_per_iteration": "episodes_per_iteration", "ensemble": "ensemble",
+    "propagation": "propagation", "particles": "particles", "planner_name": "planner", "horizon": "horizon",
+    "samples": "samples", "plan_iterations": "plan_iterations", "first_train_steps": "first_train_steps",
+    "train_steps": "train_steps", "batch_size": "batch_size", "lr": "lr", "normalization": "normalization",
+    "eval_episodes": "eval_episodes", "runner": "runner",
+}
+
+
+@main.command(context_settings=CONTEXT)
+@env_option
+@click.option("--iterations", type=int, default=None, callback=non_negative("--iterations"),
+              help="Planning iterations after the random start (0: the random-data model only). Default: the env's.")
+@click.option("--episodes-per-iteration", type=int, default=None, callback=positive("--episodes-per-iteration"),
+              help="Episodes planned with the current model per iteration. Default: the env's.")
+@click.option("--random-episodes", type=int, default=None, callback=positive("--random-episodes"),
+              help="Random-action episodes the run starts from. Default: the env's.")
+@click.option("--random-steps", type=int, default=None, callback=positive("--random-steps"),
+              help="Steps of each random episode. Default: the env's.")
+@click.option("--ensemble", type=int, default=None, callback=positive("--ensemble"),
+              help="Members of the world model (1: one model). Default: the env's.")
+@click.option("--propagation", type=click.Choice(["expectation", "ts1", "tsinf"]), default="tsinf", show_default=True,
+              help="How an ensemble imagines each sequence (ignored for one model).")
+@click.option("--particles", type=int, default=None, callback=positive("--particles"),
+              help="Particles per sequence with an ensemble. Default: the members (1 for expectation).")
+@click.option("--planner", "planner_name", default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}.")
+@click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Planning horizon. Default: the env's.")
+@click.option("--samples", type=int, default=None, callback=positive("--samples"), help="Imagined sequences per planning iteration. Default: the env's.")
+@click.option("--plan-iterations", type=int, default=None, callback=positive("--plan-iterations"),
+              help="Optimiser iterations per planning call. Default: the planner's own.")
+@click.option("--first-train-steps", type=int, default=None, callback=positive("--first-train-steps"),
+              help="Gradient steps on the random data. Default: the env's.")
+@click.option("--train-steps", type=int, default=None, callback=positive("--train-steps"),
+              help="Gradient steps after every iteration, from the current weights. Default: the env's.")
+@click.option("--batch-size", type=int, default=None, callback=positive("--batch-size"), help="Default: the env's.")
+@click.option("--lr", type=float, default=None, callback=positive_number("--lr"), help="Adam's learning rate (constant). Default: the env's.")
+@click.option("--normalization", type=click.Choice(["refit", "fixed"]), default=None,
+              help="refit: normalisation statistics fit again on all data before every training; fixed: fit on the "
+                   "random data only. Default: the env's.")
+@click.option("--eval-episodes", type=int, default=None, callback=positive("--eval-episodes"),
+              help="Evaluation episodes after every iteration, from the benchmark's starts. Default: the env's.")
+@runner_option
+@click.option("--out", "run_path", type=click.Path(file_okay=False), default=None, callback=output_folder,
+              help="Run folder, snapshot after every iteration (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot, up to --iterations "
+              "(default: the run's own); other settings given must equal the run's.")
+@click.option("--seed", default=0, show_default=True, callback=seed_range)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the result as JSON here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file,
+              help="Draw the learning curve (return vs environment steps) to a PNG (needs the 'plot' extra).")
+@device_option
+@friendly_errors
+def mbrl(run_path, resume, json_path, plot_path, device, **options):
+    """Model-based RL: learn a world model from the episodes it plans.
+
+    Starts from a few random-action episodes; every iteration then plans episodes with the current
+    model in the real environment (Gymnasium's, or the MLX copy: --runner), adds their transitions,
+    retrains from the current weights for a fixed number of gradient steps, and evaluates the model
+    with the planner from the benchmark's starts. Prints the return per iteration against the
+    environment steps so far (random ones included) and the references: the planner with the true
+    dynamics, the exact optimum where known, the random-data model. The run folder is snapshot
+    atomically after every iteration; --resume continues an interrupted run exactly.
+    """
+    import dataclasses
+    import time
+
+    from click.core import ParameterSource
+
+    from benchmarks.mbrl import MbrlConfig, default_run_folder, run_mbrl, saved_config
+    from benchmarks.mbrl_report import curve_table, references_line
+    from benchmarks.report import write_json
+
+    ctx = click.get_current_context()
+    given = {key for key in MBRL_SETTINGS if ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE}
+    settings = {field: options[key] for key, field in MBRL_SETTINGS.items()}
+    env = resolve_env(settings["env"])
+    _split_names(settings["planner"], _planner_names(), "planner")
+    if run_path is None:
+        run_path = default_run_folder(env.name)  # creates $WMPLAN_HOME if missing
+    if resume:
+        saved = saved_config(run_path)
+        for key in sorted(given - {"iterations"}):
+            field = MBRL_SETTINGS[key]
+            if settings[field] != getattr(saved, field):
+                flag = {p.name: p.opts[0] for p in ctx.command.params}[key]
+                raise click.UsageError(f"--resume: {flag} {settings[field]} differs from the run's {getattr(saved, field)!r}")
+        config = dataclasses.replace(saved, iterations=settings["iterations"] if "iterations" in given else saved.iterations)
+    else:
+        resolve_runner(env, settings["runner"])
+        config = MbrlConfig(**settings)
+    if plot_path:
+        _require_matplotlib()
+    device = use_device(device)
+    start = time.perf_counter()
+    result = run_mbrl(config, run_path, resume=resume, log=lambda line: click.echo(line, err=True))
+    click.echo(curve_table(result))
+    click.echo(references_line(result))
+    click.echo(f"Episodes in {result['runner']}; {time.perf_counter() - start:.1f} s; device: {device}")
+    click.echo(f"Run folder: {run_path}; the last model: {result['model']}")
+    if json_path:
+        write_json(json_path, result)
+        click.echo(f"Wrote {json_path}")
+    if plot_path:
+        from benchmarks.plots import plot_learning_curve
+
+        plot_learning_curve(result, plot_path)
+        click.echo(f"Wrote {plot_path}")
 
 
 def _require_matplotlib():

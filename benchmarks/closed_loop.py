@@ -66,6 +66,12 @@ class CountingDynamics:
         self.count += int(np.prod(state.shape[:-1]))
         return self.dynamics(state, action)
 
+    def members(self, state, action, noise=None):
+        """An ensemble's members (``planners.EnsembleDynamics``), counting one transition per member and row."""
+        next_state, reward = self.dynamics.members(state, action, noise)
+        self.count += int(np.prod(next_state.shape[:-1]))
+        return next_state, reward
+
     def __getattr__(self, name):  # expose e.g. action_space of the wrapped dynamics
         return getattr(self.dynamics, name)
 

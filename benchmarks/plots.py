@@ -79,3 +79,29 @@ def plot_episode(env, true_states: np.ndarray, imagined_states: np.ndarray, acti
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_learning_curve(result: dict, path: str) -> None:
+    """A model-based RL run's learning curve (:func:`benchmarks.mbrl.run_mbrl`), saved as PNG to ``path``:
+    the evaluation's mean return after every iteration and the return of every collected episode
+    against the environment steps so far, with the planner on the true dynamics, the exact optimum
+    (where known) and the model of the random data alone (iteration 0) as horizontal references."""
+    plt = _pyplot()
+    curve, references, config = result["curve"], result["references"], result["config"]
+    steps = [entry["env_steps"] for entry in curve]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(steps, [entry["eval_mean_return"] for entry in curve], "-o", ms=4, label=f"eval: {config['planner']} with the model")
+    collected = [(entry["env_steps"], r) for entry in curve for r in entry["train_returns"]]
+    ax.plot(*zip(*collected), "x", ms=5, alpha=0.6, label="collected episodes")
+    ax.axhline(references["true_dynamics"]["mean_return"], color="C2", ls="--", label=f"{config['planner']} with the true dynamics")
+    if references["optimal"] is not None:
+        ax.axhline(references["optimal"]["mean_return"], color="k", ls=":", label="optimal")
+    if curve:
+        ax.axhline(curve[0]["eval_mean_return"], color="C3", ls="-.", label="random-data model (iteration 0)")
+    ax.set_xlabel("environment steps (random ones included)")
+    ax.set_ylabel("return per episode")
+    ax.set_title(f"{result['env']['name']}: model-based RL, seed {config['seed']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

@@ -44,6 +44,8 @@ class BenchmarkConfig:
     model: str | None = None
     init_states: str | None = None
     runner: str | None = None
+    propagation: str | None = None
+    particles: int | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -54,10 +56,19 @@ class BenchmarkConfig:
             raise ValueError(f"unknown dynamics {bad[0]!r}; choose from {', '.join(DYNAMICS)}")
         if not self.planners or not self.dynamics:
             raise ValueError("give at least one planner and one dynamics source")
-        for name in ("episodes", "steps", "horizon", "samples", "iterations"):
+        for name in ("episodes", "steps", "horizon", "samples", "iterations", "particles"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.propagation is not None:
+            planners.Propagation(self.propagation)  # ValueError naming the modes
+
+    def model_options(self, model) -> dict:
+        """Planner options for the ``model`` rows: ``propagation=`` when ``propagation`` is set and ``model``
+        is an ensemble (``planners.EnsembleDynamics``), else none (a single model ignores it)."""
+        if self.propagation is None or not isinstance(model, planners.EnsembleDynamics):
+            return {}
+        return {"propagation": planners.Propagation(self.propagation, particles=self.particles)}
 
     def for_env(self, env) -> "BenchmarkConfig":
         """A copy with the sizes left to the environment filled in (``steps``, ``horizon``, ``samples``)
@@ -171,7 +182,8 @@ def run_benchmark(
     runs: list[tuple[str, str | None, Episodes]] = []
     for name in config.planners:
         for source in config.dynamics:
-            runs.append((name, source, planned(lambda d, n=name: make_planner(n, d, env, config), source)))
+            options = config.model_options(model) if source == "model" else {}
+            runs.append((name, source, planned(lambda d, n=name, o=options: make_planner(n, d, env, config, **o), source)))
     for name, policy in baselines(env, config.seed, ids).items():
         runs.append((name, None, episodes(policy)))
     reference = reference_name(env)

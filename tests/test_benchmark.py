@@ -294,3 +294,51 @@ def test_accuracy_x_errors_are_zero_for_the_env_itself():
     rng = np.random.default_rng(0)
     errors = x_errors(env, env, env.sample_states(rng, 8), rng.integers(-1, 2, size=(8, 5)))
     assert errors.shape == (8, 6) and np.all(errors == 0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_ensemble_path(tmp_path_factory):
+    """An ensemble of two members, trained in well under a second."""
+    path = str(tmp_path_factory.mktemp("ensemble") / "model")
+    result = invoke("train", "--episodes", "20", "--steps", "10", "--epochs", "2", "--hidden", "16", "--ensemble", "2", "--out", path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_counting_dynamics_counts_every_members_transitions():
+    from worldmodel import EnsembleWorldModel
+
+    counted = CountingDynamics(EnsembleWorldModel(3, hidden=(8,)))
+    counted.members(mx.zeros((5, 2)), mx.zeros((5, 3)))  # all members on the same rows
+    counted.members(mx.zeros((3, 4, 2)), mx.zeros((3, 4, 3)))  # member k on rows k
+    assert counted.count == 15 + 12
+
+
+def test_benchmark_propagation_of_an_ensemble(tiny_ensemble_path, tmp_path):
+    out = tmp_path / "b.json"
+    args = ("benchmark", *SMALL, "--planners", "cem", "--dynamics", "model", "--model", tiny_ensemble_path, "--json", str(out))
+    result = invoke(*args, "--propagation", "ts1", "--particles", "4")
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["config"]["propagation"] == "ts1" and data["config"]["particles"] == 4
+    row = data["rows"][0]
+    assert row["imagined_per_s"] > 0
+    mean = invoke(*args)  # without --propagation: the members' mean
+    assert mean.exit_code == 0, mean.output
+    assert json.loads(out.read_text())["config"]["propagation"] is None
+
+
+def test_benchmark_propagation_is_ignored_for_one_model(tiny_model_path, tmp_path):
+    out = tmp_path / "b.json"
+    result = invoke("benchmark", *SMALL, "--planners", "cem", "--dynamics", "model", "--model", tiny_model_path,
+                    "--propagation", "tsinf", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert "--propagation tsinf ignored: the model is a single model" in result.output
+    assert json.loads(out.read_text())["config"]["propagation"] is None
+
+
+@pytest.mark.parametrize("args, message", [(["--particles", "2"], "--particles needs --propagation"),
+                                           (["--propagation", "ts9"], "'ts9' is not one of")])
+def test_benchmark_propagation_usage_errors(args, message):
+    result = invoke("benchmark", "--steps", "2", *args)
+    assert result.exit_code == 2 and message in result.output

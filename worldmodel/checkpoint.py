@@ -69,7 +69,7 @@ def save_model(model: WorldModel, path: str, extra: dict | None = None) -> str:
         remove_stale_temporaries(path)
         with atomic_output(weights_path, suffix=".safetensors") as tmp:
             mx.save_safetensors(tmp, weights)
-            digest = _sha256(tmp)
+            digest = file_sha256(tmp)
         config = {
             "format": FORMAT,
             "weights": weights_name,
@@ -218,7 +218,7 @@ def _read_bounded(folder: str, name: str, limit: int) -> bytes:
         return f.read(limit + 1)[:limit]
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -45,6 +45,14 @@ class Transitions:
     def subset(self, index: np.ndarray) -> "Transitions":
         return Transitions(self.states[index], self.actions[index], self.next_states[index], self.rewards[index])
 
+    @classmethod
+    def concatenate(cls, parts) -> "Transitions":
+        """One dataset of the transitions of ``parts`` (a non-empty sequence of :class:`Transitions`), in order."""
+        parts = list(parts)
+        if not parts:
+            raise DatasetError("concatenate needs at least one dataset")
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("states", "actions", "next_states", "rewards")))
+
     def save(self, path: str) -> None:
         """Write an ``.npz`` (atomically; see :func:`worldmodel.files.open_output`)."""
         with open_output(path, "wb", suffix=".npz") as f:

@@ -35,6 +35,32 @@ def train_config(env: Environment, **settings) -> TrainConfig:
     return TrainConfig(**{"epochs": budget.epochs, "batch_size": budget.batch_size, **settings})
 
 
+def model_for(env: Environment, ensemble: int | None = None, probabilistic: bool = False, hidden: tuple | None = None,
+              angles: bool | None = None) -> WorldModel | EnsembleWorldModel:
+    """A new, untrained model of ``env`` (weights drawn from MLX's global generator).
+
+    A :class:`WorldModel` with ``env.training``'s architecture (``hidden``, the reward head, ``angles``
+    as ``(cos, sin)`` inputs, the reward read from the state too), or with ``ensemble=K`` an
+    :class:`~worldmodel.EnsembleWorldModel` of ``K`` members of that trunk (``probabilistic`` heads on
+    request; an ensemble takes the state as it is). ``hidden`` and ``angles`` override the budget's.
+    """
+    budget = env.training
+    hidden = budget.hidden if hidden is None else hidden
+    angles = budget.angles if angles is None else angles
+    if ensemble is None:
+        if probabilistic:
+            raise ValueError("probabilistic heads need an ensemble (ensemble=K, K >= 1)")
+        return WorldModel(
+            env.state_dim,
+            env.action_space.dim,
+            hidden=hidden,
+            reward_hidden=budget.reward_hidden,
+            angles=env.angles if angles else (),
+            reward_from_state=budget.reward_from_state,
+        )
+    return EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, hidden=hidden, probabilistic=probabilistic)
+
+
 def train_world_model(
     out: str,
     episodes: int | None = None,
@@ -77,8 +103,6 @@ def train_world_model(
     budget = env.training
     episodes = budget.episodes if episodes is None else episodes
     steps = budget.steps if steps is None else steps
-    hidden = budget.hidden if hidden is None else hidden
-    angles = budget.angles if angles is None else angles
     config = config or train_config(env)
     root = world is None or world.is_root
     log = log if root else None
@@ -86,19 +110,7 @@ def train_world_model(
     if log:
         log(f"Dataset size: {len(data)} transitions")
     mx.random.seed(config.seed)
-    if ensemble is None:
-        if probabilistic:
-            raise ValueError("probabilistic heads need an ensemble (ensemble=K, K >= 1)")
-        model = WorldModel(
-            env.state_dim,
-            env.action_space.dim,
-            hidden=hidden,
-            reward_hidden=budget.reward_hidden,
-            angles=env.angles if angles else (),
-            reward_from_state=budget.reward_from_state,
-        )
-    else:
-        model = EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, hidden=hidden, probabilistic=probabilistic)
+    model = model_for(env, ensemble=ensemble, probabilistic=probabilistic, hidden=hidden, angles=angles)
     result = train(model, data, config, log=log, world=world)
     if not root:
         return model, {}

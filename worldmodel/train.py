@@ -127,6 +127,46 @@ def draw_batches(rng: np.random.Generator, probabilities: np.ndarray, steps: int
     return np.clip(index, 0, n - 1)
 
 
+def training_arrays(model, data: Transitions) -> tuple:
+    """What a training step reads, as MLX arrays: ``states [N, S]``, ``actions [N, A]``, the normalised
+    targets ``delta [N, S]`` and ``reward [N]`` (in ``model``'s current statistics), and the weights
+    ``[S + 1]`` that turn normalised squared errors into data units (for the printed losses)."""
+    states, actions = mx.array(data.states), mx.array(data.actions)
+    delta_targets = model.delta_norm(mx.array(model.state_change(data.states, data.next_states)))
+    reward_targets = model.reward_norm(mx.array(data.rewards)[:, None])[:, 0]
+    to_data_units = mx.concatenate([model.delta_norm.std, model.reward_norm.std]) ** 2
+    return states, actions, delta_targets, reward_targets, to_data_units
+
+
+def make_step(model, optimizer, *, compile: bool = True, reduce=None):
+    """One training step of ``model`` with ``optimizer``: ``step(states, actions, delta_t, reward_t, units)
+    -> (loss, data_loss)`` on a batch (``[B, ...]``, or ``[K, B, ...]`` for an ensemble), updating both in place.
+
+    ``loss`` is what is minimised (normalised units), ``data_loss`` the mean squared error in data
+    units. ``reduce(grads, loss, data_loss) -> (grads, loss, data_loss)``, if given, runs before the
+    update (data-parallel averaging). With ``compile`` the step runs under ``mx.compile`` with the
+    model's and the optimizer's state as its inputs and outputs.
+    """
+
+    def loss_fn(net, s, a, delta_t, reward_t, units):
+        loss, err2 = net.training_loss(s, a, delta_t, reward_t)
+        return loss, (err2 * units).mean()
+
+    value_and_grad = nn.value_and_grad(model, loss_fn)  # grads of the first output only
+
+    def step(*batch_arrays):
+        (loss, data_loss), grads = value_and_grad(model, *batch_arrays)
+        if reduce is not None:
+            grads, loss, data_loss = reduce(grads, loss, data_loss)
+        optimizer.update(model, grads)
+        return loss, data_loss
+
+    if compile:
+        state = [model.state, optimizer.state]
+        step = partial(mx.compile, inputs=state, outputs=state)(step)
+    return step
+
+
 def _schedule(config: TrainConfig, total_steps: int):
     if config.schedule == "constant":
         return config.lr
@@ -184,19 +224,10 @@ def train(
     if members is not None:
         probabilities = bootstrap_probabilities(rng, probabilities, members)
 
-    states, actions = mx.array(train_data.states), mx.array(train_data.actions)
-    delta_targets = model.delta_norm(mx.array(model.state_change(train_data.states, train_data.next_states)))
-    reward_targets = model.reward_norm(mx.array(train_data.rewards)[:, None])[:, 0]
-    # Weights that turn the normalised squared errors into data units, for the printed loss.
-    to_data_units = mx.concatenate([model.delta_norm.std, model.reward_norm.std]) ** 2
-
-    def loss_fn(net, s, a, delta_t, reward_t, units):
-        loss, err2 = net.training_loss(s, a, delta_t, reward_t)
-        return loss, (err2 * units).mean()
-
-    value_and_grad = nn.value_and_grad(model, loss_fn)  # grads of the first output only
+    states, actions, delta_targets, reward_targets, to_data_units = training_arrays(model, train_data)
     state = [model.state, optimizer.state]
 
+    reduce = None
     if ranks > 1:
         from .distributed import share
 
@@ -205,18 +236,14 @@ def train(
         weight = (part.stop - part.start) / batch
         scale = None if batch % ranks == 0 else weight * ranks  # average_gradients divides by ranks
 
-    def step(*batch_arrays):
-        (loss, data_loss), grads = value_and_grad(model, *batch_arrays)
-        if ranks > 1:
+        def reduce(grads, loss, data_loss):
             if scale is not None:
                 grads = tree_map(lambda g: g * scale, grads)
             grads = nn.average_gradients(grads, group=world.group)
             loss, data_loss = (mx.distributed.all_sum(v * weight, group=world.group) for v in (loss, data_loss))
-        optimizer.update(model, grads)
-        return loss, data_loss
+            return grads, loss, data_loss
 
-    if config.compile:
-        step = partial(mx.compile, inputs=state, outputs=state)(step)
+    step = make_step(model, optimizer, compile=config.compile, reduce=reduce)
 
     result = TrainResult(num_train=len(train_data), num_val=len(val_data))
     for epoch in range(1, config.epochs + 1):

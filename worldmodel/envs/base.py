@@ -49,6 +49,35 @@ class TrainingBudget:
     reward_from_state: bool = False
 
 
+@dataclass(frozen=True)
+class MbrlBudget:
+    """What ``wmplan mbrl --env NAME`` spends by default: the model-based RL loop's schedule.
+
+    Attributes:
+        random_episodes, random_steps: the random-action episodes the run starts from, and the steps
+            of each (``None``: the environment's episode length).
+        episodes_per_iteration: episodes planned with the current model in every iteration.
+        iterations: planning iterations after the random start.
+        ensemble: members of the world model (``1``: one model).
+        first_train_steps, train_steps: gradient steps on the random data, then after every iteration.
+        batch_size, lr: Adam's batches and learning rate.
+        normalization: ``"refit"`` (statistics fit again on all data before every training) or ``"fixed"``.
+        eval_episodes: closed-loop episodes from the benchmark's starts after every iteration.
+    """
+
+    random_episodes: int = 2
+    random_steps: Optional[int] = None
+    episodes_per_iteration: int = 1
+    iterations: int = 10
+    ensemble: int = 1
+    first_train_steps: int = 1000
+    train_steps: int = 500
+    batch_size: int = 128
+    lr: float = 1e-3
+    normalization: str = "refit"
+    eval_episodes: int = 20
+
+
 class Environment(ABC):
     """An environment with true batched dynamics ``env(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``.
 
@@ -69,6 +98,7 @@ class Environment(ABC):
         horizon, samples: default planning horizon and sequences per planning call in benchmarks.
         planner_options: extra keyword options that suit planners here (may be empty).
         training: the default :class:`TrainingBudget` of a learned model.
+        mbrl: the default :class:`MbrlBudget` of a model-based RL run.
         termination: ``None`` if episodes never end, else the method
             ``termination(next_state [B, S]) -> [B]`` bool (pass it to a planner as ``termination=``).
         rollout_streams: CPU streams a rollout of these dynamics is split over (see
@@ -95,6 +125,7 @@ class Environment(ABC):
     samples: int
     planner_options: Mapping[str, Any] = NO_OPTIONS
     training: TrainingBudget
+    mbrl: MbrlBudget = MbrlBudget()
     termination = None
     rollout_streams = 1
     gym_state_dtype = np.float64

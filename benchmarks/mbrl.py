@@ -1,0 +1,358 @@
+"""The model-based RL loop: plan with the current world model in the real environment, add the new
+transitions, retrain from the current weights, evaluate; a run-folder snapshot after every iteration.
+
+    config = MbrlConfig(env="particle", seed=0)
+    result = run_mbrl(config, "runs/particle", log=print)    # {"config", "references", "curve", ...}
+    result = run_mbrl(dataclasses.replace(config, iterations=8), "runs/particle", resume=True)   # continue it
+
+Iteration 0 records ``random_episodes`` random-action episodes and trains a new model on them
+(``first_train_steps`` gradient steps). Iteration ``i >= 1`` plans ``episodes_per_iteration``
+episodes with the model of iteration ``i - 1``, adds their transitions and trains ``train_steps``
+more steps from the current weights and Adam moments (:class:`~worldmodel.continual.ContinualTrainer`).
+After every iteration the model is evaluated: the same planner in closed loop from the benchmark's
+starts of the environment (the same starts, and the same planner noise, every iteration). So the
+curve's first point is the model of the random data alone; the references are the same planner on
+the true dynamics and, where the environment knows it, the exact optimum.
+
+Episodes run in the real environment: Gymnasium's where the environment mirrors one and Gymnasium
+is installed, else the MLX copy (``runner``; see :mod:`benchmarks.closed_loop`).
+
+Randomness: every draw of iteration ``i`` comes from generators seeded by ``(seed, i)`` (training
+batches) or ``(seed, episode number)`` (starts, Gymnasium reset seeds, random actions), the model's
+initial weights from ``seed``; only the collecting planner's key streams carry over from one
+iteration to the next, and the run folder keeps them. A resumed run therefore continues exactly as
+one that was never interrupted: the same curve and the same weights.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+import mlx.core as mx
+import numpy as np
+
+import planners
+from planners.propagation import MODES
+from worldmodel import Transitions
+from worldmodel.continual import NORMALIZATIONS, ContinualTrainer
+from worldmodel.envs import env_record, get_env
+from worldmodel.recipe import default_home, model_for
+from worldmodel.run_folder import RunFolder, RunFolderError, snapshot_name
+
+from .mbrl_report import iteration_line
+from .closed_loop import Episodes, choose_runner, describe_runner, planner_policy, run_episodes
+from .scores import cost_ratio
+from .suite import BenchmarkConfig, make_planner
+
+COLLECT_IDS = 1_000_000
+"""Env ids of the collecting planner's episodes (``COLLECT_IDS + j``): key streams apart from the evaluation's ``0 .. E-1``."""
+
+RESUMABLE = ("iterations",)
+"""Settings a resumed run may change."""
+
+
+@dataclass
+class MbrlConfig:
+    """A model-based RL run. ``None`` takes the environment's :class:`~worldmodel.envs.base.MbrlBudget`
+    (or, for the planner's sizes, the environment's ``horizon`` and ``samples`` and the planner's
+    own iterations); ``runner`` ``None`` picks Gymnasium's env where there is one.
+
+    Attributes:
+        env: the environment's name (:func:`worldmodel.envs.get_env`).
+        seed: seeds everything (see the module).
+        iterations, random_episodes, random_steps, episodes_per_iteration, ensemble,
+        first_train_steps, train_steps, batch_size, lr, normalization, eval_episodes: see
+            :class:`~worldmodel.envs.base.MbrlBudget`.
+        propagation, particles: how an ensemble (``ensemble > 1``) imagines: ``planners.Propagation(mode,
+            particles=P)``; ignored for one model.
+        planner: the planner's name (``planners.PLANNERS``).
+        horizon, samples, plan_iterations: the planner's sizes.
+        runner: ``"gymnasium"`` or ``"mlx"``: where episodes run.
+    """
+
+    env: str = "particle"
+    seed: int = 0
+    iterations: int | None = None
+    random_episodes: int | None = None
+    random_steps: int | None = None
+    episodes_per_iteration: int | None = None
+    ensemble: int | None = None
+    first_train_steps: int | None = None
+    train_steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    normalization: str | None = None
+    eval_episodes: int | None = None
+    propagation: str = "tsinf"
+    particles: int | None = None
+    planner: str = "cem"
+    horizon: int | None = None
+    samples: int | None = None
+    plan_iterations: int | None = None
+    runner: str | None = None
+
+    def __post_init__(self):
+        get_env(self.env)  # ValueError naming the choices
+        planners.planner_class(self.planner)
+        if self.propagation not in MODES:
+            raise ValueError(f"propagation must be one of {', '.join(MODES)}, got {self.propagation!r}")
+        if self.normalization is not None and self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
+        if not 0 <= self.seed < 2**64:
+            raise ValueError(f"seed must be an integer from 0 to 2**64 - 1, got {self.seed}")
+        if self.iterations is not None and self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        for name in ("random_episodes", "random_steps", "episodes_per_iteration", "ensemble", "first_train_steps",
+                     "train_steps", "batch_size", "eval_episodes", "particles", "horizon", "samples", "plan_iterations"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def resolved(self, env) -> "MbrlConfig":
+        """A copy with every ``None`` filled in for ``env`` (its budget, sizes, the runner that can run it)."""
+        budget = env.mbrl
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("iterations", "random_episodes", "episodes_per_iteration", "ensemble", "first_train_steps",
+                     "train_steps", "batch_size", "lr", "normalization", "eval_episodes"):
+            if values[name] is None:
+                values[name] = getattr(budget, name)
+        values["random_steps"] = values["random_steps"] or budget.random_steps or env.steps
+        values["horizon"] = values["horizon"] or env.horizon
+        values["samples"] = values["samples"] or env.samples
+        if values["plan_iterations"] is None:
+            values["plan_iterations"] = inspect.signature(planners.planner_class(self.planner)).parameters["iterations"].default
+        values["runner"] = choose_runner(env, self.runner)
+        return MbrlConfig(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "MbrlConfig":
+        """Build from a dict (e.g. a run's record), keeping only known keys."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def default_run_folder(env_name: str) -> str:
+    """``$WMPLAN_HOME/mbrl-NAME`` (``$WMPLAN_HOME`` is created if missing): where ``wmplan mbrl`` runs by default."""
+    home = default_home()
+    os.makedirs(home, exist_ok=True)
+    return os.path.join(home, f"mbrl-{env_name}")
+
+
+def saved_config(folder: str) -> MbrlConfig:
+    """The settings of the run in ``folder`` (:class:`~worldmodel.run_folder.RunFolderError` if there is none)."""
+    record = RunFolder(folder).read_manifest()["record"]
+    try:
+        return MbrlConfig.from_dict(record["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunFolderError(f"corrupt run folder {folder}: its settings {err}") from None
+
+
+@dataclass
+class _Run:
+    """What the loop carries from one iteration to the next (and the run folder keeps)."""
+
+    iteration: int
+    model: object
+    trainer: ContinualTrainer
+    data: Transitions | None
+    collector: planners.PlannerState | None
+    record: dict
+
+
+def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Callable[[str], None] | None = None) -> dict:
+    """Run (or with ``resume`` continue) the loop of ``config`` up to ``config.iterations``, snapshotting
+    into the run folder ``folder`` (:class:`~worldmodel.run_folder.RunFolder`) after every iteration.
+
+    Args:
+        config: the run's settings; on ``resume`` they must equal the run's own except ``iterations``.
+        folder: the run folder (created if missing; its parent must exist). A fresh run replaces
+            any run the folder held.
+        resume: continue the run in ``folder`` from its last snapshot.
+        log: called with one line per iteration (and one before the first).
+
+    Returns:
+        ``{"config", "env", "runner", "references", "curve", "run_folder", "model"}`` (JSON-ready):
+        ``curve`` has one entry per iteration (``iteration``, ``env_steps``, ``train_returns``,
+        ``eval_mean_return``, ``eval_cost_ratio``, ``eval_returns``, ``train_loss``); ``model`` is
+        the checkpoint folder of the last iteration's model.
+
+    Raises:
+        ValueError: bad settings, or settings that differ from the resumed run's.
+        worldmodel.run_folder.RunFolderError: no run to resume, a corrupt run folder, or one in use.
+    """
+    env = get_env(config.env)
+    config = config.resolved(env)
+    log = log or (lambda line: None)
+    starts = env.benchmark_starts(config.eval_episodes, config.seed)
+    with RunFolder(folder) as run_folder:
+        if resume:
+            run = _resumed(run_folder, config)
+        else:
+            run_folder.clear()
+            run = _fresh(config, env, starts, log)
+        optimum = np.asarray(run.record["references"]["optimal"]["returns"]) if env.has_optimum else None
+        for iteration in range(run.iteration + 1, config.iterations + 1):
+            entry = _iterate(config, env, run, iteration, starts, optimum)
+            run.record["curve"].append(entry)
+            run.iteration = iteration
+            about = {"env": run.record["env"], "data": {"transitions": len(run.data), "source": run.record["runner"]},
+                     "mbrl": {"iteration": iteration, "seed": config.seed}}
+            run_folder.save(iteration, run.model, run.trainer.state_arrays(), run.data, run.collector, run.record, model_extra=about)
+            log(iteration_line(entry))
+    model = os.path.join(folder, snapshot_name(run.iteration), "model")
+    return {**run.record, "run_folder": folder, "model": model}
+
+
+def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
+    """Iteration ``-1``: a new model and trainer, no data yet, and the references (true-dynamics planner, optimum)."""
+    mx.random.seed(config.seed)
+    model = model_for(env, ensemble=config.ensemble if config.ensemble > 1 else None)
+    trainer = ContinualTrainer(model, lr=config.lr, batch_size=config.batch_size, normalization=config.normalization)
+    optimum = env.optimal_returns(starts, env.steps) if env.has_optimum else None
+    true = _evaluate(config, env, env, starts, propagation=None)
+    references = {
+        "true_dynamics": {"returns": _floats(true.returns), "mean_return": float(true.returns.mean()),
+                          "cost_ratio": None if optimum is None else cost_ratio(true.returns, optimum)},
+        "optimal": None if optimum is None else {"returns": _floats(optimum), "mean_return": float(optimum.mean())},
+    }
+    record = {
+        "config": config.to_dict(),
+        "env": env_record(env),
+        "runner": describe_runner(config.runner, env.name, env.gym_id),
+        "references": references,
+        "curve": [],
+    }
+    log(f"References over {len(starts)} evaluation episodes: {config.planner} with the true dynamics "
+        f"{references['true_dynamics']['mean_return']:.3f}"
+        + ("" if optimum is None else f", optimal {references['optimal']['mean_return']:.3f}"))
+    return _Run(-1, model, trainer, None, None, record)
+
+
+def _resumed(run_folder: RunFolder, config: MbrlConfig) -> _Run:
+    """The run in ``run_folder``, continued with ``config`` (which may change only :data:`RESUMABLE`)."""
+    snapshot = run_folder.load()
+    saved = snapshot.record.get("config", {})
+    for name, value in config.to_dict().items():
+        if name not in RESUMABLE and saved.get(name) != value:
+            raise ValueError(f"cannot resume with {name} = {value!r}: the run in {run_folder.path} has {saved.get(name)!r}")
+    trainer = ContinualTrainer(snapshot.model, lr=config.lr, batch_size=config.batch_size, normalization=config.normalization)
+    trainer.load_state_arrays(snapshot.trainer)
+    record = {**snapshot.record, "config": config.to_dict()}
+    return _Run(snapshot.iteration, snapshot.model, trainer, snapshot.data, snapshot.planner, record)
+
+
+def _iterate(config: MbrlConfig, env, run: _Run, iteration: int, starts: np.ndarray, optimum) -> dict:
+    """One iteration: collect, retrain, evaluate; updates ``run`` and returns the curve entry."""
+    if iteration == 0:
+        episodes = _random_episodes(config, env)
+        steps = config.first_train_steps
+    else:
+        episodes = _planned_episodes(config, env, run, iteration)
+        steps = config.train_steps
+    new = transitions(episodes)
+    run.data = new if run.data is None else Transitions.concatenate([run.data, new])
+    loss = run.trainer.fit(run.data, steps, np.random.default_rng([config.seed, iteration]))
+    evaluation = _evaluate(config, env, run.model, starts, _propagation(config))
+    return {
+        "iteration": iteration,
+        "env_steps": len(run.data),
+        "train_returns": _floats(episodes.returns),
+        "eval_mean_return": float(evaluation.returns.mean()),
+        "eval_cost_ratio": None if optimum is None else cost_ratio(evaluation.returns, optimum),
+        "eval_returns": _floats(evaluation.returns),
+        "train_loss": loss,
+    }
+
+
+def episode_numbers(config: MbrlConfig, iteration: int) -> range:
+    """The run-wide numbers of the episodes collected in ``iteration`` (the random ones are ``0 .. R-1``)."""
+    if iteration == 0:
+        return range(config.random_episodes)
+    first = config.random_episodes + (iteration - 1) * config.episodes_per_iteration
+    return range(first, first + config.episodes_per_iteration)
+
+
+def episode_starts(env, seed: int, numbers) -> tuple[np.ndarray, np.ndarray]:
+    """Reset seeds ``[E]`` of the episodes ``numbers`` (from ``(seed, number)``) and their starts ``[E, S]``:
+    where Gymnasium's ``reset(seed=...)`` puts the env (``env.sample_starts`` from that seed)."""
+    seeds = np.array([np.random.SeedSequence([seed, n, 1]).generate_state(1)[0] for n in numbers], dtype=np.int64)
+    starts = np.concatenate([env.sample_starts(np.random.default_rng(int(s)), 1) for s in seeds])
+    return seeds, starts
+
+
+def _run(config: MbrlConfig, env, policy, numbers, steps: int) -> Episodes:
+    seeds, starts = episode_starts(env, config.seed, numbers)
+    return run_episodes(policy, env, starts, steps, runner=config.runner, seeds=seeds, set_starts=False)
+
+
+def _random_episodes(config: MbrlConfig, env) -> Episodes:
+    """Iteration 0's episodes: uniformly random actions, each episode from its own generator ``(seed, number)``."""
+    from .baselines import random_policy
+
+    numbers = episode_numbers(config, 0)
+    rngs = [np.random.default_rng([config.seed, n, 0]) for n in numbers]
+    return _run(config, env, random_policy(env, rngs), numbers, config.random_steps)
+
+
+def _planned_episodes(config: MbrlConfig, env, run: _Run, iteration: int) -> Episodes:
+    """Iteration ``i``'s episodes, planned with the current model; the planner's key streams continue ``run.collector``."""
+    planner = _planner(config, env, run.model.folded(), _propagation(config))
+    ids = COLLECT_IDS + np.arange(config.episodes_per_iteration)
+    state = planner.init_state(ids) if run.collector is None else run.collector.without_warm_start()
+
+    def policy(observed: np.ndarray) -> np.ndarray:
+        nonlocal state
+        plan, state = planner.optimize(observed, planner_state=state)
+        return np.array(plan.actions[:, 0])
+
+    episodes = _run(config, env, policy, episode_numbers(config, iteration), env.steps)
+    run.collector = state
+    return episodes
+
+
+def _evaluate(config: MbrlConfig, env, dynamics, starts: np.ndarray, propagation) -> Episodes:
+    """The planner on ``dynamics`` (a model, or ``env`` itself) in closed loop from the evaluation ``starts``:
+    env ids ``0 .. E-1``, fresh key streams, Gymnasium's ``reset(seed=seed + i)`` (the benchmark's episodes)."""
+    planned = dynamics if dynamics is env else dynamics.folded()
+    policy = planner_policy(_planner(config, env, planned, propagation))
+    seeds = config.seed + np.arange(len(starts))
+    return run_episodes(policy, env, starts, env.steps, runner=config.runner, seeds=seeds, set_starts=False)
+
+
+def _planner(config: MbrlConfig, env, dynamics, propagation):
+    bench = BenchmarkConfig(planners=(config.planner,), horizon=config.horizon, samples=config.samples,
+                            iterations=config.plan_iterations, seed=config.seed)
+    overrides = {} if propagation is None else {"propagation": propagation}
+    return make_planner(config.planner, dynamics, env, bench, **overrides)
+
+
+def _propagation(config: MbrlConfig):
+    """``planners.Propagation`` of an ensemble, ``None`` for one model."""
+    if config.ensemble == 1:
+        return None
+    return planners.Propagation(config.propagation, particles=config.particles)
+
+
+def transitions(episodes: Episodes) -> Transitions:
+    """The real transitions of ``episodes`` (each episode's steps up to its length), episode by episode."""
+    steps = episodes.rewards.shape[1]
+    taken = np.arange(steps)[None, :] < episodes.lengths[:, None]  # [E, T]
+    return Transitions(
+        episodes.states[:, :-1][taken].astype(np.float32),
+        episodes.actions[taken].astype(np.float32),
+        episodes.states[:, 1:][taken].astype(np.float32),
+        episodes.rewards[taken].astype(np.float32),
+    )
+
+
+def _floats(values) -> list:
+    return [float(v) for v in values]
+

@@ -1,0 +1,137 @@
+"""``wmplan mbrl``: the model-based RL loop through the CLI -- JSON shape, exact resume, bad options."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from mlx.utils import tree_flatten
+
+from cli import main
+from worldmodel import Transitions, load_model, read_config
+from worldmodel.run_folder import MANIFEST
+
+TINY = ["--random-episodes", "2", "--random-steps", "5", "--eval-episodes", "2", "--samples", "16", "--horizon", "4",
+        "--plan-iterations", "1", "--first-train-steps", "20", "--train-steps", "10"]
+"""A particle run of about a second per iteration."""
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["mbrl", *args])
+
+
+def run_json(tmp_path, name, *args):
+    out, path = str(tmp_path / name), str(tmp_path / f"{name}.json")
+    result = invoke(*TINY, "--out", out, "--json", path, *args)
+    assert result.exit_code == 0, result.output
+    with open(path) as f:
+        return json.load(f), out, result.output
+
+
+def test_json_shape_and_table(tmp_path):
+    data, out, output = run_json(tmp_path, "run", "--iterations", "2", "--seed", "3")
+    assert set(data) >= {"config", "curve", "references", "env", "runner", "run_folder", "model"}
+    config = data["config"]
+    assert config["env"] == "particle" and config["seed"] == 3 and config["iterations"] == 2
+    assert config["runner"] == "mlx" and data["runner"] == "the MLX particle"
+    assert config["ensemble"] == 1 and config["normalization"] in ("refit", "fixed")
+    curve = data["curve"]
+    assert [e["iteration"] for e in curve] == [0, 1, 2]
+    assert [e["env_steps"] for e in curve] == [10, 60, 110]  # 2 random episodes of 5 steps, then one 50-step episode each
+    assert [len(e["train_returns"]) for e in curve] == [2, 1, 1]
+    for entry in curve:
+        assert set(entry) == {"iteration", "env_steps", "train_returns", "eval_mean_return", "eval_cost_ratio",
+                              "eval_returns", "train_loss"}
+        assert len(entry["eval_returns"]) == 2
+        assert entry["eval_mean_return"] == pytest.approx(np.mean(entry["eval_returns"]))
+        assert entry["eval_cost_ratio"] >= 1.0 - 1e-9  # against the exact optimum
+        assert np.isfinite(entry["train_loss"])
+    references = data["references"]
+    assert len(references["optimal"]["returns"]) == 2 and references["true_dynamics"]["cost_ratio"] >= 1.0 - 1e-9
+    assert "iteration" in output and "cost ratio" in output and "references:" in output
+    assert sorted(os.listdir(out)) == ["iteration-0002", MANIFEST]
+    model_config = read_config(data["model"])
+    assert model_config["env"]["name"] == "particle" and model_config["mbrl"]["iteration"] == 2
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight, straight_out, _ = run_json(tmp_path, "straight", "--iterations", "3")
+    first, resumed_out, _ = run_json(tmp_path, "resumed", "--iterations", "1")
+    assert first["curve"] == straight["curve"][:2]
+    again, _, output = run_json(tmp_path, "resumed", "--iterations", "3", "--resume")
+    assert "iteration 0 " not in output  # nothing recomputed
+    assert again["curve"] == straight["curve"]
+    assert again["references"] == straight["references"]
+    a, b = (os.path.join(o, "iteration-0003") for o in (straight_out, resumed_out))
+    for (name, x), (_, y) in zip(tree_flatten(load_model(os.path.join(a, "model")).parameters()),
+                                 tree_flatten(load_model(os.path.join(b, "model")).parameters())):
+        np.testing.assert_array_equal(np.array(x), np.array(y), err_msg=name)
+    ta, tb = mx.load(os.path.join(a, "trainer.safetensors")), mx.load(os.path.join(b, "trainer.safetensors"))
+    assert sorted(ta) == sorted(tb) and all(mx.array_equal(ta[k], tb[k]).item() for k in ta)
+    np.testing.assert_array_equal(Transitions.load(os.path.join(a, "data.npz")).states,
+                                  Transitions.load(os.path.join(b, "data.npz")).states)
+    # --resume without --iterations continues to the run's own number: here nothing is left to do
+    done, _, _ = run_json(tmp_path, "resumed", "--resume")
+    assert done["curve"] == straight["curve"]
+
+
+def test_same_seed_same_curve_and_ensembles(tmp_path):
+    args = ("--iterations", "1", "--ensemble", "2", "--propagation", "ts1", "--particles", "2")
+    one, _, _ = run_json(tmp_path, "a", *args)
+    two, _, _ = run_json(tmp_path, "b", *args)
+    assert one["curve"] == two["curve"]
+    assert one["config"]["ensemble"] == 2 and one["config"]["propagation"] == "ts1"
+    assert read_config(one["model"])["model"]["kind"] == "ensemble"
+
+
+def test_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = str(tmp_path / "curve.png")
+    result = invoke(*TINY, "--iterations", "1", "--out", str(tmp_path / "run"), "--plot", path)
+    assert result.exit_code == 0, result.output
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--iterations", "-1"], "--iterations must be >= 0"),
+        (["--ensemble", "0"], "--ensemble must be >= 1"),
+        (["--propagation", "ts2"], "'ts2' is not one of"),
+        (["--lr", "0"], "--lr must be a positive number"),
+        (["--normalization", "sometimes"], "is not one of"),
+        (["--env", "nope"], "unknown environment 'nope'"),
+        (["--planner", "nope"], "unknown planner 'nope'"),
+        (["--runner", "gymnasium"], "particle has no Gymnasium counterpart"),
+        (["--seed", "-1"], "--seed must be an integer from 0"),
+    ],
+)
+def test_bad_options_are_usage_errors(tmp_path, args, message):
+    result = invoke(*args, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_resume_errors(tmp_path):
+    out = str(tmp_path / "run")
+    result = invoke("--resume", "--out", out)
+    assert result.exit_code == 1 and result.output.strip().splitlines()[-1] == f"Error: no run to resume in {out} (no {MANIFEST})"
+    result = invoke(*TINY, "--iterations", "0", "--out", out)
+    assert result.exit_code == 0, result.output
+    result = invoke("--resume", "--out", out, "--seed", "1", "--iterations", "1")
+    assert result.exit_code == 2 and "--seed 1 differs from the run's 0" in result.output
+    with open(os.path.join(out, MANIFEST), "w") as f:
+        f.write("not json")
+    result = invoke("--resume", "--out", out)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "corrupt run folder" in result.output
+    file_path = tmp_path / "file"
+    file_path.write_text("x")
+    result = invoke("--out", str(file_path))
+    assert result.exit_code == 2 and "is a file" in result.output
