@@ -269,7 +269,7 @@ def recheck_start(env, start, given):
         try:
             check_start(env, start)
         except ValueError as err:
-            raise click.BadParameter(f"the start {err} of the model's {env!r}") from None
+            raise click.BadParameter(f"the start {err} (in the model's env, {env!r})") from None
 
 
 def resolve_runner(env, requested):
@@ -584,12 +584,9 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
 def plan(env_name, planner_name, dynamics, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed,
          plot_path, device):
     """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
-    import numpy as np
-
     from benchmarks.closed_loop import PlanRecorder, describe_runner, run_episodes
-    from benchmarks.scores import SCORES
+    from benchmarks.report import episode_lines, state_text
     from benchmarks.suite import BenchmarkConfig, make_planner
-    from worldmodel.rollout import open_loop
 
     env = resolve_env(env_name)
     _split_names(planner_name, _planner_names(), "planner")
@@ -605,33 +602,15 @@ def plan(env_name, planner_name, dynamics, x0, v0, start, steps, horizon, sample
         source = model.folded()
     config = BenchmarkConfig(planners=(planner_name,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
                              samples=samples, iterations=iterations, seed=seed, runner=runner).for_env(env)
-    steps = config.steps
     recorder = PlanRecorder(make_planner(planner_name, source, env, config), source)
-    best = env.optimal_plan(start, steps)
-    state_text = lambda values: ", ".join(f"{n}={v:+.3f}" for n, v in zip(env.state_names, values))  # noqa: E731
+    best = env.optimal_plan(start, config.steps)
     click.echo(f"Device: {device}")
     click.echo(f"{planner_name} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, env.gym_id)} "
-               f"from ({state_text(start)}), {steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
-    ep = run_episodes(recorder, env, start[None], steps, runner=config.runner, seeds=[seed], set_starts=given)
-    length, total = int(ep.lengths[0]), 0.0
-    if best:
-        _, optimal_rewards = open_loop(env, start[None], best[1][None])
-        optimal_totals = optimal_rewards[0].astype("float64").cumsum()
-    for t in range(length):
-        total += ep.rewards[0, t]
-        line = (f"t={t:02d} a={env.describe_action(ep.actions[0, t])} | {state_text(ep.states[0, t + 1])}, "
-                f"r={ep.rewards[0, t]:+.3f} | predicted return {recorder.expected_returns[t][0]:+.3f} | return {total:+.3f}")
-        if best:
-            line += f" | optimal a={env.describe_action(best[1][t])}, return {optimal_totals[t]:+.3f}"
+               f"from ({state_text(env, start)}), {config.steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
+    ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[seed], set_starts=given)
+    for line in episode_lines(env, ep, recorder.expected_returns, start, best):
         click.echo(line)
-    summary = f"Return {ep.returns[0]:.3f}"
-    if ep.terminated[0]:
-        summary += f", terminated after {length} steps"
-    if best:
-        score = SCORES[env.score]
-        value = score.compute(ep.returns, np.array([best[0]]))
-        summary += f", optimal {best[0]:.3f}, {score.header} {float('nan') if value is None else value:.4f}"
-    click.echo(summary)
+    length = int(ep.lengths[0])
     if plot_path:
         from benchmarks.plots import plot_episode
 

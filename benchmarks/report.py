@@ -1,10 +1,12 @@
-"""Benchmark results as a table (tabulate), its footer, and JSON."""
+"""Benchmark results as a table (tabulate), its footer, and JSON; ``wmplan plan``'s step-by-step printout."""
 
 from __future__ import annotations
 
+import numpy as np
 from tabulate import tabulate
 
 from worldmodel import files
+from worldmodel.rollout import open_loop
 
 from .closed_loop import describe_runner
 from .scores import SCORES
@@ -59,6 +61,36 @@ def footer(result: dict) -> str:
     definition = SCORES[config["score"]].definition.format(reference=reference)
     ran_in = describe_runner(config["runner"], config["env"]["name"], config["gym_id"])
     return f"{config['episodes']} episodes x {config['steps']} steps in {ran_in}; {definition}"
+
+
+def state_text(env, state) -> str:
+    """``x=+1.000, v=+0.000``: a state ``[S]`` with the env's state names."""
+    return ", ".join(f"{name}={value:+.3f}" for name, value in zip(env.state_names, state))
+
+
+def episode_lines(env, ep, expected_returns, start, optimal=None) -> list:
+    """``wmplan plan``'s printout of episode 0 of ``ep`` (:class:`~benchmarks.closed_loop.Episodes`): one line
+    per step (action, state, reward, the plan's imagined return ``expected_returns[t][0]``, the return so
+    far, and the optimal plan's action and return so far when ``optimal = (return, actions [T, A])``), then
+    a summary (the score against the optimum where it is known)."""
+    length = int(ep.lengths[0])
+    if optimal is not None:
+        _, optimal_rewards = open_loop(env, np.asarray(start)[None], optimal[1][None])
+        optimal_totals = np.cumsum(optimal_rewards[0], dtype=np.float64)
+    lines, total = [], 0.0
+    for t in range(length):
+        total += ep.rewards[0, t]
+        line = (f"t={t:02d} a={env.describe_action(ep.actions[0, t])} | {state_text(env, ep.states[0, t + 1])}, "
+                f"r={ep.rewards[0, t]:+.3f} | predicted return {expected_returns[t][0]:+.3f} | return {total:+.3f}")
+        if optimal is not None:
+            line += f" | optimal a={env.describe_action(optimal[1][t])}, return {optimal_totals[t]:+.3f}"
+        lines.append(line)
+    summary = f"Return {ep.returns[0]:.3f}" + (f", terminated after {length} steps" if ep.terminated[0] else "")
+    if optimal is not None:
+        score = SCORES[env.score]
+        value = score.compute(ep.returns[:1], np.array([optimal[0]]))
+        summary += f", optimal {optimal[0]:.3f}, {score.header} {float('nan') if value is None else value:.4f}"
+    return lines + [summary]
 
 
 def write_json(path: str, result: dict) -> None:

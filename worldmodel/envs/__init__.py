@@ -5,6 +5,7 @@
     planner = CEM(env, env.action_space, horizon=env.horizon, num_samples=env.samples,
                   termination=env.termination)
     gym_env = env.make_gym_env()         # the real Gymnasium env (needs: pip install 'wmplan[gym]')
+    env_of_checkpoint(read_config(path)) # the env a checkpoint was trained on (its env_record)
 
 See :class:`~worldmodel.envs.base.Environment` for what every environment provides.
 """
