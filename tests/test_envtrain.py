@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 import planners
 from cli import main
-from worldmodel import ParticleEnv, WorldModel, env_record, generate, load_model, one_step_mse, read_config
+from worldmodel import ParticleEnv, WorldModel, generate, load_model, one_step_mse, read_config
 from worldmodel.data import Transitions
-from worldmodel.envs import ENV_NAMES, get_env
+from worldmodel.envs import ENV_NAMES, env_of_checkpoint, get_env
 from worldmodel.model import state_change, wrap_angle
 
 TINY = ["--episodes", "12", "--steps", "10", "--epochs", "1", "--hidden", "8"]
@@ -125,7 +125,7 @@ def test_train_each_env(tmp_path, name):
     values = HELD_OUT.search(result.output).group(1)
     assert [part.split(" = ")[0] for part in values.split(", ")] == [*env.state_names, "r"]
     config = read_config(out)
-    assert config["env"] == {"name": name, **env.config()} and env_record(config) == config["env"]
+    assert config["env"] == {"name": name, **env.config()} and env_of_checkpoint(config).config() == env.config()
     assert config["data"]["source"] == "mlx" and config["data"]["transitions"] == 120
     assert config["model"].get("angles", []) == (list(env.angles) if env.training.angles else [])
     model = load_model(out)
@@ -149,13 +149,6 @@ def test_raw_angles_option(tmp_path):
     result = invoke("train", "--env", "pendulum", "--raw-angles", *TINY, "--out", out)
     assert result.exit_code == 0, result.output
     assert "angles" not in read_config(out)["model"]
-
-
-def test_old_particle_checkpoints_are_the_particles():
-    assert env_record({"env": {"continuous": True, "accel": 0.1, "x_limit": 1.5, "v_limit": 1.0}}) == {
-        "name": "particle", "continuous": True, "accel": 0.1, "x_limit": 1.5, "v_limit": 1.0,
-    }
-    assert env_record({}) == {"name": "particle"}
 
 
 @pytest.mark.parametrize(

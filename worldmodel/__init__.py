@@ -2,7 +2,7 @@
 
 import planners as _planners  # noqa: F401  (activates the fast BLAS for MLX's matmuls)
 
-from .checkpoint import CheckpointError, env_record, load_model, read_config, save_model  # noqa: E402
+from .checkpoint import CheckpointError, load_model, read_config, save_model  # noqa: E402
 from .data import DatasetError, Transitions, generate, uniform_transitions  # noqa: E402
 from .env import PUSHES, ParticleEnv, one_hot_pushes  # noqa: E402
 from .ensemble import EnsembleWorldModel, model_from_config  # noqa: E402
@@ -23,7 +23,6 @@ __all__ = [
     "TrainResult",
     "Transitions",
     "WorldModel",
-    "env_record",
     "generate",
     "load_model",
     "model_from_config",

@@ -121,17 +121,6 @@ def read_config(path: str) -> dict:
     return config
 
 
-def env_record(config: dict) -> dict:
-    """The environment a checkpoint's model was trained on: ``{"name": NAME, **constructor options}``.
-
-    Checkpoints written before environments had names hold the particle's options only: those are
-    the particle's. Build the environment with ``get_env(record["name"], **options)``.
-    """
-    record = config.get("env")
-    record = dict(record) if isinstance(record, dict) else {}
-    return {"name": record.pop("name", "particle"), **record}
-
-
 def _newer_format(config) -> int | None:
     """The format version of a config written by a newer wmplan, else ``None``."""
     name, _, version = str(config.get("format", "") if isinstance(config, dict) else "").partition("/")

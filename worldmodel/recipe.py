@@ -11,7 +11,7 @@ import numpy as np
 from .checkpoint import save_model
 from .data import generate, uniform_transitions
 from .ensemble import EnsembleWorldModel
-from .envs import Environment, get_env
+from .envs import Environment, env_record, get_env
 from .model import WorldModel
 from .train import TrainConfig, one_step_mse, train
 
@@ -93,7 +93,7 @@ def train_world_model(
             request), each member trained on its own bootstrap of the data; the held-out error is
             that of the members' mean.
 
-    The checkpoint records ``env`` as ``{"name": env.name, **env.config()}``.
+    The checkpoint records ``env`` as :func:`~worldmodel.envs.env_record` gives it: ``{"name": NAME, **options}``.
 
     Returns:
         The model and its metrics: ``held_out_mse`` per dimension (``[x, v, r]`` for the particle) on
@@ -125,7 +125,7 @@ def train_world_model(
         model,
         out,
         extra={
-            "env": {"name": env.name, **env.config()},
+            "env": env_record(env),
             "data": {"episodes": episodes, "steps": steps, "transitions": len(data), "seed": config.seed, "source": source},
             "training": {**config.to_dict(), **({"processes": world.size} if world is not None and world.size > 1 else {})},
             "metrics": metrics,
