@@ -42,6 +42,7 @@ __all__ = [
     "on_streams",
     "in_chunks",
     "map_rows",
+    "compile_works",
     "set_process_share",
 ]
 
@@ -54,6 +55,7 @@ CHUNK_ROWS = 8192
 _STREAMS: list = []
 _PROCESSES_PER_HOST = 1
 _WARNED: set = set()
+_COMPILE_WORKS: bool | None = None
 
 
 def activate_blas() -> "blas.BlasStatus":
@@ -136,6 +138,22 @@ def in_chunks(step, state: mx.array, action: mx.array) -> tuple[mx.array, mx.arr
         return step(state, action)
     parts = [step(state[i : i + CHUNK_ROWS], action[i : i + CHUNK_ROWS]) for i in range(0, rows, CHUNK_ROWS)]
     return mx.concatenate([p[0] for p in parts]), mx.concatenate([p[1] for p in parts])
+
+
+def compile_works() -> bool:
+    """Whether ``mx.compile`` can build kernels here, checked once with a tiny function; never raises.
+
+    MLX compiles CPU kernels with the system's C++ compiler at run time: without one (a slim
+    container) compiled functions fail, and callers run the plain function instead.
+    """
+    global _COMPILE_WORKS
+    if _COMPILE_WORKS is None:
+        try:
+            probe = mx.compile(lambda x: mx.maximum(x * 2.0 + 1.0, 0.0))
+            _COMPILE_WORKS = bool(mx.array_equal(probe(mx.arange(4.0)), mx.array([1.0, 3.0, 5.0, 7.0])).item())
+        except Exception:  # noqa: BLE001 - any failure to build or run a kernel means: do not compile
+            _COMPILE_WORKS = False
+    return _COMPILE_WORKS
 
 
 def map_rows(build, rows: int, streams: int | None = None) -> list:

@@ -144,3 +144,17 @@ def test_the_mlx_dynamics_do_not_import_gymnasium():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_plain_step_runs_where_mlx_cannot_compile(monkeypatch):
+    from planners import execution
+    from worldmodel.envs import get_env
+
+    monkeypatch.setattr(execution, "_COMPILE_WORKS", False)
+    env = get_env("pendulum")
+    state = mx.array([[0.5, -1.0]])
+    action = mx.array([[1.0]])
+    next_state, reward = env(state, action)
+    assert env._compiled_step == env.step
+    expected = env.step(state, action)
+    assert mx.array_equal(next_state, expected[0]).item() and mx.array_equal(reward, expected[1]).item()

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 import mlx.core as mx
 import numpy as np
 
+from planners import execution
 from planners.spaces import Box, Discrete
 
 NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
@@ -138,11 +139,12 @@ class Environment(ABC):
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
         """One step: ``state [B, S]``, ``action [B, A]`` -> ``(next_state [B, S], reward [B])``.
 
-        :meth:`step` compiled with ``mx.compile`` (its element-wise operations fused: planning is
-        2-9x faster); it is traced again for each new shape or dtype of the inputs.
+        :meth:`step` compiled with ``mx.compile`` where MLX can compile here (its element-wise
+        operations fused: planning is 2-9x faster); it is traced again for each new shape or dtype
+        of the inputs. Where MLX cannot (no C++ compiler for its CPU kernels), :meth:`step` itself.
         """
         if self._compiled_step is None:
-            self._compiled_step = mx.compile(self.step)
+            self._compiled_step = mx.compile(self.step) if execution.compile_works() else self.step
         return self._compiled_step(state, action)
 
     _compiled_step = None
