@@ -203,7 +203,7 @@ def rollout(
     if streams is None:
         streams = getattr(dynamics, "rollout_streams", None)
     step = dynamics if streams == 1 else (lambda s, a: execution.in_chunks(dynamics, s, a))
-    parts = execution.map_rows(
+    parts = execution.map_rows_in_steps(
         lambda start, stop: _rollout_rows(
             step, state[start:stop], actions[start:stop], discount, terminal_value, return_trajectory, termination
         ),
@@ -218,7 +218,8 @@ def rollout(
 
 
 def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_trajectory, termination=None):
-    """:func:`rollout` of one shard on the current stream."""
+    """:func:`rollout` of one shard on the current stream: a generator that yields each step's
+    ``[state, total(, alive)]`` and returns the shard's result (see :func:`planners.execution.map_rows_in_steps`)."""
     total = None  # the first reward starts the sum; no multiply while the weight is 1 (fewer ops per step)
     alive = None  # [B] float32, 1 until a row has terminated, then 0; None: all alive (or no termination)
     states, rewards = [state], []
@@ -245,6 +246,7 @@ def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_tra
         if return_trajectory:
             states.append(state)
             rewards.append(reward)
+        yield [state, total] if alive is None else [state, total, alive]
     if total is None:  # no steps
         total = mx.zeros((state.shape[0],), dtype=mx.float32)
     if terminal_value is not None:

@@ -229,9 +229,8 @@ def propagate(
             discount, terminal_value, termination,
         )
 
-    count = execution.default_count() if streams is None else streams
-    ranges = execution.shards(envs, count, minimum=max(1, -(-execution.MIN_SHARD_ROWS // width)))
-    parts = [build(0, envs)] if len(ranges) == 1 else execution.on_streams(ranges, build)
+    minimum = max(1, -(-execution.MIN_SHARD_ROWS // width))
+    parts = execution.map_rows_in_steps(build, envs, streams, minimum=minimum)
     return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=0)
 
 
@@ -258,7 +257,8 @@ def _deal_evenly(keys: mx.array, width: int, size: int) -> mx.array:
 
 
 def _propagate_envs(ensemble, propagation, particles, width, state, actions, keys, discount, terminal_value, termination):
-    """:func:`propagate` for a shard of environments; ``keys [E, 2H + 1, 2]``."""
+    """:func:`propagate` for a shard of environments; ``keys [E, 2H + 1, 2]``. A generator that yields
+    each step's arrays and returns ``[E, N, P]`` (see :func:`planners.execution.map_rows_in_steps`)."""
     envs, num, horizon, _ = actions.shape
     count = num * particles
     dealt = propagation.mode != "expectation"
@@ -296,6 +296,7 @@ def _propagate_envs(ensemble, propagation, particles, width, state, actions, key
         if termination is not None:
             done = termination(x.reshape(envs * width, -1)).reshape(envs, width)
             alive = (1.0 - done.astype(mx.float32)) if alive is None else alive * (1.0 - done.astype(mx.float32))
+        yield [x, total, order] if alive is None else [x, total, order, alive]
     if terminal_value is not None:
         value = terminal_value(x.reshape(envs * width, -1))
         if tuple(value.shape) != (envs * width,):

@@ -188,3 +188,25 @@ def test_more_streams_than_cores_are_clamped_with_a_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="WMPLAN_CPU_STREAMS=1000 is more than the 2 CPU core"):
         assert streams.default_count() == 2
 
+
+
+def test_shards_advance_in_lockstep():
+    """Each shard takes one step before any takes the next (so every stream's thread has work)."""
+    order = []
+
+    def build(start, stop):
+        def steps():
+            x = mx.arange(start, stop, dtype=mx.float32)
+            for t in range(3):
+                order.append((start, t))
+                x = x * 2.0
+                yield [x]
+            return x
+
+        return steps()
+
+    parts = streams.map_rows_in_steps(build, 1024, streams=2)
+    assert order == [(0, 0), (512, 0), (0, 1), (512, 1), (0, 2), (512, 2)]
+    np.testing.assert_array_equal(np.concatenate([np.array(p) for p in parts]), 8.0 * np.arange(1024))
+    one = streams.map_rows_in_steps(build, 1024, streams=1)
+    np.testing.assert_array_equal(np.array(one[0]), 8.0 * np.arange(1024))
