@@ -10,6 +10,7 @@ malformed start-states file, a run too large for the memory).
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -39,6 +40,8 @@ def _print_version(ctx, _param, value):
     click.echo(f"wmplan {_version()} (mlx {mx.__version__}, device {mx.default_device()})")
     threads = planners.blas.threads()
     click.echo(f"BLAS: {blas.name}{'' if blas.active else ' — ' + (blas.message or 'not optimised')}"
+               + (f", {blas.kernels} kernels" if blas.kernels else "")
+               + (" (set by OPENBLAS_CORETYPE)" if blas.kernels and os.environ.get("OPENBLAS_CORETYPE") else "")
                + f", route: {blas.route}" + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""))
     click.echo(f"Rollouts split over {planners.execution.default_count()} CPU stream(s) (WMPLAN_CPU_STREAMS)"
                if mx.default_device() == mx.cpu else "Rollouts on one GPU stream")

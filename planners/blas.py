@@ -59,6 +59,9 @@ class BlasStatus:
         active: ``True`` when an optimised BLAS serves MLX's matmuls (or on macOS).
         message: why it is not active, when it is not.
         route: how it got there: ``"patched libmlx GOT slot"``, ``"macOS Accelerate"`` or ``"off"``.
+        kernels: the CPU kernels OpenBLAS chose (``openblas_get_corename``, e.g. ``"Cooperlake"``), or
+            ``""`` when the library does not say. ``$OPENBLAS_CORETYPE`` overrides OpenBLAS's own
+            choice, and wmplan leaves it so (a machine may set it for an older OpenBLAS's sake).
     """
 
     name: str
@@ -66,6 +69,7 @@ class BlasStatus:
     active: bool
     message: str = ""
     route: str = ROUTE_OFF
+    kernels: str = ""
 
 
 _STATUS: BlasStatus | None = None
@@ -122,7 +126,7 @@ def _first_working(choice: str, mx, count: int, notes: list[str]) -> BlasStatus:
             continue
         if choice and errors:  # the first candidate, $WMPLAN_BLAS, failed
             notes.append(f"WMPLAN_BLAS={choice} not used: {errors[0][1]}; using {name} instead")
-        return BlasStatus(name, path, True, route=ROUTE_PATCHED)
+        return BlasStatus(name, path, True, route=ROUTE_PATCHED, kernels=_kernels(lib))
     detail = ("; ".join(f"{name}: {err}" for name, err in errors) if errors
               else "no optimised BLAS found (pip install ngsolve-openblas, or apt install libopenblas0)")
     return BlasStatus("reference BLAS (netlib)", None, False, detail)
@@ -136,6 +140,15 @@ def _load(path: str, count: int) -> ctypes.CDLL:
         setter(int(count))
     _check_sgemm(lib)
     return lib
+
+
+def _kernels(lib: ctypes.CDLL) -> str:
+    """OpenBLAS's kernel family (``"Haswell"``, ``"SkylakeX"``, ...), or ``""`` for another CBLAS."""
+    corename = getattr(lib, "openblas_get_corename", None)
+    if corename is None:
+        return ""
+    corename.restype = ctypes.c_char_p
+    return (corename() or b"").decode("ascii", "replace").strip()
 
 
 def _install(lib: ctypes.CDLL, mx) -> None:

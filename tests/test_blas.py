@@ -254,3 +254,12 @@ def test_matmul_results_and_rate():
     a, b = rng.standard_normal((300, 200)).astype(np.float32), rng.standard_normal((200, 100)).astype(np.float32)
     np.testing.assert_allclose(np.array(mx.array(a) @ mx.array(b)), a @ b, rtol=1e-4, atol=1e-4)
     assert blas.measure_matmul_gflops(size=128, repeats=2) > 0
+
+
+@needs_linux_x86
+@pytest.mark.parametrize("coretype", ["Haswell", "Zen"])
+def test_kernels_follow_openblas_coretype(tmp_path, coretype):
+    """OpenBLAS's kernel family is reported, and ``$OPENBLAS_CORETYPE`` (a machine's choice) is kept."""
+    code = "import planners; print(planners.blas.status().kernels)"
+    stdout, _ = run_python(tmp_path, code, OPENBLAS_CORETYPE=coretype)
+    assert stdout.strip() == coretype

@@ -137,7 +137,8 @@ def main() -> None:
     blas = planners.blas.status()
     common.emit(
         args.impl, f"mlx {mx.__version__}", results, peak,
-        extra={"probe_error": probe_error, "blas": blas.name, "blas_active": blas.active},
+        extra={"probe_error": probe_error, "blas": blas.name + (f" {blas.kernels} kernels" if blas.kernels else ""),
+               "blas_active": blas.active},
     )
 
 
