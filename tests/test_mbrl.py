@@ -11,13 +11,15 @@ import pytest
 from click.testing import CliRunner
 from mlx.utils import tree_flatten
 
+from benchmarks.mbrl import MbrlConfig
 from cli import main
 from worldmodel import Transitions, load_model, read_config
+from worldmodel.envs import get_env
 from worldmodel.run_folder import MANIFEST
 
 TINY = ["--random-episodes", "2", "--random-steps", "5", "--eval-episodes", "2", "--samples", "16", "--horizon", "4",
-        "--plan-iterations", "1", "--first-train-steps", "20", "--train-steps", "10"]
-"""A particle run of about a second per iteration."""
+        "--plan-iterations", "1", "--first-train-steps", "20", "--train-steps", "10", "--ensemble", "1"]
+"""A particle run of about a second per iteration (one model: the particle's default is an ensemble)."""
 
 
 def invoke(*args):
@@ -86,6 +88,14 @@ def test_same_seed_same_curve_and_ensembles(tmp_path):
     assert one["curve"] == two["curve"]
     assert one["config"]["ensemble"] == 2 and one["config"]["propagation"] == "ts1"
     assert read_config(one["model"])["model"]["kind"] == "ensemble"
+
+
+def test_env_budget_is_the_default():
+    env = get_env("particle")
+    config = MbrlConfig(env="particle").resolved(env)
+    for name in ("random_episodes", "random_steps", "iterations", "ensemble", "first_train_steps", "train_steps"):
+        assert getattr(config, name) == getattr(env.mbrl, name), name
+    assert MbrlConfig(env="particle", random_steps=7, ensemble=1).resolved(env).random_steps == 7
 
 
 def test_plot(tmp_path):
