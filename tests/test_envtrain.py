@@ -168,3 +168,18 @@ def test_bad_env_or_source(tmp_path, args, message):
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and errors[0].startswith("Error: " + message), result.output
     assert "Traceback" not in result.output and "Dataset size" not in result.output and not out.exists()
+
+
+def test_angle_turns_recover_fast_turns_and_keep_slow_ones():
+    """A joint turning up to 4 rad a step (wrapped by its env) gets its true change back; slow ones stay wrapped."""
+    from worldmodel.model import angle_turns, state_change, wrap_angle
+
+    rng = np.random.default_rng(0)
+    theta, speed = rng.uniform(-np.pi, np.pi, 5000), rng.uniform(-20.0, 20.0, 5000)
+    states = np.stack([theta, speed], axis=1)
+    next_states = np.stack([wrap_angle(theta + 0.2 * speed), speed], axis=1)
+    turns = angle_turns(states, next_states, (0,))[:, 0]
+    np.testing.assert_allclose(turns, 0.2 * speed, atol=1e-9)
+    assert np.abs(0.2 * speed).max() > 3.5  # the wrap did hide whole turns
+    slow = np.stack([wrap_angle(theta + 0.02 * speed), speed], axis=1)
+    np.testing.assert_array_equal(angle_turns(states, slow, (0,)), state_change(states, slow, (0,))[:, :1])

@@ -43,6 +43,32 @@ def state_change(states, next_states, angles: Sequence[int] = ()):
     return delta
 
 
+def angle_turns(states: np.ndarray, next_states: np.ndarray, angles: Sequence[int]) -> np.ndarray:
+    """The ``angles`` columns' changes ``[N, len(angles)]`` with their whole turns put back.
+
+    An environment that wraps its angles hides how far a fast joint turned: a step of 3.5 rad reads
+    as -2.8 rad, and the wrapped change jumps by a full turn where the true one crosses half a turn,
+    a cliff an MLP cannot fit (on the acrobot, 93 % of the held-out error of the second angle came
+    from the 12 % of transitions that turn more than 2.5 rad). The turn is recovered from the data:
+    the unambiguous changes (under a quarter turn) are fitted by least squares to the other state
+    columns before and after the step (the speeds: a change is about the step time times the mean
+    speed), and every change takes the whole-turn branch nearest that fit. Where no change comes near
+    half a turn (the pendulum) this is exactly the wrapped change.
+    """
+    cols = list(angles)
+    wrapped = wrap_angle(next_states[:, cols] - states[:, cols])
+    others = [i for i in range(states.shape[1]) if i not in cols]
+    if not others:
+        return wrapped
+    inputs = np.concatenate([states[:, others], next_states[:, others], np.ones((len(states), 1))], axis=1)
+    safe = np.all(np.abs(wrapped) < math.pi / 2, axis=1)
+    if safe.sum() < 10 * inputs.shape[1]:  # too little to fit: keep the wrapped changes
+        return wrapped
+    coef, *_ = np.linalg.lstsq(inputs[safe].astype(np.float64), wrapped[safe].astype(np.float64), rcond=None)
+    turns = np.round((inputs @ coef - wrapped) / (2 * math.pi))
+    return (wrapped + 2 * math.pi * turns).astype(wrapped.dtype)
+
+
 class Normalizer(nn.Module):
     """Fixed affine statistics ``(x - mean) / std``; frozen, saved with the weights.
 
@@ -143,8 +169,12 @@ class WorldModel(nn.Module):
         return angle_features(state, self.angles)
 
     def state_change(self, states: np.ndarray, next_states: np.ndarray) -> np.ndarray:
-        """The change ``[N, S]`` the model learns to predict (angles' wrapped into ``[-pi, pi)``)."""
-        return state_change(states, next_states, self.angles)
+        """The change ``[N, S]`` the model learns to predict; angles' changes with their whole turns
+        (:func:`angle_turns`), so the model's next angles may lie outside ``[-pi, pi)``."""
+        delta = next_states - states
+        if self.angles:
+            delta[:, list(self.angles)] = angle_turns(states, next_states, self.angles)
+        return delta
 
     def fit_normalization(self, states: np.ndarray, next_states: np.ndarray, rewards: np.ndarray) -> None:
         """Set the statistics from training data: states/next_states ``[N, S]``, rewards ``[N]``."""
