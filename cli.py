@@ -131,13 +131,26 @@ def device_line(device, world) -> str:
     return f"Device: {device}; {world.size} processes (mx.distributed, {world.backend} backend)"
 
 
-def positive(name):
+def _bounded(name, holds, wording):
+    """Option callback: ``value`` (or ``None``) unless ``holds(value)`` fails: then ``{name} must be {wording}``."""
     def check(_ctx, _param, value):
-        if value is not None and value < 1:
-            raise click.BadParameter(f"{name} must be >= 1, got {value}")
+        if value is not None and not holds(value):
+            raise click.BadParameter(f"{name} must be {wording}, got {value}")
         return value
 
     return check
+
+
+def positive(name):
+    return _bounded(name, lambda value: value >= 1, ">= 1")
+
+
+def non_negative(name):
+    return _bounded(name, lambda value: value >= 0, ">= 0")
+
+
+def positive_number(name):
+    return _bounded(name, lambda value: value > 0, "a positive number")
 
 
 def seed_range(_ctx, param, value):
@@ -517,7 +530,7 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
     """
     import time
 
-    from benchmarks.report import footer, table, write_json
+    from benchmarks.report import footer, table
     from benchmarks.starts import read_init_states
     from benchmarks.suite import BenchmarkConfig, check_memory, count_runs, run_benchmark
 
@@ -558,14 +571,9 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
     click.echo(table(result))
     click.echo(f"{footer(result)}; {result['config']['wall_seconds']:.1f} s")
     click.echo(device_line(device, world))
-    if json_path:
-        write_json(json_path, result)
-        click.echo(f"Wrote {json_path}")
-    if plot_path:
-        from benchmarks.plots import plot_returns
+    from benchmarks.plots import plot_returns
 
-        plot_returns(result, plot_path)
-        click.echo(f"Wrote {plot_path}")
+    write_outputs(result, json_path, plot_path, plot_returns)
 
 
 @main.command(context_settings=CONTEXT)
@@ -680,24 +688,6 @@ def speed(env_name, planner_names, samples_text, horizons_text, iterations, repe
         click.echo(f"Wrote {json_path}")
 
 
-def positive_number(name):
-    def check(_ctx, _param, value):
-        if value is not None and not value > 0:
-            raise click.BadParameter(f"{name} must be a positive number, got {value}")
-        return value
-
-    return check
-
-
-def non_negative(name):
-    def check(_ctx, _param, value):
-        if value is not None and value < 0:
-            raise click.BadParameter(f"{name} must be >= 0, got {value}")
-        return value
-
-    return check
-
-
 MBRL_SETTINGS = {
     # option name -> MbrlConfig field
     "env_name": "env", "seed": "seed", "iterations": "iterations", "random_episodes": "random_episodes",
@@ -770,7 +760,6 @@ def mbrl(run_path, resume, json_path, plot_path, device, **options):
 
     from benchmarks.mbrl import MbrlConfig, default_run_folder, run_mbrl, saved_config
     from benchmarks.mbrl_report import curve_table, references_line
-    from benchmarks.report import write_json
 
     ctx = click.get_current_context()
     given = {key for key in MBRL_SETTINGS if ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE}
@@ -799,13 +788,20 @@ def mbrl(run_path, resume, json_path, plot_path, device, **options):
     click.echo(references_line(result))
     click.echo(f"Episodes in {result['runner']}; {time.perf_counter() - start:.1f} s; device: {device}")
     click.echo(f"Run folder: {run_path}; the last model: {result['model']}")
+    from benchmarks.plots import plot_learning_curve
+
+    write_outputs(result, json_path, plot_path, plot_learning_curve)
+
+
+def write_outputs(result: dict, json_path, plot_path, plot) -> None:
+    """``--json``: ``result`` as JSON; ``--plot``: ``plot(result, path)`` (a :mod:`benchmarks.plots` function); each announced."""
+    from benchmarks.report import write_json
+
     if json_path:
         write_json(json_path, result)
         click.echo(f"Wrote {json_path}")
     if plot_path:
-        from benchmarks.plots import plot_learning_curve
-
-        plot_learning_curve(result, plot_path)
+        plot(result, plot_path)
         click.echo(f"Wrote {plot_path}")
 
 
