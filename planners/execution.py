@@ -45,7 +45,6 @@ __all__ = [
     "shards",
     "on_streams",
     "in_chunks",
-    "map_rows",
     "map_rows_in_steps",
     "compile_works",
     "set_process_share",
@@ -161,27 +160,17 @@ def compile_works() -> bool:
     return _COMPILE_WORKS
 
 
-def map_rows(build, rows: int, streams: int | None = None) -> list:
-    """Split ``rows`` independent rows over CPU streams: ``[build(start, stop) for each shard]``.
-
-    ``streams``: at most this many shards (``None``: :func:`default_count`); with one shard
-    ``build(0, rows)`` runs on the current stream.
-    """
-    ranges = shards(rows, default_count() if streams is None else streams)
-    if len(ranges) == 1:
-        return [build(0, rows)]
-    return on_streams(ranges, build)
-
-
 def map_rows_in_steps(build, rows: int, streams: int | None = None, minimum: int = MIN_SHARD_ROWS) -> list:
-    """:func:`map_rows` for work done in steps, with the shards kept in lockstep.
+    """Split ``rows`` independent rows over CPU streams for work done in steps, the shards kept in lockstep:
+    ``[result of build(start, stop) for each shard]``.
 
     ``build(start, stop)`` returns a generator that yields the arrays each step produced (what the
     next step builds on) and returns the shard's result. With several shards every generator
     advances one step on its own stream, then that step's arrays go to ``mx.async_eval``, so all
-    the streams' threads work at once; with one shard the generator simply runs to its end (one
-    graph, evaluated by the caller), as it does inside a function transformation (``mx.grad``,
-    ``mx.vmap``, ``mx.compile``), where nothing may be evaluated. ``minimum``: rows per shard at least (see :func:`shards`).
+    the streams' threads work at once (inside ``mx.grad``, ``mx.vmap`` or ``mx.compile``, where
+    nothing may be evaluated, the steps just build one graph); with one shard the generator runs to
+    its end on the current stream (one graph, evaluated by the caller). ``streams``: at most this
+    many shards (``None``: :func:`default_count`); ``minimum``: rows per shard at least (see :func:`shards`).
     """
     ranges = shards(rows, default_count() if streams is None else streams, minimum)
     if len(ranges) == 1:
