@@ -345,8 +345,9 @@ def data_source(_ctx, _param, value):
               help="Units in each of the two hidden layers. Default: the env's training budget.")
 @click.option("--angle-features/--raw-angles", default=None,
               help="Feed the env's angles to the model as (cos, sin), or as they are. Default: the env's choice.")
-@click.option("--ensemble", default=1, show_default=True, callback=positive("--ensemble"),
-              help="Members of an ensemble of world models, each trained on its own bootstrap of the data (1: one model).")
+@click.option("--ensemble", type=int, default=None, callback=positive("--ensemble"),
+              help="Members of an ensemble of world models, each trained on its own bootstrap of the data "
+                   "(1: one model). Default: the env's training budget (5 for the acrobot, else 1).")
 @click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
 @click.option("--seed", default=0, show_default=True, callback=seed_range)
@@ -389,7 +390,7 @@ def train(env_name, source, episodes, steps, epochs, batch_size, lr, max_lr, sch
     start = time.perf_counter()
     _, metrics = train_world_model(out, episodes, steps, hidden=None if hidden is None else (hidden, hidden),
                                    config=config, env=env, log=click.echo, world=world if world.size > 1 else None,
-                                   source=source, angles=angle_features, ensemble=ensemble if ensemble > 1 else None)
+                                   source=source, angles=angle_features, ensemble=ensemble)
     if not world.is_root:
         return
     click.echo(held_out_line(env, metrics))

@@ -110,6 +110,41 @@ def test_from_members_keeps_each_member():
         EnsembleWorldModel.from_members([singles[0], other])
 
 
+@pytest.mark.parametrize("options", [{"angles": (1,)}, {"reward_from_state": True}, {"angles": (0, 1), "reward_from_state": True}])
+def test_members_with_angles_or_a_state_reward_head_keep_each_world_model(tmp_path, options):
+    singles = []
+    for seed in range(3):
+        mx.random.seed(seed)
+        singles.append(with_statistics(WorldModel(hidden=(16,), **options)))
+    ensemble = EnsembleWorldModel.from_members(singles)
+    assert ensemble.config() == {**singles[0].config(), "kind": "ensemble", "ensemble": 3, "probabilistic": False}
+    state, action = batch(30)
+    state = state * 3.0  # angles past +-pi too
+    for model in (ensemble, ensemble.folded()):
+        nexts, rewards = model.members(state, action)
+        for k, single in enumerate(singles):
+            close(nexts[k], single(state, action)[0])
+            close(rewards[k], single(state, action)[1])
+    save_model(ensemble, str(tmp_path / "ens"))
+    loaded = load_model(str(tmp_path / "ens"))
+    assert loaded.angles == ensemble.angles and loaded.reward_from_state == ensemble.reward_from_state
+    close(loaded(state, action)[0], ensemble(state, action)[0])
+
+
+def test_an_environments_ensemble_has_its_single_models_inputs():
+    from worldmodel.envs import get_env
+    from worldmodel.recipe import model_for
+
+    for name in ("acrobot", "pendulum", "particle"):
+        env = get_env(name)
+        single, ensemble = model_for(env), model_for(env, ensemble=2)
+        assert ensemble.angles == single.angles and ensemble.reward_from_state == single.reward_from_state
+        assert ensemble.reward_hidden == single.reward_hidden and ensemble.hidden == single.hidden
+        assert ensemble.flops_per_transition() == 2 * single.flops_per_transition()
+    assert model_for(get_env("acrobot"), ensemble=2).angles == (0, 1)
+    assert model_for(get_env("acrobot"), ensemble=2, angles=False).angles == ()
+
+
 @pytest.mark.parametrize("probabilistic", [False, True])
 @pytest.mark.parametrize("hidden", [(32, 32), (16,), (24, 16, 8)])
 def test_folded_ensemble_matches(probabilistic, hidden):

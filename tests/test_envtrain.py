@@ -128,6 +128,9 @@ def test_train_each_env(tmp_path, name):
     assert config["env"] == {"name": name, **env.config()} and env_of_checkpoint(config).config() == env.config()
     assert config["data"]["source"] == "mlx" and config["data"]["transitions"] == 120
     assert config["model"].get("angles", []) == (list(env.angles) if env.training.angles else [])
+    members = env.training.ensemble
+    assert config["model"].get("kind", "single") == ("ensemble" if members > 1 else "single")
+    assert config["model"].get("ensemble", 1) == members
     model = load_model(out)
     assert (model.state_dim, model.action_dim) == (env.state_dim, env.action_space.dim)
     planner = planners.CEM(model.folded(), env.action_space, horizon=4, num_samples=16, iterations=2, termination=env.termination)
@@ -142,6 +145,16 @@ def test_train_from_gymnasium(tmp_path):
     assert result.exit_code == 0, result.output
     assert read_config(out)["data"]["source"] == "gym"
     load_model(out)
+
+
+def test_ensemble_option_overrides_the_envs_budget(tmp_path):
+    assert get_env("acrobot").training.ensemble == 5
+    for name, members in (("acrobot", 1), ("pendulum", 2)):
+        out = str(tmp_path / name)
+        result = invoke("train", "--env", name, "--ensemble", str(members), *TINY, "--out", out)
+        assert result.exit_code == 0, result.output
+        model = load_model(out)
+        assert getattr(model, "ensemble_size", 1) == members and model.angles == get_env(name).angles
 
 
 def test_raw_angles_option(tmp_path):

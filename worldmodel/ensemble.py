@@ -4,9 +4,10 @@
     next_state, reward = model(state [B, S], action [B, A])       # the members' mean (Dynamics contract)
     nexts, rewards = model.members(state, action)                  # [K, B, S], [K, B]
 
-Every member has the ``WorldModel``'s architecture (normalised inputs, a trunk predicting the
-normalised state change plus a linear skip, a reward head fed with the predicted next state). The
-members' weights are stacked, ``[K, in, out]`` per layer, so one batched matrix product per layer
+Every member has the ``WorldModel``'s architecture (normalised inputs, the ``angles`` as
+``(cos, sin)``, a trunk predicting the normalised state change plus a linear skip, a reward head fed
+with the predicted next state; angles' changes are learned with their whole turns). The members'
+weights are stacked, ``[K, in, out]`` per layer, so one batched matrix product per layer
 evaluates all of them; the normalisation statistics are shared.
 
 With ``probabilistic=True`` (the PETS "probabilistic ensemble") each member predicts a mean and a
@@ -63,8 +64,10 @@ class EnsembleWorldModel(nn.Module):
 
     Args:
         ensemble: K, the number of members (``>= 1``). Default: ``5``.
-        state_dim, action_dim, hidden, reward_hidden: each member's architecture, as for
-            :class:`~worldmodel.WorldModel`.
+        state_dim, action_dim, hidden, reward_hidden, angles, reward_from_state: each member's
+            architecture, as for :class:`~worldmodel.WorldModel` (``angles``: state indices fed as
+            ``(cos, sin)``, default none; ``reward_from_state``: the reward head also reads the state
+            before the step, default ``False``).
         probabilistic: members predict a Gaussian (mean, bounded log-variance) per output. Default: ``False``.
 
     Attributes:
@@ -79,9 +82,14 @@ class EnsembleWorldModel(nn.Module):
         hidden: Sequence[int] = (128, 128),
         reward_hidden: int = 32,
         probabilistic: bool = False,
+        angles: Sequence[int] = (),
+        reward_from_state: bool = False,
     ):
         super().__init__()
         hidden = tuple(int(h) for h in hidden)
+        angles = tuple(sorted(int(i) for i in angles))
+        if len(set(angles)) != len(angles) or any(not 0 <= i < state_dim for i in angles):
+            raise ValueError(f"angles must be distinct state indices in [0, {state_dim}), got {list(angles)}")
         if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
             raise ValueError(f"ensemble must be an integer >= 1, got {ensemble!r}")
         if state_dim < 1 or action_dim < 1 or not hidden or min(hidden) < 1 or reward_hidden < 1:
@@ -92,16 +100,19 @@ class EnsembleWorldModel(nn.Module):
         self.ensemble_size = int(ensemble)
         self.state_dim, self.action_dim = int(state_dim), int(action_dim)
         self.hidden, self.reward_hidden = hidden, int(reward_hidden)
-        self.probabilistic = bool(probabilistic)
-        k, s, inputs = self.ensemble_size, self.state_dim, self.state_dim + self.action_dim
+        self.probabilistic, self.angles = bool(probabilistic), angles
+        self.reward_from_state = bool(reward_from_state)
+        k, s = self.ensemble_size, self.state_dim
+        features = s + len(angles)
+        inputs = features + self.action_dim
         heads = 2 if self.probabilistic else 1  # mean (and log-variance) per output
         sizes = (inputs, *hidden)
         self.trunk = [EnsembleLinear(k, i, o) for i, o in zip(sizes[:-1], sizes[1:])]
         self.delta_out = EnsembleLinear(k, hidden[-1], heads * s)
         self.delta_skip = EnsembleLinear(k, inputs, s, bias=False)
-        self.reward_in = EnsembleLinear(k, inputs, self.reward_hidden)
+        self.reward_in = EnsembleLinear(k, (2 if self.reward_from_state else 1) * features + self.action_dim, self.reward_hidden)
         self.reward_out = EnsembleLinear(k, self.reward_hidden, heads)
-        self.state_norm = Normalizer(s)
+        self.state_norm = Normalizer(features)
         self.delta_norm = Normalizer(s)
         self.reward_norm = Normalizer(1)
         if self.probabilistic:  # log-variance bounds per output (S state changes, then the reward)
@@ -140,8 +151,9 @@ class EnsembleWorldModel(nn.Module):
         return ensemble
 
     def config(self) -> dict:
-        """Architecture, with ``"kind": "ensemble"``: :func:`model_from_config` rebuilds an empty model."""
-        return {
+        """Architecture, with ``"kind": "ensemble"``: :func:`model_from_config` rebuilds an empty model.
+        ``angles`` and ``reward_from_state`` appear only when set."""
+        config = {
             "kind": "ensemble",
             "ensemble": self.ensemble_size,
             "state_dim": self.state_dim,
@@ -150,13 +162,17 @@ class EnsembleWorldModel(nn.Module):
             "reward_hidden": self.reward_hidden,
             "probabilistic": self.probabilistic,
         }
+        if self.angles:
+            config["angles"] = list(self.angles)
+        if self.reward_from_state:
+            config["reward_from_state"] = True
+        return config
 
     def flops_per_transition(self) -> int:
         """Multiply-add FLOPs of the matrix products of one transition through all ``K`` members (2 per weight)."""
         layers = [*self.trunk, self.delta_out, self.delta_skip, self.reward_in, self.reward_out]
         return 2 * sum(layer.weight.size for layer in layers)
 
-    angles: tuple = ()  # ensembles take the state as it is (no (cos, sin) angle inputs yet)
     features = WorldModel.features
     state_change = WorldModel.state_change
     fit_normalization = WorldModel.fit_normalization  # the same statistics, shared by the members
@@ -173,15 +189,17 @@ class EnsembleWorldModel(nn.Module):
             ``logvar [K, B, S + 1]`` of a probabilistic ensemble, else ``None``.
         """
         s = self.state_dim
-        x = mx.concatenate([self.state_norm(state), action], axis=-1)
+        state_n = self.state_norm(self.features(state))
+        x = mx.concatenate([state_n, action], axis=-1)
         h = x
         for layer in self.trunk:
             h = nn.relu(layer(h))
         out = self.delta_out(h)  # [K, B, S] or [K, B, 2S]
         delta_n = out[..., :s] + self.delta_skip(x)
-        next_n = self.state_norm(state + self.delta_norm.invert(delta_n))
+        next_n = self.state_norm(self.features(state + self.delta_norm.invert(delta_n)))
         action = mx.broadcast_to(action, (*next_n.shape[:-1], action.shape[-1]))
-        r = self.reward_out(nn.relu(self.reward_in(mx.concatenate([next_n, action], axis=-1))))
+        reward_inputs = [mx.broadcast_to(state_n, next_n.shape), next_n, action] if self.reward_from_state else [next_n, action]
+        r = self.reward_out(nn.relu(self.reward_in(mx.concatenate(reward_inputs, axis=-1))))
         mean = mx.concatenate([delta_n, r[..., :1]], axis=-1)
         if not self.probabilistic:
             return mean, None

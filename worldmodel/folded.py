@@ -28,7 +28,8 @@ def angle_features(state: mx.array, angles: tuple) -> mx.array:
         return state
     others = [i for i in range(state.shape[-1]) if i not in angles]
     theta = state[..., mx.array(angles)]
-    return mx.concatenate([state[..., mx.array(others)], mx.cos(theta), mx.sin(theta)], axis=-1)
+    parts = [state[..., mx.array(others)]] if others else []
+    return mx.concatenate([*parts, mx.cos(theta), mx.sin(theta)], axis=-1)
 
 
 def _fold_input(weight: mx.array, bias, mean: mx.array, std: mx.array, features: int, blocks: int = 1):

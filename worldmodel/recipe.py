@@ -41,8 +41,8 @@ def model_for(env: Environment, ensemble: int | None = None, probabilistic: bool
 
     A :class:`WorldModel` with ``env.training``'s architecture (``hidden``, the reward head, ``angles``
     as ``(cos, sin)`` inputs, the reward read from the state too), or with ``ensemble=K`` an
-    :class:`~worldmodel.EnsembleWorldModel` of ``K`` members of that trunk (``probabilistic`` heads on
-    request; an ensemble takes the state as it is). ``hidden`` and ``angles`` override the budget's.
+    :class:`~worldmodel.EnsembleWorldModel` of ``K`` such members (``probabilistic`` heads on request).
+    ``hidden`` and ``angles`` override the budget's.
     """
     budget = env.training
     hidden = budget.hidden if hidden is None else hidden
@@ -58,7 +58,9 @@ def model_for(env: Environment, ensemble: int | None = None, probabilistic: bool
             angles=env.angles if angles else (),
             reward_from_state=budget.reward_from_state,
         )
-    return EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, hidden=hidden, probabilistic=probabilistic)
+    return EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, hidden=hidden, reward_hidden=budget.reward_hidden,
+                              probabilistic=probabilistic, angles=env.angles if angles else (),
+                              reward_from_state=budget.reward_from_state)
 
 
 def train_world_model(
@@ -87,11 +89,10 @@ def train_world_model(
             data-parallel (see :func:`~worldmodel.train.train`); only rank 0 logs, measures and
             saves, the other ranks write nothing and get empty metrics.
         source: ``"mlx"`` or ``"gym"``: where the random-action episodes are stepped (:func:`~worldmodel.data.generate`).
-        angles: whether the model takes ``env.angles`` as ``(cos, sin)``. Default: ``env.training.angles``
-            (single models only: an ensemble takes the state as it is).
-        ensemble: ``K`` members: an :class:`~worldmodel.EnsembleWorldModel` (``probabilistic`` heads on
+        angles: whether the model takes ``env.angles`` as ``(cos, sin)``. Default: ``env.training.angles``.
+        ensemble: ``K > 1`` members: an :class:`~worldmodel.EnsembleWorldModel` (``probabilistic`` heads on
             request), each member trained on its own bootstrap of the data; the held-out error is
-            that of the members' mean.
+            that of the members' mean. ``1``: one :class:`WorldModel`. Default: ``env.training.ensemble``.
 
     The checkpoint records ``env`` as :func:`~worldmodel.envs.env_record` gives it: ``{"name": NAME, **options}``.
 
@@ -110,7 +111,8 @@ def train_world_model(
     if log:
         log(f"Dataset size: {len(data)} transitions")
     mx.random.seed(config.seed)
-    model = model_for(env, ensemble=ensemble, probabilistic=probabilistic, hidden=hidden, angles=angles)
+    members = budget.ensemble if ensemble is None else ensemble
+    model = model_for(env, ensemble=members if members > 1 else None, probabilistic=probabilistic, hidden=hidden, angles=angles)
     result = train(model, data, config, log=log, world=world)
     if not root:
         return model, {}

@@ -36,6 +36,9 @@ class TrainingBudget:
         reward_hidden: the reward head's hidden size.
         angles: whether the model takes the environment's ``angles`` as ``(cos, sin)`` inputs.
         reward_from_state: whether the reward head also reads the state before the step.
+        ensemble: members of the model: ``1`` one :class:`worldmodel.WorldModel`, ``K > 1`` an
+            :class:`worldmodel.EnsembleWorldModel` of ``K`` such models, each trained on its own bootstrap
+            of the data (planning then uses their mean).
 
     (The model options are :class:`worldmodel.WorldModel`'s.)
     """
@@ -48,6 +51,7 @@ class TrainingBudget:
     reward_hidden: int = 32
     angles: bool = False
     reward_from_state: bool = False
+    ensemble: int = 1
 
 
 @dataclass(frozen=True)
