@@ -347,7 +347,7 @@ def data_source(_ctx, _param, value):
               help="Feed the env's angles to the model as (cos, sin), or as they are. Default: the env's choice.")
 @click.option("--ensemble", type=int, default=None, callback=positive("--ensemble"),
               help="Members of an ensemble of world models, each trained on its own bootstrap of the data "
-                   "(1: one model). Default: the env's training budget (5 for the acrobot, else 1).")
+                   "(1: one model). Default: the env's training budget.")
 @click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
 @click.option("--seed", default=0, show_default=True, callback=seed_range)
