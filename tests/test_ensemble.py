@@ -131,6 +131,14 @@ def test_members_with_angles_or_a_state_reward_head_keep_each_world_model(tmp_pa
     close(loaded(state, action)[0], ensemble(state, action)[0])
 
 
+@pytest.mark.parametrize("angles", [(2,), (-1,), (0, 0)])
+def test_bad_angles_are_refused_by_both_models(angles):
+    for make in (lambda: WorldModel(state_dim=2, angles=angles), lambda: EnsembleWorldModel(2, state_dim=2, angles=angles)):
+        with pytest.raises(ValueError, match=r"angles must be distinct state indices in \[0, 2\)"):
+            make()
+    assert EnsembleWorldModel(2, state_dim=2, angles=(1, 0)).angles == WorldModel(state_dim=2, angles=(1, 0)).angles == (0, 1)
+
+
 def test_an_environments_ensemble_has_its_single_models_inputs():
     from worldmodel.envs import get_env
     from worldmodel.recipe import model_for

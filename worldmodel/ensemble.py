@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .model import Normalizer, WorldModel
+from .model import Normalizer, WorldModel, checked_angles
 
 __all__ = ["EnsembleLinear", "EnsembleWorldModel", "bound_logvar", "model_from_config"]
 
@@ -87,9 +87,7 @@ class EnsembleWorldModel(nn.Module):
     ):
         super().__init__()
         hidden = tuple(int(h) for h in hidden)
-        angles = tuple(sorted(int(i) for i in angles))
-        if len(set(angles)) != len(angles) or any(not 0 <= i < state_dim for i in angles):
-            raise ValueError(f"angles must be distinct state indices in [0, {state_dim}), got {list(angles)}")
+        angles = checked_angles(angles, state_dim)
         if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
             raise ValueError(f"ensemble must be an integer >= 1, got {ensemble!r}")
         if state_dim < 1 or action_dim < 1 or not hidden or min(hidden) < 1 or reward_hidden < 1:

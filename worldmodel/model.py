@@ -69,6 +69,14 @@ def angle_turns(states: np.ndarray, next_states: np.ndarray, angles: Sequence[in
     return (wrapped + 2 * math.pi * turns).astype(wrapped.dtype)
 
 
+def checked_angles(angles: Sequence[int], state_dim: int) -> tuple:
+    """``angles`` as a sorted tuple of state indices; ``ValueError`` unless they are distinct and in ``[0, state_dim)``."""
+    angles = tuple(sorted(int(i) for i in angles))
+    if len(set(angles)) != len(angles) or any(not 0 <= i < state_dim for i in angles):
+        raise ValueError(f"angles must be distinct state indices in [0, {state_dim}), got {list(angles)}")
+    return angles
+
+
 class Normalizer(nn.Module):
     """Fixed affine statistics ``(x - mean) / std``; frozen, saved with the weights.
 
@@ -125,11 +133,9 @@ class WorldModel(nn.Module):
                 f"WorldModel needs positive sizes, got state_dim={state_dim}, action_dim={action_dim}, "
                 f"hidden={hidden}, reward_hidden={reward_hidden}"
             )
-        angles = tuple(int(i) for i in angles)
-        if len(set(angles)) != len(angles) or any(not 0 <= i < state_dim for i in angles):
-            raise ValueError(f"angles must be distinct state indices in [0, {state_dim}), got {list(angles)}")
+        angles = checked_angles(angles, state_dim)
         self.state_dim, self.action_dim = int(state_dim), int(action_dim)
-        self.hidden, self.reward_hidden, self.angles = hidden, int(reward_hidden), tuple(sorted(angles))
+        self.hidden, self.reward_hidden, self.angles = hidden, int(reward_hidden), angles
         self.reward_from_state = bool(reward_from_state)
         features = self.state_dim + len(self.angles)
         sizes = (features + action_dim, *hidden)

@@ -45,22 +45,18 @@ def model_for(env: Environment, ensemble: int | None = None, probabilistic: bool
     ``hidden`` and ``angles`` override the budget's.
     """
     budget = env.training
-    hidden = budget.hidden if hidden is None else hidden
     angles = budget.angles if angles is None else angles
+    architecture = {
+        "hidden": budget.hidden if hidden is None else hidden,
+        "reward_hidden": budget.reward_hidden,
+        "angles": env.angles if angles else (),
+        "reward_from_state": budget.reward_from_state,
+    }
     if ensemble is None:
         if probabilistic:
             raise ValueError("probabilistic heads need an ensemble (ensemble=K, K >= 1)")
-        return WorldModel(
-            env.state_dim,
-            env.action_space.dim,
-            hidden=hidden,
-            reward_hidden=budget.reward_hidden,
-            angles=env.angles if angles else (),
-            reward_from_state=budget.reward_from_state,
-        )
-    return EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, hidden=hidden, reward_hidden=budget.reward_hidden,
-                              probabilistic=probabilistic, angles=env.angles if angles else (),
-                              reward_from_state=budget.reward_from_state)
+        return WorldModel(env.state_dim, env.action_space.dim, **architecture)
+    return EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, probabilistic=probabilistic, **architecture)
 
 
 def train_world_model(
