@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import planners
-from planners import Box, Discrete, Plan, Planner, rollout, shift
+from planners import Box, Discrete, Plan, Planner, rollout
+from planners.base import shift
 from planners.distributions import colored_noise_basis
 from worldmodel.env import ParticleEnv
 
