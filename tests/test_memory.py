@@ -13,7 +13,7 @@ from cli import main
 from planners import CEM, MPPI, CEMGradient, GradientPlanner, RandomShooting, memory
 from planners.distributions import colored_noise_basis
 from planners.memory import MemoryBudgetError, available_bytes, check_fits, format_bytes
-from worldmodel.env import ParticleEnv
+from worldmodel.envs import ParticleEnv
 
 ENV = ParticleEnv()
 GB = 10**9

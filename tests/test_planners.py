@@ -12,7 +12,7 @@ import pytest
 import planners
 from planners import Box, Discrete, Plan, Planner, rollout, shift
 from planners.distributions import colored_noise_basis
-from worldmodel.env import ParticleEnv
+from worldmodel.envs import ParticleEnv
 
 
 def _all_planners():

@@ -1,10 +1,11 @@
-"""The seed's 1-D particle environment and an MLX world model of it."""
+"""What is simulated and what is learned: environments (:mod:`worldmodel.envs`), transition data,
+MLX world models of them, their training, checkpoints and the model-based RL loop."""
 
 import planners as _planners  # noqa: F401  (activates the fast BLAS for MLX's matmuls)
 
 from .checkpoint import CheckpointError, load_model, read_config, save_model  # noqa: E402
 from .data import DatasetError, Transitions, generate, uniform_transitions  # noqa: E402
-from .env import PUSHES, ParticleEnv, one_hot_pushes  # noqa: E402
+from .envs.particle import PUSHES, Particle, ParticleEnv, one_hot_pushes  # noqa: E402
 from .ensemble import EnsembleWorldModel, model_from_config  # noqa: E402
 from .folded import FoldedWorldModel  # noqa: E402
 from .folded_ensemble import FoldedEnsembleWorldModel  # noqa: E402
@@ -18,6 +19,7 @@ __all__ = [
     "FoldedEnsembleWorldModel",
     "FoldedWorldModel",
     "PUSHES",
+    "Particle",
     "ParticleEnv",
     "TrainConfig",
     "TrainResult",
