@@ -266,11 +266,15 @@ def resolve_start(env, x0, v0, start, seed):
         except ValueError as err:
             raise click.BadParameter(f"the start {err}", param_hint="'--start'") from None
     if x0 is None and v0 is None:
-        return env.demo_start(seed), False
+        from worldmodel.recipe import demo_start
+
+        return demo_start(env, seed), False
     if tuple(env.state_names) != ("x", "v"):
         raise click.BadParameter(f"--x0/--v0 set the particle's x and v; give {env.name}'s start as "
                                  f"--start {','.join(env.state_names)}", param_hint="'--x0' / '--v0'")
-    demo = env.demo_start(seed)
+    from worldmodel.recipe import demo_start
+
+    demo = demo_start(env, seed)
     values = (demo[0] if x0 is None else x0, demo[1] if v0 is None else v0)
     try:
         return np.array(check_start(env, values), dtype=np.float32), True
@@ -290,11 +294,11 @@ def recheck_start(env, start, given):
 
 
 def resolve_runner(env, requested):
-    """``"gymnasium"`` or ``"mlx"`` for ``env`` (:func:`benchmarks.closed_loop.choose_runner`): a usage
+    """``"gymnasium"`` or ``"mlx"`` for ``env`` (:func:`worldmodel.envs.runner.choose_runner`): a usage
     error for an env without a Gymnasium counterpart, a one-line error when Gymnasium is missing."""
-    from benchmarks.closed_loop import choose_runner
+    from worldmodel.envs.runner import choose_runner
 
-    if requested == "gymnasium" and env.gym_id is None:
+    if requested == "gymnasium" and env.gymnasium is None:
         raise click.BadParameter(f"{env.name} has no Gymnasium counterpart; use --runner mlx", param_hint="'--runner'")
     try:
         return choose_runner(env, requested)
@@ -320,19 +324,22 @@ def start_options(func):
     return click.option("--x0", default=None, type=float, help="The particle's start x (default 1).")(func)
 
 
-def data_source(_ctx, _param, value):
-    """Option callback: where training episodes run, one of :data:`worldmodel.data.SOURCES` (a usage error else)."""
-    from worldmodel.data import SOURCES
-
-    if value not in SOURCES:
-        raise click.BadParameter(f"unknown source {value!r}; choose from {', '.join(SOURCES)}")
-    return value
+def old_source(ctx, _param, value):
+    """Option callback of the hidden ``--source mlx|gym``: the old spelling of ``--runner``, with a deprecation note."""
+    if value is None:
+        return None
+    if value not in ("mlx", "gym"):
+        raise click.BadParameter(f"unknown source {value!r}; choose from mlx, gym")
+    click.echo("Note: --source is deprecated; use --runner mlx|gymnasium.", err=True)
+    return "gymnasium" if value == "gym" else value
 
 
 @main.command(context_settings=CONTEXT)
 @env_option
-@click.option("--source", default="mlx", show_default=True, callback=data_source,
-              help="Where the random-action episodes run: mlx (the env's MLX dynamics) or gym (Gymnasium itself).")
+@click.option("--runner", type=click.Choice(["mlx", "gymnasium"]), default=None,
+              help="Where the random-action episodes run: mlx (the env's MLX dynamics) or gymnasium (Gymnasium itself). "
+                   "Default: mlx.")
+@click.option("--source", default=None, hidden=True, callback=old_source)
 @click.option("--episodes", type=int, default=None, callback=positive("--episodes"),
               help="Random-action episodes to record. Default: the env's training budget.")
 @click.option("--steps", type=int, default=None, callback=positive("--steps"), help="Steps per episode. Default: the env's training budget.")
@@ -355,7 +362,7 @@ def data_source(_ctx, _param, value):
 @click.option("--out", type=click.Path(file_okay=False), default=None, callback=output_folder, help="Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model for the particle, $WMPLAN_HOME/model-ENV for the others.")
 @device_option
 @friendly_errors
-def train(env_name, source, episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, angle_features,
+def train(env_name, runner, source, episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, angle_features,
           ensemble, balance_bins, compile, seed, out, device):
     """Generate random-action data, train the world model, report held-out accuracy, save it.
 
@@ -370,16 +377,19 @@ def train(env_name, source, episodes, steps, epochs, batch_size, lr, max_lr, sch
 
     from worldmodel.recipe import default_model_path, held_out_line, train_config, train_world_model
 
+    from worldmodel.envs.gymnasium import make_gym_env
+
     env = resolve_env(env_name)
-    if source == "gym" and env.gym_id is None:
-        raise click.BadParameter(f"{env_name} has no Gymnasium counterpart", param_hint="'--source'")
+    runner = runner or source or "mlx"
+    if runner == "gymnasium" and env.gymnasium is None:
+        raise click.BadParameter(f"{env_name} has no Gymnasium counterpart", param_hint="'--runner'")
     if angle_features and not env.angles:
         raise click.BadParameter(f"{env_name} has no angles", param_hint="'--angle-features'")
-    if source == "gym":
+    if runner == "gymnasium":
         try:  # before any work: gymnasium may be missing
-            env.make_gym_env().close()
+            make_gym_env(env).close()
         except ImportError as err:
-            raise click.ClickException(f"--source gym: {err}") from None
+            raise click.ClickException(f"--runner gymnasium: {err}") from None
     device = use_device(device)
     world = current_world()
     out = default_model_path(env_name) if out is None else out
@@ -391,7 +401,7 @@ def train(env_name, source, episodes, steps, epochs, batch_size, lr, max_lr, sch
     start = time.perf_counter()
     _, metrics = train_world_model(out, episodes, steps, hidden=None if hidden is None else (hidden, hidden),
                                    config=config, env=env, log=click.echo, world=world if world.size > 1 else None,
-                                   source=source, angles=angle_features, ensemble=ensemble)
+                                   runner=runner, angles=angle_features, ensemble=ensemble)
     if not world.is_root:
         return
     click.echo(held_out_line(env, metrics))
@@ -400,33 +410,10 @@ def train(env_name, source, episodes, steps, epochs, batch_size, lr, max_lr, sch
 
 
 def load_or_train_model(path, world=None, env_name="particle"):
-    """The model at ``path``; with no path, ``env_name``'s default one, trained first with the env's
-    default budget (and said so) if missing.
+    """:func:`worldmodel.recipe.load_or_train_model`, its progress lines on stderr."""
+    from worldmodel.recipe import load_or_train_model as load_or_train
 
-    With several processes (``world``), rank 0 alone trains a missing default model while the
-    others wait for it (the path must be visible to every process).
-    """
-    import os
-
-    from worldmodel import load_model
-    from worldmodel.distributed import all_max
-    from worldmodel.envs import get_env
-    from worldmodel.recipe import default_model_path, train_world_model
-
-    if path is not None:
-        return load_model(path), path
-    path = default_model_path(env_name)
-
-    missing = not os.path.exists(os.path.join(path, "config.json"))
-    if world is not None and world.size > 1:
-        missing = all_max(float(missing), world) > 0  # every rank takes the same branch
-    if missing:
-        if world is None or world.is_root:
-            click.echo(f"No model at {path}: training the default one first (wmplan train --env {env_name}).", err=True)
-            train_world_model(path, env=get_env(env_name), log=lambda line: click.echo(line, err=True))
-        if world is not None and world.size > 1:
-            all_max(0.0, world)  # wait until rank 0 has saved it
-    return load_model(path), path
+    return load_or_train(path, world, env_name, log=lambda line: click.echo(line, err=True))
 
 
 def load_model_for(env_name, path, world=None):
@@ -597,9 +584,10 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
 def plan(env_name, planner_name, dynamics, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed,
          plot_path, device):
     """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
-    from benchmarks.closed_loop import PlanRecorder, describe_runner, run_episodes
     from benchmarks.report import episode_lines, state_text
-    from benchmarks.suite import BenchmarkConfig, make_planner
+    from benchmarks.suite import BenchmarkConfig, PlanRecorder, make_planner
+    from worldmodel.envs.gymnasium import gym_id
+    from worldmodel.envs.runner import describe_runner, run_episodes
 
     env = resolve_env(env_name)
     _split_names(planner_name, _planner_names(), "planner")
@@ -616,9 +604,10 @@ def plan(env_name, planner_name, dynamics, x0, v0, start, steps, horizon, sample
     config = BenchmarkConfig(planners=(planner_name,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
                              samples=samples, iterations=iterations, seed=seed, runner=runner).for_env(env)
     recorder = PlanRecorder(make_planner(planner_name, source, env, config), source)
-    best = env.optimal_plan(start, config.steps)
+    optimum = env.defaults.benchmark.optimum
+    best = optimum.plan(env, start, config.steps) if optimum is not None else None
     click.echo(f"Device: {device}")
-    click.echo(f"{planner_name} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, env.gym_id)} "
+    click.echo(f"{planner_name} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, gym_id(env))} "
                f"from ({state_text(env, start)}), {config.steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
     ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[seed], set_starts=given)
     for line in episode_lines(env, ep, recorder.expected_returns, start, best):
@@ -692,8 +681,8 @@ def speed(env_name, planner_names, samples_text, horizons_text, iterations, repe
 
 MBRL_SETTINGS = {
     # option name -> MbrlConfig field
-    "env_name": "env", "seed": "seed", "iterations": "iterations", "random_episodes": "random_episodes",
-    "random_steps": "random_steps", "episodes_per_iteration": "episodes_per_iteration", "ensemble": "ensemble",
+    "env_name": "env", "seed": "seed", "rounds": "rounds", "random_episodes": "random_episodes",
+    "random_steps": "random_steps", "episodes_per_round": "episodes_per_round", "ensemble": "ensemble",
     "propagation": "propagation", "particles": "particles", "planner_name": "planner", "horizon": "horizon",
     "samples": "samples", "plan_iterations": "plan_iterations", "first_train_steps": "first_train_steps",
     "train_steps": "train_steps", "batch_size": "batch_size", "lr": "lr", "normalization": "normalization",
@@ -703,10 +692,12 @@ MBRL_SETTINGS = {
 
 @main.command(context_settings=CONTEXT)
 @env_option
-@click.option("--iterations", type=int, default=None, callback=non_negative("--iterations"),
-              help="Planning iterations after the random start (0: the random-data model only). Default: the env's.")
-@click.option("--episodes-per-iteration", type=int, default=None, callback=positive("--episodes-per-iteration"),
-              help="Episodes planned with the current model per iteration. Default: the env's.")
+@click.option("--rounds", "--iterations", "rounds", type=int, default=None, callback=non_negative("--rounds"),
+              help="Rounds of planning, adding data and retraining after the random start (0: the random-data model "
+                   "only). Default: the env's. (--iterations: its old name, deprecated.)")
+@click.option("--episodes-per-round", "--episodes-per-iteration", "episodes_per_round", type=int, default=None,
+              callback=positive("--episodes-per-round"),
+              help="Episodes planned with the current model per round. Default: the env's.")
 @click.option("--random-episodes", type=int, default=None, callback=positive("--random-episodes"),
               help="Random-action episodes the run starts from. Default: the env's.")
 @click.option("--random-steps", type=int, default=None, callback=positive("--random-steps"),
@@ -725,18 +716,18 @@ MBRL_SETTINGS = {
 @click.option("--first-train-steps", type=int, default=None, callback=positive("--first-train-steps"),
               help="Gradient steps on the random data. Default: the env's.")
 @click.option("--train-steps", type=int, default=None, callback=positive("--train-steps"),
-              help="Gradient steps after every iteration, from the current weights. Default: the env's.")
+              help="Gradient steps after every round, from the current weights. Default: the env's.")
 @click.option("--batch-size", type=int, default=None, callback=positive("--batch-size"), help="Default: the env's.")
 @click.option("--lr", type=float, default=None, callback=positive_number("--lr"), help="Adam's learning rate (constant). Default: the env's.")
 @click.option("--normalization", type=click.Choice(["refit", "fixed"]), default=None,
               help="refit: normalisation statistics fit again on all data before every training; fixed: fit on the "
                    "random data only. Default: the env's.")
 @click.option("--eval-episodes", type=int, default=None, callback=positive("--eval-episodes"),
-              help="Evaluation episodes after every iteration, from the benchmark's starts. Default: the env's.")
+              help="Evaluation episodes after every round, from the benchmark's starts. Default: the env's.")
 @runner_option
 @click.option("--out", "run_path", type=click.Path(file_okay=False), default=None, callback=output_folder,
-              help="Run folder, snapshot after every iteration (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot, up to --iterations "
+              help="Run folder, snapshot after every round (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot, up to --rounds "
               "(default: the run's own); other settings given must equal the run's.")
 @click.option("--seed", default=0, show_default=True, callback=seed_range)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the result as JSON here.")
@@ -747,21 +738,21 @@ MBRL_SETTINGS = {
 def mbrl(run_path, resume, json_path, plot_path, device, **options):
     """Model-based RL: learn a world model from the episodes it plans.
 
-    Starts from a few random-action episodes; every iteration then plans episodes with the current
+    Starts from a few random-action episodes; every round then plans episodes with the current
     model in the real environment (Gymnasium's, or the MLX copy: --runner), adds their transitions,
     retrains from the current weights for a fixed number of gradient steps, and evaluates the model
-    with the planner from the benchmark's starts. Prints the return per iteration against the
+    with the planner from the benchmark's starts. Prints the return per round against the
     environment steps so far (random ones included) and the references: the planner with the true
     dynamics, the exact optimum where known, the random-data model. The run folder is snapshot
-    atomically after every iteration; --resume continues an interrupted run exactly.
+    atomically after every round; --resume continues an interrupted run exactly.
     """
     import dataclasses
     import time
 
     from click.core import ParameterSource
 
-    from benchmarks.mbrl import MbrlConfig, default_run_folder, run_mbrl, saved_config
     from benchmarks.mbrl_report import curve_table, references_line
+    from worldmodel.mbrl import MbrlConfig, default_run_folder, run_mbrl, saved_config
 
     ctx = click.get_current_context()
     given = {key for key in MBRL_SETTINGS if ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE}
@@ -772,12 +763,12 @@ def mbrl(run_path, resume, json_path, plot_path, device, **options):
         run_path = default_run_folder(env.name)  # creates $WMPLAN_HOME if missing
     if resume:
         saved = saved_config(run_path)
-        for key in sorted(given - {"iterations"}):
+        for key in sorted(given - {"rounds"}):
             field = MBRL_SETTINGS[key]
             if settings[field] != getattr(saved, field):
                 flag = {p.name: p.opts[0] for p in ctx.command.params}[key]
                 raise click.UsageError(f"--resume: {flag} {settings[field]} differs from the run's {getattr(saved, field)!r}")
-        config = dataclasses.replace(saved, iterations=settings["iterations"] if "iterations" in given else saved.iterations)
+        config = dataclasses.replace(saved, rounds=settings["rounds"] if "rounds" in given else saved.rounds)
     else:
         resolve_runner(env, settings["runner"])
         config = MbrlConfig(**settings)

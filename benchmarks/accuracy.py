@@ -19,7 +19,7 @@ import argparse
 import numpy as np
 
 from worldmodel import PUSHES, ParticleEnv, load_model, one_hot_pushes, one_step_mse, uniform_transitions
-from worldmodel.recipe import default_model_path
+from worldmodel.recipe import default_model_path, demo_start
 from worldmodel.rollout import open_loop
 
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
           f"mean {mse.mean():.2e}")
 
     pushes = np.asarray(PUSHES)
-    starts = np.tile(env.demo_start()[None], (200, 1))  # (1, 0)
+    starts = np.tile(demo_start(env)[None], (200, 1))  # (1, 0)
     drift = x_errors(env, model, starts, pushes[rng.integers(0, len(pushes), size=(200, 15))]).max(axis=1)
     print(f"15 steps from (1, 0), 200 random action sequences, max |x error|: {percentiles(drift)}")
 

@@ -2,41 +2,18 @@
 
 Every environment gets ``random-policy`` (uniform actions), ``zero`` where its action space has an
 action that applies nothing, and its hand-written controller where it has one
-(``env.controller_name``: the particle's ``feedback``, the pendulum's ``swing-up``, ...).
+(``env.defaults.benchmark.controller_name``: the particle's ``feedback``, the pendulum's ``swing-up``, ...).
+The random policy lives with the episode runner (:func:`worldmodel.envs.runner.random_policy`), which
+data collection and the MBRL loop share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from planners.spaces import Discrete
+from worldmodel.envs.runner import Policy, episode_rngs, random_policy
 
-from .closed_loop import Policy
-
-
-def episode_rngs(seed: int, episode_ids) -> list:
-    """One ``Generator`` per episode, seeded by ``(seed, episode index)``: an episode's draws do not
-    depend on which other episodes are run with it (or in which process)."""
-    return [np.random.default_rng([int(seed), int(i)]) for i in episode_ids]
-
-
-def random_policy(env, rngs: Sequence[np.random.Generator]) -> Policy:
-    """Uniformly random actions, one draw per step from each episode's own generator (``rngs``, one per row).
-
-    ``Discrete(n)``: the one-hot of ``rng.integers(0, n)``; ``Box``: ``rng.uniform(low, high)``.
-    """
-    space = env.action_space
-
-    def policy(state: np.ndarray) -> np.ndarray:
-        if len(rngs) != len(state):
-            raise ValueError(f"random_policy got {len(rngs)} generators for {len(state)} episodes")
-        if isinstance(space, Discrete):
-            return np.eye(space.n, dtype=np.float32)[[int(r.integers(0, space.n)) for r in rngs]].reshape(len(state), space.n)
-        return np.array([r.uniform(space.low, space.high) for r in rngs], dtype=np.float32).reshape(len(state), space.dim)
-
-    return policy
+__all__ = ["baselines", "constant_policy", "controller_policy", "episode_rngs", "random_policy"]
 
 
 def constant_policy(action: np.ndarray) -> Policy:
@@ -51,6 +28,13 @@ def baselines(env, seed: int, episode_ids) -> dict:
     zero = env.zero_action()
     if zero is not None:
         rows["zero"] = constant_policy(zero)
-    if env.controller_name is not None:
-        rows[env.controller_name] = env.controller
+    controller = controller_policy(env)
+    if controller is not None:
+        rows[env.defaults.benchmark.controller_name] = controller
     return rows
+
+
+def controller_policy(env) -> Policy | None:
+    """``env``'s hand-written controller (``env.defaults.benchmark.controller``) as a policy, or ``None``."""
+    controller = env.defaults.benchmark.controller
+    return None if controller is None else lambda state: controller(env, state)

@@ -22,7 +22,7 @@ import mlx.core as mx
 import planners
 from worldmodel import EnsembleWorldModel, ParticleEnv, TrainConfig, WorldModel, generate, train
 
-from .closed_loop import planner_policy, run_episodes
+from worldmodel.envs.runner import planner_policy, run_episodes
 
 
 def train_timed(build, data, config: TrainConfig) -> tuple:
@@ -45,7 +45,7 @@ def closed_loop_row(name: str, dynamics, env, starts, steps: int, samples: int, 
         "name": name,
         "cost_ratio": float(-episodes.returns.sum() / optimal_cost),
         "mean_return": float(episodes.returns.mean()),
-        "success_rate": float(env.success(episodes.states, episodes.terminated).mean()),
+        "success_rate": float(env.defaults.benchmark.success(env, episodes.states, episodes.terminated).mean()),
         "ms_per_step": 1000.0 * episodes.plan_seconds / steps,
     }
 
@@ -61,8 +61,8 @@ def compare(args) -> dict:
         lambda: EnsembleWorldModel(args.ensemble, *dims, probabilistic=args.probabilistic), data, config
     )
 
-    starts = env.default_starts(args.episodes, seed=args.seed)
-    optimal_cost = float(-env.optimal_returns(starts, args.steps).sum())
+    starts = env.benchmark_starts(args.episodes, seed=args.seed)
+    optimal_cost = float(-env.defaults.benchmark.optimum.returns(env, starts, args.steps).sum())
     run = {"env": env, "starts": starts, "steps": args.steps, "samples": args.samples, "seed": args.seed, "optimal_cost": optimal_cost}
     rows = [
         closed_loop_row("single", single.folded(), **run),

@@ -1,30 +1,22 @@
-"""A model-based RL run's result (:func:`benchmarks.mbrl.run_mbrl`) as text: one line per iteration, a table, the references."""
+"""A model-based RL run's result (:func:`worldmodel.mbrl.run_mbrl`) as text: a table of the rounds, the references."""
 
 from __future__ import annotations
 
 import numpy as np
 from tabulate import tabulate
 
-HEADERS = ("iteration", "env steps", "train return", "eval return (mean ± std)", "cost ratio", "train loss")
+HEADERS = ("round", "env steps", "train return", "eval return (mean ± std)", "cost ratio", "train loss")
 
 
 def _ratio(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def iteration_line(entry: dict) -> str:
-    """One curve entry as a progress line."""
-    ratio = "" if entry["eval_cost_ratio"] is None else f" | cost ratio {entry['eval_cost_ratio']:.4f}"
-    return (f"iteration {entry['iteration']} | env steps {entry['env_steps']} | "
-            f"train return {np.mean(entry['train_returns']):.3f} | eval return {entry['eval_mean_return']:.3f}"
-            f"{ratio} | loss {entry['train_loss']:.2e}")
-
-
 def curve_table(result: dict) -> str:
     """The curve as a plain-text table; the train return is the mean over the iteration's episodes."""
     rows = [
         (
-            entry["iteration"],
+            entry["round"],
             entry["env_steps"],
             f"{np.mean(entry['train_returns']):.3f}",
             f"{entry['eval_mean_return']:.3f} ± {np.std(entry['eval_returns']):.3f}",
@@ -45,6 +37,6 @@ def references_line(result: dict) -> str:
     if references["optimal"] is not None:
         parts.append(f"optimal {references['optimal']['mean_return']:.3f}")
     if result["curve"]:
-        parts.append(f"the random-data model (iteration 0) {result['curve'][0]['eval_mean_return']:.3f}")
+        parts.append(f"the random-data model (round 0) {result['curve'][0]['eval_mean_return']:.3f}")
     episodes = len(true["returns"])
     return f"Eval over {episodes} episodes from the benchmark's starts; references: " + ", ".join(parts)

@@ -82,10 +82,10 @@ def plot_episode(env, true_states: np.ndarray, imagined_states: np.ndarray, acti
 
 
 def plot_learning_curve(result: dict, path: str) -> None:
-    """A model-based RL run's learning curve (:func:`benchmarks.mbrl.run_mbrl`), saved as PNG to ``path``:
-    the evaluation's mean return after every iteration and the return of every collected episode
+    """A model-based RL run's learning curve (:func:`worldmodel.mbrl.run_mbrl`), saved as PNG to ``path``:
+    the evaluation's mean return after every round and the return of every collected episode
     against the environment steps so far, with the planner on the true dynamics, the exact optimum
-    (where known) and the model of the random data alone (iteration 0) as horizontal references."""
+    (where known) and the model of the random data alone (round 0) as horizontal references."""
     plt = _pyplot()
     curve, references, config = result["curve"], result["references"], result["config"]
     steps = [entry["env_steps"] for entry in curve]
@@ -97,7 +97,7 @@ def plot_learning_curve(result: dict, path: str) -> None:
     if references["optimal"] is not None:
         ax.axhline(references["optimal"]["mean_return"], color="k", ls=":", label="optimal")
     if curve:
-        ax.axhline(curve[0]["eval_mean_return"], color="C3", ls="-.", label="random-data model (iteration 0)")
+        ax.axhline(curve[0]["eval_mean_return"], color="C3", ls="-.", label="random-data model (round 0)")
     ax.set_xlabel("environment steps (random ones included)")
     ax.set_ylabel("return per episode")
     ax.set_title(f"{result['env']['name']}: model-based RL, seed {config['seed']}")

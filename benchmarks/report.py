@@ -8,8 +8,8 @@ from tabulate import tabulate
 from worldmodel import files
 from worldmodel.rollout import open_loop
 
-from .closed_loop import describe_runner
-from .scores import SCORES
+from worldmodel.envs.runner import describe_runner
+from worldmodel.envs.scores import SCORES
 
 
 def _fmt(value, spec):
@@ -69,7 +69,7 @@ def state_text(env, state) -> str:
 
 
 def episode_lines(env, ep, expected_returns, start, optimal=None) -> list:
-    """``wmplan plan``'s printout of episode 0 of ``ep`` (:class:`~benchmarks.closed_loop.Episodes`): one line
+    """``wmplan plan``'s printout of episode 0 of ``ep`` (:class:`~worldmodel.envs.runner.Episodes`): one line
     per step (action, state, reward, the plan's imagined return ``expected_returns[t][0]``, the return so
     far, and the optimal plan's action and return so far when ``optimal = (return, actions [T, A])``), then
     a summary (the score against the optimum where it is known)."""
@@ -87,7 +87,7 @@ def episode_lines(env, ep, expected_returns, start, optimal=None) -> list:
         lines.append(line)
     summary = f"Return {ep.returns[0]:.3f}" + (f", terminated after {length} steps" if ep.terminated[0] else "")
     if optimal is not None:
-        score = SCORES[env.score]
+        score = SCORES[env.defaults.benchmark.score]
         value = score.compute(ep.returns[:1], np.array([optimal[0]]))
         summary += f", optimal {optimal[0]:.3f}, {score.header} {float('nan') if value is None else value:.4f}"
     return lines + [summary]

@@ -8,8 +8,9 @@ import time
 import mlx.core as mx
 
 import planners
+from worldmodel.recipe import demo_start
 
-from .closed_loop import CountingDynamics
+from .suite import CountingDynamics
 
 
 def measure_planning(model, env, names, sizes, horizons, iterations, repeats: int, peak_gflops: float) -> list[dict]:
@@ -22,7 +23,7 @@ def measure_planning(model, env, names, sizes, horizons, iterations, repeats: in
         model for, per second), ``gflops`` (the model's matmul FLOPs per second) and ``percent_of_peak``.
     """
     flops = model.flops_per_transition()
-    state = mx.array(env.demo_start()[None])  # [1, S]
+    state = mx.array(demo_start(env)[None])  # [1, S]
     cells = []  # every planner is built and its memory checked before the first one is timed
     for name in names:
         for horizon in horizons:

@@ -11,15 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import mlx.core as mx
 import numpy as np
 
 import planners
 from worldmodel.distributed import World, all_max, all_sum, gather_rows, share
 from worldmodel.envs import env_record
+from worldmodel.envs.gymnasium import gym_id, gymnasium_version
+from worldmodel.envs.runner import Episodes, choose_runner, planner_policy, run_episodes
+from worldmodel.envs.scores import SCORES
+from worldmodel.recipe import planner_for
 
 from .baselines import baselines
-from .closed_loop import CountingDynamics, Episodes, choose_runner, gymnasium_version, planner_policy, run_episodes
-from .scores import SCORES
 
 DYNAMICS = ("model", "true")
 DEFAULT_PLANNERS = ("cem", "mppi", "random-shooting")
@@ -30,7 +33,7 @@ REFERENCE_SCALE = 2
 
 @dataclass
 class BenchmarkConfig:
-    """What to run. ``None`` sizes are the environment's (``env.steps``, ``env.horizon``, ``env.samples``)
+    """What to run. ``None`` sizes are the environment's (``env.steps``, ``env.defaults.planning``'s horizon and samples)
     and each planner's own iterations; ``runner`` ``None`` picks Gymnasium's env where there is one."""
 
     planners: tuple = DEFAULT_PLANNERS
@@ -72,12 +75,13 @@ class BenchmarkConfig:
 
     def for_env(self, env) -> "BenchmarkConfig":
         """A copy with the sizes left to the environment filled in (``steps``, ``horizon``, ``samples``)
-        and the runner chosen (:func:`~benchmarks.closed_loop.choose_runner`)."""
+        and the runner chosen (:func:`~worldmodel.envs.runner.choose_runner`)."""
+        planning = env.defaults.planning
         return BenchmarkConfig(**{
             **asdict(self),
             "steps": self.steps or env.steps,
-            "horizon": self.horizon or env.horizon,
-            "samples": self.samples or env.samples,
+            "horizon": self.horizon or planning.horizon,
+            "samples": self.samples or planning.samples,
             "runner": choose_runner(env, self.runner),
         })
 
@@ -85,19 +89,59 @@ class BenchmarkConfig:
         return asdict(self)
 
 
+class CountingDynamics:
+    """Wraps a dynamics function and counts the transitions it is asked for (``B`` per call)."""
+
+    def __init__(self, dynamics):
+        self.dynamics = dynamics
+        self.count = 0
+
+    def __call__(self, state, action):
+        self.count += int(np.prod(state.shape[:-1]))
+        return self.dynamics(state, action)
+
+    def members(self, state, action, noise=None):
+        """An ensemble's members (``planners.EnsembleDynamics``), counting one transition per member and row."""
+        next_state, reward = self.dynamics.members(state, action, noise)
+        self.count += int(np.prod(next_state.shape[:-1]))
+        return next_state, reward
+
+    def __getattr__(self, name):  # expose e.g. action_space of the wrapped dynamics
+        return getattr(self.dynamics, name)
+
+
+class PlanRecorder:
+    """A planner as a policy (``worldmodel.envs.runner.Policy``) that keeps what it planned at every step.
+
+    Attributes:
+        expected_returns: per step, the plan's imagined returns ``[E]``.
+        predicted: per step, the next states ``[E, S]`` that ``dynamics`` (what the planner imagines
+            with) predicts for the chosen actions.
+    """
+
+    def __init__(self, planner, dynamics, env_ids=None):
+        self.planner, self.dynamics, self.env_ids = planner, dynamics, env_ids
+        self.expected_returns: list = []
+        self.predicted: list = []
+
+    def __call__(self, state: np.ndarray) -> np.ndarray:
+        plan = self.planner.optimize(state, self.env_ids)  # what act() does, keeping the plan's return
+        action = plan.actions[:, 0]
+        predicted, _ = self.dynamics(mx.array(state), action)
+        self.expected_returns.append(np.array(plan.expected_return))
+        self.predicted.append(np.array(predicted))
+        return np.array(action)
+
+    def predictions(self, episode: int = 0) -> np.ndarray:
+        """The one-step predictions ``[T, S]`` of one episode (row ``episode`` of every step's ``[E, S]``)."""
+        return np.stack(self.predicted)[:, episode]
+
+
 def make_planner(name: str, dynamics, env, config: BenchmarkConfig, **overrides):
-    """Planner ``name`` on ``dynamics`` for ``env``: the env's planner options, termination and sizes,
-    unless ``config`` (then ``overrides``) sets them; ``None`` keeps the planner's own default."""
-    options = {
-        **env.planner_options,
-        "horizon": config.horizon or env.horizon,
-        "num_samples": config.samples or env.samples,
-        "iterations": config.iterations,
-        "seed": config.seed,
-        "termination": env.termination,
-        **overrides,
-    }
-    return planners.make_planner(name, dynamics, env.action_space, **{k: v for k, v in options.items() if v is not None})
+    """Planner ``name`` on ``dynamics`` for ``env`` (:func:`worldmodel.recipe.planner_for`) with ``config``'s
+    sizes and seed, then ``overrides``; ``None`` keeps the env's or the planner's own default."""
+    sizes = {"horizon": config.horizon, "samples": config.samples, "iterations": config.iterations, "seed": config.seed}
+    return planner_for(name, dynamics, env, **{**sizes, **overrides})
 
 
 def reference_planner(dynamics, env, config: BenchmarkConfig):
@@ -110,12 +154,12 @@ def reference_planner(dynamics, env, config: BenchmarkConfig):
 
 def reference_name(env) -> str:
     """The reference row's name: ``optimal`` (exact) or ``reference`` (a planner with a large budget)."""
-    return "optimal" if env.has_optimum else "reference"
+    return "optimal" if env.defaults.benchmark.optimum is not None else "reference"
 
 
 def count_runs(config: BenchmarkConfig, env) -> int:
     """Closed-loop runs of one benchmark (for progress bars): planner rows, baselines, a reference planner."""
-    return len(config.planners) * len(config.dynamics) + len(baselines(env, config.seed, [])) + (0 if env.has_optimum else 1)
+    return len(config.planners) * len(config.dynamics) + len(baselines(env, config.seed, [])) + (0 if env.defaults.benchmark.optimum else 1)
 
 
 def check_memory(config: BenchmarkConfig, env, episodes: int) -> None:
@@ -123,7 +167,7 @@ def check_memory(config: BenchmarkConfig, env, episodes: int) -> None:
     would need more memory than is available to plan ``episodes`` environments together (each is built
     and checked; none runs)."""
     built = [make_planner(name, env, env, config) for name in config.planners]
-    if not env.has_optimum:
+    if env.defaults.benchmark.optimum is None:
         built.append(reference_planner(env, env, config))
     for planner in built:
         planner.check_memory(max(1, episodes))
@@ -169,7 +213,7 @@ def run_benchmark(
 
     def episodes(policy) -> Episodes:
         if not len(local):  # more processes than episodes: this one has none
-            return _no_episodes(env, steps)
+            return Episodes.empty(env, steps)
         return run_episodes(policy, env, local, steps, runner=config.runner, seeds=config.seed + ids,
                             set_starts=config.init_states is not None, on_step=on_step)
 
@@ -186,17 +230,17 @@ def run_benchmark(
             runs.append((name, source, planned(lambda d, n=name, o=options: make_planner(n, d, env, config, **o), source)))
     for name, policy in baselines(env, config.seed, ids).items():
         runs.append((name, None, episodes(policy)))
-    reference = reference_name(env)
-    if env.has_optimum:
-        optimum = gather_rows(env.optimal_returns(local, steps), len(starts), w)
+    reference, exact = reference_name(env), env.defaults.benchmark.optimum
+    if exact is not None:
+        optimum = gather_rows(exact.returns(env, local, steps), len(starts), w)
     else:
         runs.append((reference, "true", planned(lambda d: reference_planner(d, env, config), "true")))
     if w.size > 1:
         runs = [(name, source, _gather(ep, len(starts), w)) for name, source, ep in runs]
-    reference_returns = optimum if env.has_optimum else runs[-1][2].returns
+    reference_returns = optimum if exact is not None else runs[-1][2].returns
 
     rows = [_row(env, name, source, ep, reference_returns) for name, source, ep in runs]
-    if env.has_optimum:
+    if exact is not None:
         rows.append(_optimal_row(env, optimum))
     means = {(r["planner"], r["dynamics"]): r["mean_return"] for r in rows}
     for row in rows:
@@ -207,21 +251,17 @@ def run_benchmark(
 
 def _config_record(config: BenchmarkConfig, env, episodes: int, w: World) -> dict:
     record = config.to_dict()
-    record.update(episodes=episodes, env=env_record(env), gym_id=env.gym_id, score=env.score, processes=w.size)
+    bench = env.defaults.benchmark
+    record.update(episodes=episodes, env=env_record(env), gym_id=gym_id(env), score=bench.score, processes=w.size)
     if config.runner == "gymnasium":
         record["gymnasium"] = gymnasium_version()
-    if env.has_optimum:
-        record["optimal_solver"] = "lattice enumeration + backward induction"
+    if bench.optimum is not None:
+        record["optimal_solver"] = bench.optimum.solver
     else:
         planner = reference_planner(env, env, config)
         record["reference"] = {"planner": REFERENCE_PLANNER, "dynamics": "true", "horizon": planner.horizon,
                                "samples": planner.num_samples, "iterations": planner.iterations}
     return record
-
-
-def _no_episodes(env, steps: int) -> Episodes:
-    return Episodes(np.zeros(0), np.zeros((0, steps)), np.zeros((0, steps + 1, env.state_dim), np.float32),
-                    np.zeros((0, steps, env.action_space.dim), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
 
 
 def _gather(ep: Episodes, total: int, w: World) -> Episodes:
@@ -240,11 +280,17 @@ def _gather(ep: Episodes, total: int, w: World) -> Episodes:
 
 def _scores(env, returns: np.ndarray, reference: np.ndarray) -> dict:
     """Every score key; the env's own one computed, the others ``None``."""
-    return {key: (score.compute(returns, reference) if key == env.score else None) for key, score in SCORES.items()}
+    own = env.defaults.benchmark.score
+    return {key: (score.compute(returns, reference) if key == own else None) for key, score in SCORES.items()}
 
 
 def _mean(values) -> float | None:
     return None if values is None else float(np.mean(values))
+
+
+def _measure(test, env, *arrays) -> float | None:
+    """The mean of ``test(env, *arrays)`` (a benchmark record's ``success`` or ``final_distance``), ``None`` without one."""
+    return None if test is None else _mean(test(env, *arrays))
 
 
 def _row(env, name: str, source: str | None, ep: Episodes, reference: np.ndarray) -> dict:
@@ -257,8 +303,8 @@ def _row(env, name: str, source: str | None, ep: Episodes, reference: np.ndarray
         "mean_return": float(ep.returns.mean()),
         "std_return": float(ep.returns.std()),
         **_scores(env, ep.returns, reference),
-        "mean_final_abs_x": _mean(env.final_abs_x(ep.states)),
-        "success_rate": _mean(env.success(ep.states, ep.terminated)),
+        "mean_final_abs_x": _measure(env.defaults.benchmark.final_distance, env, ep.states),
+        "success_rate": _measure(env.defaults.benchmark.success, env, ep.states, ep.terminated),
         "model_gap": None,
         "ms_per_step": 1000.0 * ep.plan_seconds / calls if planned and calls else None,
         "imagined_per_s": ep.imagined / ep.plan_seconds if planned and ep.plan_seconds > 0 else None,

@@ -11,11 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 import planners
-from benchmarks.closed_loop import CountingDynamics, run_episodes
+from benchmarks.baselines import controller_policy as controller
 from benchmarks.starts import InitStatesError, read_init_states
-from benchmarks.suite import BenchmarkConfig, run_benchmark
+from benchmarks.suite import BenchmarkConfig, CountingDynamics, run_benchmark
 from cli import main
 from worldmodel import ParticleEnv, one_hot_pushes
+from worldmodel.envs.particle import final_abs_x, optimal_returns
+from worldmodel.envs.runner import run_episodes
 
 ENV = ParticleEnv()
 
@@ -77,10 +79,10 @@ def test_read_init_states_missing_file(tmp_path):
 
 def test_feedback_controller_centres_the_particle():
     starts = np.array([[1.0, 0.0], [-1.5, -1.0], [0.5, 0.5]], dtype=np.float32)
-    episodes = run_episodes(ENV.controller, ENV, starts, 40)
+    episodes = run_episodes(controller(ENV), ENV, starts, 40)
     assert episodes.states.shape == (3, 41, 2) and episodes.actions.shape == (3, 40, 3)
-    assert np.all(ENV.final_abs_x(episodes.states) < 0.1)
-    assert np.all(ENV.success(episodes.states, episodes.terminated))
+    assert np.all(final_abs_x(ENV, episodes.states) < 0.1)
+    assert np.all(ENV.defaults.benchmark.success(ENV, episodes.states, episodes.terminated))
     assert episodes.lengths.tolist() == [40] * 3 and not episodes.terminated.any()
 
 
@@ -116,7 +118,7 @@ def test_suite_rows_on_the_true_dynamics():
     assert result["config"]["runner"] == "mlx" and result["config"]["env"] == {"name": "particle", **env.config()}
     assert result["config"]["score"] == "cost_ratio" and result["config"]["horizon"] == 4
     optimal = rows[("optimal", None)]
-    np.testing.assert_allclose(optimal["returns"], env.optimal_returns(starts, 6), rtol=1e-6)
+    np.testing.assert_allclose(optimal["returns"], optimal_returns(env, starts, 6), rtol=1e-6)
     assert optimal["cost_ratio"] == 1.0
     for row in result["rows"]:
         assert len(row["returns"]) == 4
@@ -156,8 +158,8 @@ def test_a_particle_with_other_constants_is_scored_against_its_own_optimum():
     result = run_benchmark(config, strong, None, starts)
     optimal = result["rows"][-1]
     assert optimal["planner"] == "optimal" and result["config"]["env"]["accel"] == 0.2
-    np.testing.assert_array_equal(optimal["returns"], strong.optimal_returns(starts, 8))
-    assert not np.allclose(optimal["returns"], ParticleEnv().optimal_returns(starts, 8))
+    np.testing.assert_array_equal(optimal["returns"], optimal_returns(strong, starts, 8))
+    assert not np.allclose(optimal["returns"], optimal_returns(ParticleEnv(), starts, 8))
     for row in result["rows"]:  # nobody beats the env's own optimum (the default one is worse)
         assert row["cost_ratio"] >= 1.0 - 1e-5, row["planner"]
 

@@ -13,15 +13,17 @@ from click.testing import CliRunner
 
 import planners
 from benchmarks.baselines import baselines
-from benchmarks.closed_loop import choose_runner, planner_policy, run_episodes
+from benchmarks.baselines import controller_policy as controller
 from benchmarks.report import footer, table
-from benchmarks.scores import SCORES, cost_ratio, gap, return_ratio
 from benchmarks.starts import InitStatesError, read_init_states
+from worldmodel.envs.gymnasium import gym_id, gym_state, make_gym_env
+from worldmodel.envs.runner import choose_runner, planner_policy, run_episodes
+from worldmodel.envs.scores import SCORES, cost_ratio, gap, return_ratio
 from benchmarks.suite import BenchmarkConfig, reference_planner, run_benchmark
 from cli import main
 from worldmodel.envs import ENV_NAMES, env_of_checkpoint, env_record, get_env
 
-GYM_ENVS = [name for name in ENV_NAMES if get_env(name).gym_id is not None]
+GYM_ENVS = [name for name in ENV_NAMES if get_env(name).gymnasium is not None]
 TINY = ["--dynamics", "true", "--planners", "cem", "--episodes", "2", "--steps", "4", "--horizon", "3", "--samples", "8",
         "--iterations", "1"]
 
@@ -54,7 +56,7 @@ def test_terminated_episodes_stop_earning_and_keep_their_state(runner):
     assert np.all(ep.lengths < 100) and len(set(ep.lengths.tolist())) > 1 and ep.terminated.all()
     np.testing.assert_array_equal(ep.returns, ep.lengths)  # 1 a step, the terminating one included, none after
     for i, n in enumerate(ep.lengths):
-        assert np.all(np.abs(ep.states[i, n, [0, 2]]) > 0) and not np.all(env.success(ep.states[i : i + 1], ep.terminated[i : i + 1]))
+        assert np.all(np.abs(ep.states[i, n, [0, 2]]) > 0) and not np.all(env.defaults.benchmark.success(env, ep.states[i : i + 1], ep.terminated[i : i + 1]))
         np.testing.assert_array_equal(ep.states[i, n:], np.repeat(ep.states[i, n : n + 1], 101 - n, axis=0))
         assert np.all(ep.actions[i, n:] == 0) and np.all(ep.actions[i, :n, 0] == 1) and np.all(ep.rewards[i, n:] == 0)
 
@@ -64,8 +66,8 @@ def test_the_runners_agree_on_gymnasiums_starts():
     episodes: a deterministic controller earns the same returns in both (to float32 rounding)."""
     env = get_env("pendulum")
     starts = env.benchmark_starts(3, seed=7)
-    gym = run_episodes(env.controller, env, starts, 30, runner="gymnasium", seeds=7 + np.arange(3), set_starts=False)
-    copy = run_episodes(env.controller, env, starts, 30, runner="mlx")
+    gym = run_episodes(controller(env), env, starts, 30, runner="gymnasium", seeds=7 + np.arange(3), set_starts=False)
+    copy = run_episodes(controller(env), env, starts, 30, runner="mlx")
     np.testing.assert_allclose(gym.states[:, 0], starts, atol=1e-6)
     np.testing.assert_allclose(gym.returns, copy.returns, rtol=1e-4)
 
@@ -73,11 +75,11 @@ def test_the_runners_agree_on_gymnasiums_starts():
 @pytest.mark.parametrize("name", GYM_ENVS)
 def test_benchmark_starts_are_gymnasiums_resets(name):
     env = get_env(name)
-    gym_env = env.make_gym_env()
+    gym_env = make_gym_env(env)
     starts = env.benchmark_starts(4, seed=11)
     for i, start in enumerate(starts):
         gym_env.reset(seed=11 + i)
-        np.testing.assert_array_equal(start, env.gym_state(gym_env).astype(np.float32))
+        np.testing.assert_array_equal(start, gym_state(env, gym_env).astype(np.float32))
     gym_env.close()
 
 
@@ -144,8 +146,8 @@ def test_the_hand_written_controllers_do_their_job(name, steps):
     """Swing up and hold, balance, swing the tip over the line, climb the hill: in every episode."""
     env = get_env(name)
     starts = env.benchmark_starts(4, seed=0)
-    ep = run_episodes(env.controller, env, starts, steps)
-    assert env.success(ep.states, ep.terminated).all(), ep.lengths
+    ep = run_episodes(controller(env), env, starts, steps)
+    assert env.defaults.benchmark.success(env, ep.states, ep.terminated).all(), ep.lengths
     randomly = run_episodes(baselines(env, 0, range(4))["random-policy"], env, starts, steps)
     assert ep.returns.mean() > randomly.returns.mean()
 
@@ -156,14 +158,14 @@ def test_scores():
     assert return_ratio(np.array([50.0, 100.0]), np.array([100.0, 200.0])) == 0.5
     assert return_ratio(returns, reference) is None
     assert gap(np.array([80.0, 90.0]), np.array([95.0, 95.0])) == 10.0
-    assert {get_env(n).score for n in ENV_NAMES} <= set(SCORES)
+    assert {get_env(n).defaults.benchmark.score for n in ENV_NAMES} <= set(SCORES)
 
 
 def test_reference_planner_doubles_the_budget():
     env = get_env("pendulum")
     planner = reference_planner(env, env, BenchmarkConfig().for_env(env))
-    assert isinstance(planner, planners.CEM) and planner.horizon == env.horizon
-    assert planner.num_samples == 2 * env.samples and planner.iterations == 2 * planners.CEM(env, env.action_space).iterations
+    assert isinstance(planner, planners.CEM) and planner.horizon == env.defaults.planning.horizon
+    assert planner.num_samples == 2 * env.defaults.planning.samples and planner.iterations == 2 * planners.CEM(env, env.action_space).iterations
     small = reference_planner(env, env, BenchmarkConfig(samples=8, iterations=3, horizon=4).for_env(env))
     assert (small.num_samples, small.iterations, small.horizon) == (16, 6, 4)
 

@@ -10,7 +10,7 @@ import pytest
 from planners import CEM, MPPI, Box, Discrete, RandomShooting, rollout
 from planners.dynamics import check_output
 from test_planners import PLANNERS, SMALL
-from worldmodel.env import ParticleEnv
+from worldmodel.envs import ParticleEnv
 
 ENV = ParticleEnv()
 STATE = mx.array([[1.0, 0.0], [-0.5, 0.2]])

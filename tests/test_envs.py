@@ -12,6 +12,7 @@ import pytest
 from planners import Box, Discrete, KnownReward, rollout
 from worldmodel import ParticleEnv
 from worldmodel.envs import ENV_NAMES, Environment, get_env
+from worldmodel.envs.gymnasium import gym_id, make_gym_env
 
 
 def test_registry_names_and_errors():
@@ -47,12 +48,10 @@ def test_every_environment_keeps_the_contract(name):
     if env.termination is not None:
         done = env.termination(next_state)
         assert done.shape == (64,) and done.dtype == mx.bool_
-    starts = env.default_starts(10, seed=1)
-    hard = env.hard_starts()
+    starts = env.benchmark_starts(10, seed=1)
     assert starts.shape == (10, env.state_dim) and starts.dtype == np.float32
-    np.testing.assert_array_equal(starts[: len(hard)], hard)
-    np.testing.assert_array_equal(starts, env.default_starts(10, seed=1))
-    assert env.steps >= 1 and env.horizon >= 1 and env.samples >= 1
+    np.testing.assert_array_equal(starts, env.benchmark_starts(10, seed=1))
+    assert env.steps >= 1 and env.defaults.planning.horizon >= 1 and env.defaults.planning.samples >= 1
 
 
 @pytest.mark.parametrize("name", ENV_NAMES)
@@ -62,7 +61,7 @@ def test_gradients_through_relaxed_actions_are_finite(name):
     returns alone carry no gradient; the imagined states do.)"""
     env = get_env(name)
     rng = np.random.default_rng(1)
-    starts = mx.array(env.default_starts(8, seed=1))
+    starts = mx.array(env.benchmark_starts(8, seed=1))
     logits = mx.array(rng.normal(size=(8, 10, env.action_space.dim)).astype(np.float32))
 
     def loss(free):
@@ -94,7 +93,7 @@ def test_known_reward_with_the_true_next_state_is_the_environment():
     for name in ENV_NAMES:
         env = get_env(name)
         rng = np.random.default_rng(3)
-        starts = mx.array(env.sample_starts(rng, 16))
+        starts = env.reset(16, seed=3)
         actions = mx.array(np.stack([env.sample_actions(rng, 16) for _ in range(12)], axis=1))
         adapter = KnownReward(env.next_state, env.reward)
         np.testing.assert_array_equal(
@@ -116,21 +115,21 @@ def test_cartpole_imagined_return_counts_steps_until_the_pole_falls():
 
 def test_particle_is_the_particle_env():
     env = get_env("particle", continuous=True)
-    assert isinstance(env, ParticleEnv) and env.termination is None and env.gym_id is None
+    assert isinstance(env, ParticleEnv) and env.termination is None and gym_id(env) is None
     assert env.action_space == Box(-1.0, 1.0) and env.config()["continuous"] is True
     reference = ParticleEnv(continuous=True)
     state, action = mx.array([[1.2, 0.5], [-0.3, -0.9]]), mx.array([[0.7], [-2.0]])
     for ours, theirs in zip(env(state, action), reference(state, action)):
         np.testing.assert_array_equal(np.array(ours), np.array(theirs))
-    np.testing.assert_array_equal(env.hard_starts()[:2], [[1.5, 1.0], [-1.5, -1.0]])
+    np.testing.assert_array_equal(env.benchmark_starts(2), [[1.5, 1.0], [-1.5, -1.0]])
     with pytest.raises(ValueError, match="'particle' has no Gymnasium counterpart"):
-        env.make_gym_env()
+        make_gym_env(env)
 
 
 def test_make_gym_env_without_gymnasium_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "gymnasium", None)  # import gymnasium now raises ImportError
     with pytest.raises(ImportError, match=r"^make_gym_env needs gymnasium: pip install 'wmplan\[gym\]'$"):
-        get_env("pendulum").make_gym_env()
+        make_gym_env(get_env("pendulum"))
 
 
 def test_the_mlx_dynamics_do_not_import_gymnasium():

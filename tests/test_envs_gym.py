@@ -26,25 +26,26 @@ import numpy as np
 import pytest
 
 from worldmodel.envs import ENV_NAMES, get_env
+from worldmodel.envs.gymnasium import gym_action, gym_id, gym_state, make_gym_env, set_gym_state, state_from_obs
 
 ATOL = RTOL = 1e-5
 BOUNDARY = 1e-5  # rows this close to a termination boundary may terminate either way
 FAST_ACROBOT_TOL = 3e-4  # rtol = atol for Acrobot's speeds from states beyond half the speed bounds
-GYM_ENVS = [name for name in ENV_NAMES if get_env(name).gym_id is not None]
+GYM_ENVS = [name for name in ENV_NAMES if get_env(name).gymnasium is not None]
 
 
 def gym_steps(env, states: np.ndarray, actions: np.ndarray):
     """Gymnasium's step from each state ``[N, S]`` with each action ``[N, A]``: next states ``[N, S]`` (float64),
     rewards ``[N]`` and ``terminated`` ``[N]``."""
-    gym_env = env.make_gym_env()
+    gym_env = make_gym_env(env)
     gym_env.reset(seed=0)
     raw = gym_env.unwrapped  # its step without the wrappers' per-call checks
     next_states, rewards, terminated = [], [], []
     for state, action in zip(states, actions):
-        env.set_gym_state(gym_env, state)
-        _, reward, done, truncated, _ = raw.step(env.gym_action(action))
+        set_gym_state(env, gym_env, state)
+        _, reward, done, truncated, _ = raw.step(gym_action(env, action))
         assert not truncated
-        next_states.append(env.gym_state(gym_env))
+        next_states.append(gym_state(env, gym_env))
         rewards.append(reward)
         terminated.append(done)
     gym_env.close()
@@ -193,22 +194,22 @@ def test_state_from_obs_is_gymnasiums_state(name):
     """Along a random episode the state read from each observation is Gymnasium's internal state
     (angles up to whole turns; the observation is float32)."""
     env = get_env(name)
-    gym_env = env.make_gym_env()
+    gym_env = make_gym_env(env)
     obs, _ = gym_env.reset(seed=4)
     rng = np.random.default_rng(4)
     for _ in range(60):
-        state, truth = env.state_from_obs(obs), env.gym_state(gym_env)
+        state, truth = state_from_obs(env, obs), gym_state(env, gym_env)
         assert state.shape == (env.state_dim,) and state.dtype == np.float32
         gap = state - truth
         if name in ("pendulum", "acrobot"):
             angles = slice(0, 1) if name == "pendulum" else slice(0, 2)
             gap[angles] = angle_gap(state[angles], truth[angles])
         np.testing.assert_allclose(gap, 0.0, atol=1e-6 * (1 + np.abs(truth).max()))
-        obs, _, terminated, _, _ = gym_env.step(env.gym_action(env.sample_actions(rng, 1)[0]))
+        obs, _, terminated, _, _ = gym_env.step(gym_action(env, env.sample_actions(rng, 1)[0]))
         if terminated:
             obs, _ = gym_env.reset()
     batch = np.stack([obs, obs])  # [..., O] -> [..., S]
-    assert env.state_from_obs(batch).shape == (2, env.state_dim)
+    assert state_from_obs(env, batch).shape == (2, env.state_dim)
     gym_env.close()
 
 
@@ -216,15 +217,15 @@ def test_state_from_obs_is_gymnasiums_state(name):
 def test_starts_cover_gymnasiums_reset_box(name):
     """Our start draws and Gymnasium's resets span the same box (Gymnasium's resets are seeded: no flakes)."""
     env = get_env(name)
-    gym_env = env.make_gym_env()
-    gym_starts = np.array([(gym_env.reset(seed=seed), env.gym_state(gym_env))[1] for seed in range(500)])
-    ours = env.sample_starts(np.random.default_rng(5), 5000)
+    gym_env = make_gym_env(env)
+    gym_starts = np.array([(gym_env.reset(seed=seed), gym_state(env, gym_env))[1] for seed in range(500)])
+    ours = np.array(env.reset(5000, seed=5))
     assert ours.shape == (5000, env.state_dim) and ours.dtype == np.float32
     width = np.maximum(gym_starts.max(0) - gym_starts.min(0), 1e-12)
     np.testing.assert_allclose(ours.min(0), gym_starts.min(0), atol=0.03 * width.max())
     np.testing.assert_allclose(ours.max(0), gym_starts.max(0), atol=0.03 * width.max())
     assert np.all(ours.min(0) >= gym_starts.min(0) - 0.03 * width) and np.all(ours.max(0) <= gym_starts.max(0) + 0.03 * width)
-    hard = env.hard_starts()
+    hard = env.benchmark_starts(8, seed=0)
     assert hard.ndim == 2 and hard.shape[1] == env.state_dim and hard.dtype == np.float32
     assert np.all(hard >= gym_starts.min(0) - 0.03 * width) and np.all(hard <= gym_starts.max(0) + 0.03 * width)
     gym_env.close()
@@ -233,22 +234,22 @@ def test_starts_cover_gymnasiums_reset_box(name):
 @pytest.mark.parametrize("name", GYM_ENVS)
 def test_spaces_and_episode_length_are_gymnasiums(name):
     env = get_env(name)
-    gym_env = env.make_gym_env()
-    assert gym_env.spec.id == env.gym_id and gym_env.spec.max_episode_steps == env.steps
+    gym_env = make_gym_env(env)
+    assert gym_env.spec.id == gym_id(env) and gym_env.spec.max_episode_steps == env.steps
     space = gym_env.action_space
     if isinstance(space, gymnasium.spaces.Discrete):
         assert env.action_space.n == space.n
-        assert env.gym_action(np.eye(space.n, dtype=np.float32)[space.n - 1]) == space.n - 1
+        assert gym_action(env, np.eye(space.n, dtype=np.float32)[space.n - 1]) == space.n - 1
     else:
         np.testing.assert_array_equal(env.action_space.low, space.low)
         np.testing.assert_array_equal(env.action_space.high, space.high)
-        assert space.contains(env.gym_action(np.asarray(env.action_space.high)))
+        assert space.contains(gym_action(env, np.asarray(env.action_space.high)))
     gym_env.close()
 
 
 def test_gymnasium_options_reach_the_gym_env():
     env = get_env("pendulum", g=9.81)
-    assert env.make_gym_env().unwrapped.g == 9.81
+    assert make_gym_env(env).unwrapped.g == 9.81
     state, action = np.array([[1.0, 0.5]], np.float32), np.array([[0.3]], np.float32)
     ours, gym = mlx_step(env, state, action), gym_steps(env, state, action)
     close(ours[0], gym[0], "pendulum with g = 9.81")

@@ -47,7 +47,7 @@ def test_particle_data_are_the_seeds(env):
 
 def test_particle_defaults_are_the_seeds():
     """``wmplan train`` with no options: the seed's budget and model (no angle inputs, reward from the next state)."""
-    budget = get_env("particle").training
+    budget = get_env("particle").defaults.training
     assert (budget.episodes, budget.steps, budget.epochs, budget.batch_size, budget.hidden) == (400, 50, 20, 128, (128, 128))
     assert not budget.angles and not budget.reward_from_state and budget.reward_hidden == 32
 
@@ -69,18 +69,28 @@ def test_termination_restarts_rows():
     assert np.all(data.rewards == 1.0)
 
 
-def test_gym_source_records_the_same_episodes():
+def test_gymnasium_runner_records_the_same_episodes():
     pytest.importorskip("gymnasium")
     for name in ("cartpole", "mountaincar"):
         env = get_env(name)
-        mlx_data, gym_data = generate(env, 6, 25, seed=2), generate(env, 6, 25, seed=2, source="gym")
+        mlx_data, gym_data = generate(env, 6, 25, seed=2), generate(env, 6, 25, seed=2, runner="gymnasium")
         for field in ("states", "actions", "next_states", "rewards"):
             np.testing.assert_allclose(getattr(gym_data, field), getattr(mlx_data, field), atol=1e-4, err_msg=f"{name} {field}")
 
 
-def test_unknown_source():
-    with pytest.raises(ValueError, match="unknown data source 'tf'"):
-        generate(get_env("pendulum"), 2, 2, source="tf")
+def test_old_source_keyword_still_works_with_a_deprecation_warning():
+    pytest.importorskip("gymnasium")
+    env = get_env("cartpole")
+    with pytest.warns(DeprecationWarning, match="runner='gymnasium'"):
+        old = generate(env, 3, 5, seed=2, source="gym")
+    new = generate(env, 3, 5, seed=2, runner="gymnasium")
+    for field in ("states", "actions", "next_states", "rewards"):
+        np.testing.assert_array_equal(getattr(old, field), getattr(new, field))
+
+
+def test_unknown_runner():
+    with pytest.raises(ValueError, match="unknown runner 'tf'; choose from gymnasium, mlx"):
+        generate(get_env("pendulum"), 2, 2, runner="tf")
 
 
 def test_angle_features_and_wrapped_changes():
@@ -127,28 +137,31 @@ def test_train_each_env(tmp_path, name):
     config = read_config(out)
     assert config["env"] == {"name": name, **env.config()} and env_of_checkpoint(config).config() == env.config()
     assert config["data"]["source"] == "mlx" and config["data"]["transitions"] == 120
-    assert config["model"].get("angles", []) == (list(env.angles) if env.training.angles else [])
-    members = env.training.ensemble
+    assert config["model"].get("angles", []) == (list(env.angles) if env.defaults.training.angles else [])
+    members = env.defaults.training.ensemble
     assert config["model"].get("kind", "single") == ("ensemble" if members > 1 else "single")
     assert config["model"].get("ensemble", 1) == members
     model = load_model(out)
     assert (model.state_dim, model.action_dim) == (env.state_dim, env.action_space.dim)
     planner = planners.CEM(model.folded(), env.action_space, horizon=4, num_samples=16, iterations=2, termination=env.termination)
-    actions = np.array(planner.act(env.default_starts(3)))
+    actions = np.array(planner.act(env.benchmark_starts(3)))
     assert actions.shape == (3, env.action_space.dim) and np.all(np.isfinite(actions))
 
 
 def test_train_from_gymnasium(tmp_path):
     pytest.importorskip("gymnasium")
     out = str(tmp_path / "m")
-    result = invoke("train", "--env", "acrobot", "--source", "gym", *TINY, "--out", out)
+    result = invoke("train", "--env", "acrobot", "--runner", "gymnasium", *TINY, "--out", out)
     assert result.exit_code == 0, result.output
-    assert read_config(out)["data"]["source"] == "gym"
+    assert read_config(out)["data"]["source"] == "gymnasium"
     load_model(out)
+    old = invoke("train", "--env", "acrobot", "--source", "gym", *TINY, "--out", str(tmp_path / "old"))  # the old spelling
+    assert old.exit_code == 0 and "--source is deprecated" in old.output, old.output
+    assert read_config(str(tmp_path / "old"))["data"]["source"] == "gymnasium"
 
 
 def test_ensemble_option_overrides_the_envs_budget(tmp_path):
-    assert get_env("acrobot").training.ensemble == 5
+    assert get_env("acrobot").defaults.training.ensemble == 5
     for name, members in (("acrobot", 1), ("pendulum", 2)):
         out = str(tmp_path / name)
         result = invoke("train", "--env", name, "--ensemble", str(members), *TINY, "--out", out)
@@ -169,7 +182,9 @@ def test_raw_angles_option(tmp_path):
     [
         (["--env", "lunar"], "Invalid value for '--env': unknown environment 'lunar'; choose from particle, pendulum, "),
         (["--source", "tf"], "Invalid value for '--source': unknown source 'tf'; choose from mlx, gym"),
-        (["--env", "particle", "--source", "gym"], "Invalid value for '--source': particle has no Gymnasium counterpart"),
+        (["--runner", "tf"], "Invalid value for '--runner': 'tf' is not one of 'mlx', 'gymnasium'"),
+        (["--env", "particle", "--runner", "gymnasium"], "Invalid value for '--runner': particle has no Gymnasium counterpart"),
+        (["--env", "particle", "--source", "gym"], "Invalid value for '--runner': particle has no Gymnasium counterpart"),
         (["--env", "cartpole", "--angle-features"], "Invalid value for '--angle-features': cartpole has no angles"),
     ],
 )

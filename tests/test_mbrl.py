@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from mlx.utils import tree_flatten
 
-from benchmarks.mbrl import MbrlConfig
+from worldmodel.mbrl import MbrlConfig
 from cli import main
 from worldmodel import Transitions, load_model, read_config
 from worldmodel.envs import get_env
@@ -19,7 +19,7 @@ from worldmodel.run_folder import MANIFEST
 
 TINY = ["--random-episodes", "2", "--random-steps", "5", "--eval-episodes", "2", "--samples", "16", "--horizon", "4",
         "--plan-iterations", "1", "--first-train-steps", "20", "--train-steps", "10", "--ensemble", "1"]
-"""A particle run of about a second per iteration (one model: the particle's default is an ensemble)."""
+"""A particle run of about a second per round (one model: the particle's default is an ensemble)."""
 
 
 def invoke(*args):
@@ -35,18 +35,18 @@ def run_json(tmp_path, name, *args):
 
 
 def test_json_shape_and_table(tmp_path):
-    data, out, output = run_json(tmp_path, "run", "--iterations", "2", "--seed", "3")
+    data, out, output = run_json(tmp_path, "run", "--rounds", "2", "--seed", "3")
     assert set(data) >= {"config", "curve", "references", "env", "runner", "run_folder", "model"}
     config = data["config"]
-    assert config["env"] == "particle" and config["seed"] == 3 and config["iterations"] == 2
+    assert config["env"] == "particle" and config["seed"] == 3 and config["rounds"] == 2
     assert config["runner"] == "mlx" and data["runner"] == "the MLX particle"
     assert config["ensemble"] == 1 and config["normalization"] in ("refit", "fixed")
     curve = data["curve"]
-    assert [e["iteration"] for e in curve] == [0, 1, 2]
+    assert [e["round"] for e in curve] == [0, 1, 2]
     assert [e["env_steps"] for e in curve] == [10, 60, 110]  # 2 random episodes of 5 steps, then one 50-step episode each
     assert [len(e["train_returns"]) for e in curve] == [2, 1, 1]
     for entry in curve:
-        assert set(entry) == {"iteration", "env_steps", "train_returns", "eval_mean_return", "eval_cost_ratio",
+        assert set(entry) == {"round", "env_steps", "train_returns", "eval_mean_return", "eval_cost_ratio",
                               "eval_returns", "train_loss"}
         assert len(entry["eval_returns"]) == 2
         assert entry["eval_mean_return"] == pytest.approx(np.mean(entry["eval_returns"]))
@@ -54,18 +54,18 @@ def test_json_shape_and_table(tmp_path):
         assert np.isfinite(entry["train_loss"])
     references = data["references"]
     assert len(references["optimal"]["returns"]) == 2 and references["true_dynamics"]["cost_ratio"] >= 1.0 - 1e-9
-    assert "iteration" in output and "cost ratio" in output and "references:" in output
+    assert "round" in output and "cost ratio" in output and "references:" in output
     assert sorted(os.listdir(out)) == ["iteration-0002", MANIFEST]
     model_config = read_config(data["model"])
-    assert model_config["env"]["name"] == "particle" and model_config["mbrl"]["iteration"] == 2
+    assert model_config["env"]["name"] == "particle" and model_config["mbrl"]["round"] == 2
 
 
 def test_resume_continues_exactly(tmp_path):
-    straight, straight_out, _ = run_json(tmp_path, "straight", "--iterations", "3")
-    first, resumed_out, _ = run_json(tmp_path, "resumed", "--iterations", "1")
+    straight, straight_out, _ = run_json(tmp_path, "straight", "--rounds", "3")
+    first, resumed_out, _ = run_json(tmp_path, "resumed", "--rounds", "1")
     assert first["curve"] == straight["curve"][:2]
-    again, _, output = run_json(tmp_path, "resumed", "--iterations", "3", "--resume")
-    assert "iteration 0 " not in output  # nothing recomputed
+    again, _, output = run_json(tmp_path, "resumed", "--rounds", "3", "--resume")
+    assert "round 0 " not in output  # nothing recomputed
     assert again["curve"] == straight["curve"]
     assert again["references"] == straight["references"]
     a, b = (os.path.join(o, "iteration-0003") for o in (straight_out, resumed_out))
@@ -76,13 +76,33 @@ def test_resume_continues_exactly(tmp_path):
     assert sorted(ta) == sorted(tb) and all(mx.array_equal(ta[k], tb[k]).item() for k in ta)
     np.testing.assert_array_equal(Transitions.load(os.path.join(a, "data.npz")).states,
                                   Transitions.load(os.path.join(b, "data.npz")).states)
-    # --resume without --iterations continues to the run's own number: here nothing is left to do
+    # --resume without --rounds continues to the run's own number: here nothing is left to do
     done, _, _ = run_json(tmp_path, "resumed", "--resume")
     assert done["curve"] == straight["curve"]
 
 
+def test_old_spellings_run_and_resume(tmp_path):
+    """``--iterations``/``--episodes-per-iteration`` (the old names of ``--rounds``/``--episodes-per-round``)
+    still work, and a run folder written before the rename (its record says ``iterations``) resumes exactly."""
+    straight, _, _ = run_json(tmp_path, "straight", "--rounds", "2")
+    old, out, _ = run_json(tmp_path, "old", "--iterations", "1", "--episodes-per-iteration", "1")
+    assert old["config"]["rounds"] == 1 and old["curve"] == straight["curve"][:2]
+    with open(os.path.join(out, MANIFEST)) as f:
+        manifest = json.load(f)
+    record = manifest["record"]  # as b765683 wrote it
+    record["config"] = {RENAMED_BACK.get(k, k): v for k, v in record["config"].items()}
+    record["curve"] = [{("iteration" if k == "round" else k): v for k, v in e.items()} for e in record["curve"]]
+    with open(os.path.join(out, MANIFEST), "w") as f:
+        json.dump(manifest, f)
+    again, _, _ = run_json(tmp_path, "old", "--rounds", "2", "--resume")
+    assert again["curve"] == straight["curve"] and again["config"] == straight["config"]
+
+
+RENAMED_BACK = {"rounds": "iterations", "episodes_per_round": "episodes_per_iteration"}
+
+
 def test_same_seed_same_curve_and_ensembles(tmp_path):
-    args = ("--iterations", "1", "--ensemble", "2", "--propagation", "ts1", "--particles", "2")
+    args = ("--rounds", "1", "--ensemble", "2", "--propagation", "ts1", "--particles", "2")
     one, _, _ = run_json(tmp_path, "a", *args)
     two, _, _ = run_json(tmp_path, "b", *args)
     assert one["curve"] == two["curve"]
@@ -93,15 +113,15 @@ def test_same_seed_same_curve_and_ensembles(tmp_path):
 def test_env_budget_is_the_default():
     env = get_env("particle")
     config = MbrlConfig(env="particle").resolved(env)
-    for name in ("random_episodes", "random_steps", "iterations", "ensemble", "first_train_steps", "train_steps"):
-        assert getattr(config, name) == getattr(env.mbrl, name), name
+    for name in ("random_episodes", "random_steps", "rounds", "episodes_per_round", "ensemble", "first_train_steps", "train_steps"):
+        assert getattr(config, name) == getattr(env.defaults.mbrl, name), name
     assert MbrlConfig(env="particle", random_steps=7, ensemble=1).resolved(env).random_steps == 7
 
 
 def test_plot(tmp_path):
     pytest.importorskip("matplotlib")
     path = str(tmp_path / "curve.png")
-    result = invoke(*TINY, "--iterations", "1", "--out", str(tmp_path / "run"), "--plot", path)
+    result = invoke(*TINY, "--rounds", "1", "--out", str(tmp_path / "run"), "--plot", path)
     assert result.exit_code == 0, result.output
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -110,7 +130,7 @@ def test_plot(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--iterations", "-1"], "--iterations must be >= 0"),
+        (["--rounds", "-1"], "--rounds must be >= 0"),
         (["--ensemble", "0"], "--ensemble must be >= 1"),
         (["--propagation", "ts2"], "'ts2' is not one of"),
         (["--lr", "0"], "--lr must be a positive number"),
@@ -132,9 +152,9 @@ def test_resume_errors(tmp_path):
     out = str(tmp_path / "run")
     result = invoke("--resume", "--out", out)
     assert result.exit_code == 1 and result.output.strip().splitlines()[-1] == f"Error: no run to resume in {out} (no {MANIFEST})"
-    result = invoke(*TINY, "--iterations", "0", "--out", out)
+    result = invoke(*TINY, "--rounds", "0", "--out", out)
     assert result.exit_code == 0, result.output
-    result = invoke("--resume", "--out", out, "--seed", "1", "--iterations", "1")
+    result = invoke("--resume", "--out", out, "--seed", "1", "--rounds", "1")
     assert result.exit_code == 2 and "--seed 1 differs from the run's 0" in result.output
     with open(os.path.join(out, MANIFEST), "w") as f:
         f.write("not json")

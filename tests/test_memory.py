@@ -14,7 +14,7 @@ from planners import CEM, MPPI, CEMGradient, GradientPlanner, RandomShooting
 from planners.distributions import colored_noise_basis
 from planners.runtime import memory
 from planners.runtime.memory import MemoryBudgetError, available_bytes, check_fits, format_bytes
-from worldmodel.env import ParticleEnv
+from worldmodel.envs import ParticleEnv
 
 ENV = ParticleEnv()
 GB = 10**9

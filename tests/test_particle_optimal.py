@@ -139,16 +139,17 @@ def test_plan_and_parameter_validation():
 
 
 def test_the_env_solves_with_its_own_constants():
-    """``env.optimal_returns`` reads the env's constants: a particle with other ones gets other optima."""
+    """The optimum reads the env's constants: a particle with other ones gets other optima."""
     starts = np.array([[0.9, 0.3], [-0.4, 0.0]], dtype=np.float32)
     strong = ParticleEnv(accel=0.2)
-    np.testing.assert_array_equal(strong.optimal_returns(starts, 8), optimal_returns(strong, starts, 8))
+    optimum = strong.defaults.benchmark.optimum
+    np.testing.assert_array_equal(optimum.returns(strong, starts, 8), optimal_returns(strong, starts, 8))
     pushes = np.array(list(itertools.product((-1, 0, 1), repeat=8)))
-    np.testing.assert_allclose(strong.optimal_returns(starts, 8), _rollout(strong, starts, pushes).max(axis=1), atol=1e-5)
-    assert np.all(strong.optimal_returns(starts, 8) > ENV.optimal_returns(starts, 8) + 0.05)
-    ret, actions = strong.optimal_plan(starts[0], 8)
-    assert actions.shape == (8, 3) and ret == pytest.approx(strong.optimal_returns(starts[:1], 8)[0], abs=1e-9)
-    assert ParticleEnv(continuous=True).optimal_returns(starts, 8) is None and not ParticleEnv(continuous=True).has_optimum
+    np.testing.assert_allclose(optimum.returns(strong, starts, 8), _rollout(strong, starts, pushes).max(axis=1), atol=1e-5)
+    assert np.all(optimum.returns(strong, starts, 8) > optimum.returns(ENV, starts, 8) + 0.05)
+    ret, actions = optimum.plan(strong, starts[0], 8)
+    assert actions.shape == (8, 3) and ret == pytest.approx(optimum.returns(strong, starts[:1], 8)[0], abs=1e-9)
+    assert ParticleEnv(continuous=True).defaults.benchmark.optimum is None and ParticleEnv().defaults.benchmark.optimum is not None
 
 
 def test_starts_are_solved_in_chunks_with_the_same_results(monkeypatch):

@@ -13,7 +13,7 @@ import planners
 from planners import Box, Discrete, Plan, Planner, SamplingPlanner, rollout
 from planners.base import shift
 from planners.distributions import colored_noise_basis
-from worldmodel.env import ParticleEnv
+from worldmodel.envs import ParticleEnv
 
 
 def _all_planners():

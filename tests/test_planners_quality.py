@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import planners
-from benchmarks.closed_loop import planner_policy, run_episodes
-from worldmodel.env import ParticleEnv
+from worldmodel.envs import ParticleEnv
+from worldmodel.envs.particle import optimal_returns
+from worldmodel.envs.runner import planner_policy, run_episodes
 
 EPISODES, STEPS = int(os.environ.get("WMPLAN_QUALITY_EPISODES", 24)), 50
 TARGETS = {planners.CEM: 1.02, planners.MPPI: 1.02, planners.RandomShooting: 1.25}
@@ -22,7 +23,7 @@ TARGETS = {planners.CEM: 1.02, planners.MPPI: 1.02, planners.RandomShooting: 1.2
 
 def quality_starts(num: int, seed: int = 0) -> np.ndarray:
     """At a wall moving outward, the mirror image, at rest in the centre; then uniform over the box."""
-    hard = ParticleEnv().hard_starts()[[0, 1, 4]]
+    hard = ParticleEnv().benchmark_starts(6)[[0, 1, 4]]
     return np.concatenate([hard, ParticleEnv().sample_states(np.random.default_rng(seed), num - len(hard))])
 
 
@@ -33,6 +34,6 @@ def test_cost_ratio_against_the_optimum(cls):
     starts = quality_starts(EPISODES)
     planner = cls(env, env.action_space, horizon=15, num_samples=1000)
     returns = run_episodes(planner_policy(planner), env, starts, STEPS).returns
-    ratio = np.sum(-returns) / np.sum(-env.optimal_returns(starts, STEPS))
+    ratio = np.sum(-returns) / np.sum(-optimal_returns(env, starts, STEPS))
     print(f"\n{cls.__name__}: cost ratio {ratio:.4f} over {EPISODES} episodes")
     assert ratio <= TARGETS[cls], f"{cls.__name__}: cost ratio {ratio:.4f} > {TARGETS[cls]}"

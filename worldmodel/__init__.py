@@ -1,9 +1,10 @@
-"""The seed's 1-D particle environment and an MLX world model of it."""
+"""What is simulated and what is learned: environments (:mod:`worldmodel.envs`), transition data,
+MLX world models of them, their training, checkpoints and the model-based RL loop."""
 
 from .checkpoint import CheckpointError, load_model, read_config, save_model
 from .data import DatasetError, Transitions, generate, uniform_transitions
-from .env import PUSHES, ParticleEnv, one_hot_pushes
 from .ensemble import EnsembleWorldModel, model_from_config
+from .envs.particle import PUSHES, Particle, ParticleEnv, one_hot_pushes
 from .folded import FoldedWorldModel
 from .folded_ensemble import FoldedEnsembleWorldModel
 from .model import WorldModel
@@ -16,6 +17,7 @@ __all__ = [
     "FoldedEnsembleWorldModel",
     "FoldedWorldModel",
     "PUSHES",
+    "Particle",
     "ParticleEnv",
     "TrainConfig",
     "TrainResult",

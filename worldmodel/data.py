@@ -1,7 +1,8 @@
-"""Transition datasets: generation from any environment, ``.npz`` save and load."""
+"""Transition datasets: random-action collection from any environment, ``.npz`` save and load."""
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from dataclasses import dataclass
 
@@ -46,6 +47,18 @@ class Transitions:
         return Transitions(self.states[index], self.actions[index], self.next_states[index], self.rewards[index])
 
     @classmethod
+    def from_episodes(cls, episodes, step_major: bool = False) -> "Transitions":
+        """The real transitions of ``episodes`` (:class:`~worldmodel.envs.runner.Episodes`): each episode's
+        steps up to its length, episode by episode (or, ``step_major``, all rows' step 0, then step 1, ...)."""
+        steps = episodes.rewards.shape[1]
+        taken = np.arange(steps)[None, :] < episodes.lengths[:, None]  # [E, T]
+        next_states = episodes.next_states if episodes.next_states is not None else episodes.states[:, 1:]
+        columns = (episodes.states[:, :-1], episodes.actions, next_states, episodes.rewards)
+        if step_major:
+            columns, taken = [np.swapaxes(c, 0, 1) for c in columns], taken.T
+        return cls(*(c[taken].astype(np.float32) for c in columns))
+
+    @classmethod
     def concatenate(cls, parts) -> "Transitions":
         """One dataset of the transitions of ``parts`` (a non-empty sequence of :class:`Transitions`), in order."""
         parts = list(parts)
@@ -70,108 +83,46 @@ class Transitions:
         return cls(**arrays)
 
 
-SOURCES = ("mlx", "gym")
-"""Where :func:`generate` steps the episodes: the environment's MLX dynamics, or Gymnasium itself."""
-
-
-def generate(env, episodes: int = 400, steps: int = 50, seed: int = 0, source: str = "mlx") -> Transitions:
-    """Random-action episodes from uniformly drawn training states, all episodes stepped together.
+def generate(env, episodes: int = 400, steps: int = 50, seed: int = 0, runner: str = "mlx", *, source: str | None = None) -> Transitions:
+    """Random-action episodes from uniformly drawn training states, all episodes stepped together:
+    the episode runner (:func:`~worldmodel.envs.runner.run_episodes`) with a random policy.
 
     Every row of the batch records ``steps`` transitions. In an environment that terminates
     (``env.termination`` is not ``None``) the terminating transition is recorded and its row starts
     a new episode from a fresh draw of ``env.sample_states``; the episodes never terminate otherwise.
+    One generator, ``np.random.default_rng(seed)``, draws the starts, then every step's actions
+    (``env.sample_actions``) followed by that step's new starts.
 
     Args:
-        env: an environment with ``sample_states(rng, n) [n, S]``, ``sample_actions(rng, n) [n, A]`` and
-            ``env(state, action) -> (next_state, reward)`` (e.g. ``ParticleEnv``, or any of
-            :mod:`worldmodel.envs`).
+        env: an environment (any of :mod:`worldmodel.envs`).
         episodes, steps: ``episodes * steps`` transitions in all. Defaults: the seed's 400 x 50.
         seed: the numpy seed for starts and actions.
-        source: ``"mlx"`` (the MLX dynamics, batched) or ``"gym"`` (``episodes`` Gymnasium
-            environments stepped in a Python loop: see :class:`GymBatch`). Both draw the same starts and
-            actions for a seed, so they record the same episodes up to float rounding.
+        runner: ``"mlx"`` (the MLX dynamics, batched) or ``"gymnasium"`` (``episodes`` Gymnasium
+            environments, each episode from ``reset(seed=...)`` with a seed drawn from ``(seed, episode
+            number)``, then put in its start state; Gymnasium's Markov state is recorded). Both draw
+            the same starts and actions for a seed, so they record the same episodes up to float rounding.
+        source: the old name of ``runner`` (``"gym"`` for ``"gymnasium"``); deprecated.
 
     Returns:
         ``Transitions`` ordered step-major (all rows' step 0, then step 1, ...).
     """
+    from .envs.runner import RUNNERS, run_episodes
+
+    if source is not None or runner == "gym":
+        warnings.warn("generate(source=...) and 'gym' are deprecated: pass runner='mlx' or runner='gymnasium'",
+                      DeprecationWarning, stacklevel=2)
+        runner = source if source is not None else runner
+        runner = "gymnasium" if runner == "gym" else runner
     if episodes < 1 or steps < 1:
         raise ValueError(f"episodes and steps must be >= 1, got {episodes} and {steps}")
-    if source not in SOURCES:
-        raise ValueError(f"unknown data source {source!r}; choose from {', '.join(SOURCES)}")
+    if runner not in RUNNERS:
+        raise ValueError(f"unknown runner {runner!r}; choose from {', '.join(RUNNERS)}")
     rng = np.random.default_rng(seed)
-    state = env.sample_states(rng, episodes)
-    batch = MlxBatch(env) if source == "mlx" else GymBatch(env, episodes, seed)
-    parts = []
-    try:
-        batch.start(np.arange(episodes), state)
-        for _ in range(steps):
-            action = env.sample_actions(rng, episodes)
-            next_state, reward, done = batch.step(state, action)
-            parts.append((state, action, next_state, reward))
-            state = next_state
-            if done.any():
-                rows = np.flatnonzero(done)
-                state = state.copy()
-                state[rows] = env.sample_states(rng, len(rows))
-                batch.start(rows, state[rows])
-    finally:
-        batch.close()
-    return Transitions(*(np.concatenate(column) for column in zip(*parts)))
-
-
-class MlxBatch:
-    """Steps all rows at once with the environment's MLX dynamics (and its ``termination``, if any)."""
-
-    def __init__(self, env):
-        self.env = env
-        self.termination = getattr(env, "termination", None)
-
-    def start(self, rows: np.ndarray, states: np.ndarray) -> None:
-        """Rows ``[K]`` begin new episodes in ``states [K, S]`` (nothing to do: the state is the row's)."""
-
-    def step(self, state: np.ndarray, action: np.ndarray):
-        """``state [E, S]``, ``action [E, A]`` -> ``(next_state [E, S], reward [E], terminated [E] bool)``."""
-        next_state, reward = self.env(mx.array(state), mx.array(action))
-        done = self.termination(next_state) if self.termination is not None else mx.zeros(reward.shape, dtype=mx.bool_)
-        return np.array(next_state), np.array(reward), np.array(done)
-
-    def close(self) -> None:
-        pass
-
-
-class GymBatch:
-    """Steps ``E`` Gymnasium environments (``env.make_gym_env()``) in a Python loop.
-
-    Each episode begins with ``reset(seed=...)``, a seed of its own drawn from ``(seed, episode
-    number)``, then the environment is put in the episode's start state (``env.set_gym_state``); a
-    step records Gymnasium's Markov state (``env.gym_state``), reward and ``terminated``.
-    """
-
-    def __init__(self, env, rows: int, seed: int):
-        self.env, self.seed, self.started = env, seed, 0
-        self.gym_envs = [env.make_gym_env() for _ in range(rows)]
-
-    def start(self, rows: np.ndarray, states: np.ndarray) -> None:
-        """Rows ``[K]`` begin new episodes in ``states [K, S]``."""
-        for row, state in zip(rows, states):
-            reset_seed = np.random.SeedSequence((self.seed, self.started)).generate_state(1)[0]
-            self.gym_envs[row].reset(seed=int(reset_seed))
-            self.env.set_gym_state(self.gym_envs[row], state)
-            self.started += 1
-
-    def step(self, state: np.ndarray, action: np.ndarray):
-        """``state [E, S]`` (the rows' own), ``action [E, A]`` -> ``(next_state [E, S], reward [E], terminated [E] bool)``."""
-        next_state = np.empty(state.shape, dtype=np.float32)
-        reward = np.empty(len(state), dtype=np.float32)
-        done = np.zeros(len(state), dtype=bool)
-        for row, gym_env in enumerate(self.gym_envs):
-            _, reward[row], done[row], _, _ = gym_env.step(self.env.gym_action(action[row]))
-            next_state[row] = self.env.gym_state(gym_env)
-        return next_state, reward, done
-
-    def close(self) -> None:
-        for gym_env in self.gym_envs:
-            gym_env.close()
+    starts = env.sample_states(rng, episodes)
+    reset_seeds = (lambda number: int(np.random.SeedSequence((seed, number)).generate_state(1)[0]))
+    ran = run_episodes(lambda state: env.sample_actions(rng, len(state)), env, starts, steps, runner=runner,
+                       seeds=reset_seeds, restart=lambda rows: env.sample_states(rng, len(rows)), read="state")
+    return Transitions.from_episodes(ran, step_major=True)
 
 
 def uniform_transitions(env, num: int, seed: int) -> Transitions:

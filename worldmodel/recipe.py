@@ -1,14 +1,18 @@
-"""The whole job behind ``wmplan train``: data, model, training, held-out check, checkpoint."""
+"""Defaults and recipes: where models live, a planner with an environment's defaults, the whole job
+behind ``wmplan train`` (data, model, training, held-out check, checkpoint), and load-or-train."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 
 import mlx.core as mx
 import numpy as np
 
-from .checkpoint import save_model
+import planners
+
+from .checkpoint import load_model, save_model
 from .data import generate, uniform_transitions
 from .ensemble import EnsembleWorldModel
 from .envs import Environment, env_record, get_env
@@ -29,9 +33,36 @@ def default_model_path(env_name: str = "particle") -> str:
     return os.path.join(default_home(), "model" if env_name == "particle" else f"model-{env_name}")
 
 
+def demo_start(env: Environment, seed: int = 0) -> np.ndarray:
+    """The start ``[S]`` float32 of ``wmplan plan`` and ``rollout``: the env's ``defaults.planning.demo_start``
+    (the particle's: at rest, x = 1), else where ``env.reset(1, seed)`` puts it."""
+    given = env.defaults.planning.demo_start
+    if given is not None:
+        return np.array(given, dtype=np.float32)
+    return np.array(env.reset(1, seed)[0])
+
+
+def planner_for(name: str, dynamics, env: Environment, *, horizon: int | None = None, samples: int | None = None,
+                iterations: int | None = None, seed: int = 0, **overrides):
+    """Planner ``name`` (``planners.PLANNERS``) on ``dynamics`` in ``env``'s action space, with ``env``'s
+    termination and planning defaults (``env.defaults.planning``: horizon, samples, options); the sizes
+    given, then ``overrides``, replace them, and ``None`` keeps the env's or the planner's own default."""
+    planning = env.defaults.planning
+    options = {
+        **planning.planner_options(env),
+        "horizon": horizon or planning.horizon,
+        "num_samples": samples or planning.samples,
+        "iterations": iterations,
+        "seed": seed,
+        "termination": env.termination,
+        **overrides,
+    }
+    return planners.make_planner(name, dynamics, env.action_space, **{k: v for k, v in options.items() if v is not None})
+
+
 def train_config(env: Environment, **settings) -> TrainConfig:
     """The :class:`TrainConfig` of ``env``'s training budget (epochs, batch size), ``settings`` overriding it."""
-    budget = env.training
+    budget = env.defaults.training
     return TrainConfig(**{"epochs": budget.epochs, "batch_size": budget.batch_size, **settings})
 
 
@@ -39,12 +70,12 @@ def model_for(env: Environment, ensemble: int | None = None, probabilistic: bool
               angles: bool | None = None) -> WorldModel | EnsembleWorldModel:
     """A new, untrained model of ``env`` (weights drawn from MLX's global generator).
 
-    A :class:`WorldModel` with ``env.training``'s architecture (``hidden``, the reward head, ``angles``
+    A :class:`WorldModel` with ``env.defaults.training``'s architecture (``hidden``, the reward head, ``angles``
     as ``(cos, sin)`` inputs, the reward read from the state too), or with ``ensemble=K`` an
     :class:`~worldmodel.EnsembleWorldModel` of ``K`` such members (``probabilistic`` heads on request).
     ``hidden`` and ``angles`` override the budget's.
     """
-    budget = env.training
+    budget = env.defaults.training
     angles = budget.angles if angles is None else angles
     architecture = {
         "hidden": budget.hidden if hidden is None else hidden,
@@ -68,27 +99,29 @@ def train_world_model(
     env: Environment | None = None,
     log: Callable[[str], None] | None = print,
     world=None,
-    source: str = "mlx",
+    runner: str = "mlx",
     angles: bool | None = None,
     ensemble: int | None = None,
     probabilistic: bool = False,
+    source: str | None = None,
 ) -> tuple[WorldModel | EnsembleWorldModel, dict]:
     """Generate data, train a :class:`WorldModel`, measure it, save it atomically to ``out``.
 
     Args:
         out: the checkpoint folder.
-        episodes, steps, hidden: data and model sizes. Default: ``env.training``'s.
+        episodes, steps, hidden: data and model sizes. Default: ``env.defaults.training``'s.
         config: training settings. Default: :func:`train_config` of ``env``.
         env: a :mod:`worldmodel.envs` environment. Default: the particle.
         log: where progress lines go (``None``: nowhere).
         world: with a :class:`~worldmodel.distributed.World` of several processes the training is
             data-parallel (see :func:`~worldmodel.train.train`); only rank 0 logs, measures and
             saves, the other ranks write nothing and get empty metrics.
-        source: ``"mlx"`` or ``"gym"``: where the random-action episodes are stepped (:func:`~worldmodel.data.generate`).
-        angles: whether the model takes ``env.angles`` as ``(cos, sin)``. Default: ``env.training.angles``.
+        runner: ``"mlx"`` or ``"gymnasium"``: where the random-action episodes are stepped (:func:`~worldmodel.data.generate`).
+        angles: whether the model takes ``env.angles`` as ``(cos, sin)``. Default: ``env.defaults.training.angles``.
         ensemble: ``K > 1`` members: an :class:`~worldmodel.EnsembleWorldModel` (``probabilistic`` heads on
             request), each member trained on its own bootstrap of the data; the held-out error is
-            that of the members' mean. ``1``: one :class:`WorldModel`. Default: ``env.training.ensemble``.
+            that of the members' mean. ``1``: one :class:`WorldModel`. Default: ``env.defaults.training.ensemble``.
+        source: the old name of ``runner`` (``"gym"``); deprecated.
 
     The checkpoint records ``env`` as :func:`~worldmodel.envs.env_record` gives it: ``{"name": NAME, **options}``.
 
@@ -96,14 +129,18 @@ def train_world_model(
         The model and its metrics: ``held_out_mse`` per dimension (``[x, v, r]`` for the particle) on
         20,000 transitions drawn uniformly from the env's training-state box and all actions, and its mean.
     """
+    if source is not None:
+        warnings.warn("train_world_model(source=...) is deprecated: pass runner='mlx' or runner='gymnasium'",
+                      DeprecationWarning, stacklevel=2)
+        runner = "gymnasium" if source == "gym" else source
     env = env or get_env("particle")
-    budget = env.training
+    budget = env.defaults.training
     episodes = budget.episodes if episodes is None else episodes
     steps = budget.steps if steps is None else steps
     config = config or train_config(env)
     root = world is None or world.is_root
     log = log if root else None
-    data = generate(env, episodes, steps, seed=config.seed, source=source)
+    data = generate(env, episodes, steps, seed=config.seed, runner=runner)
     if log:
         log(f"Dataset size: {len(data)} transitions")
     mx.random.seed(config.seed)
@@ -124,7 +161,7 @@ def train_world_model(
         out,
         extra={
             "env": env_record(env),
-            "data": {"episodes": episodes, "steps": steps, "transitions": len(data), "seed": config.seed, "source": source},
+            "data": {"episodes": episodes, "steps": steps, "transitions": len(data), "seed": config.seed, "source": runner},
             "training": {**config.to_dict(), **({"processes": world.size} if world is not None and world.size > 1 else {})},
             "metrics": metrics,
         },
@@ -137,3 +174,30 @@ def held_out_line(env: Environment, metrics: dict) -> str:
     names = (*env.state_names, "r")
     values = ", ".join(f"{name} = {value:.2e}" for name, value in zip(names, metrics["held_out_mse"]))
     return f"Held-out one-step MSE ({HELD_OUT_SIZE} uniform transitions): {values}, mean = {metrics['held_out_mse_mean']:.2e}"
+
+
+def load_or_train_model(path: str | None, world=None, env_name: str = "particle",
+                        log: Callable[[str], None] | None = print) -> tuple:
+    """``(model, path)``: the model at ``path``; with no path, ``env_name``'s default one
+    (:func:`default_model_path`), trained first with the env's default budget if missing (said so to ``log``).
+
+    With several processes (``world``), rank 0 alone trains a missing default model while the
+    others wait for it (the path must be visible to every process).
+    """
+    from .distributed import all_max
+
+    if path is not None:
+        return load_model(path), path
+    path = default_model_path(env_name)
+    missing = not os.path.exists(os.path.join(path, "config.json"))
+    several = world is not None and world.size > 1
+    if several:
+        missing = all_max(float(missing), world) > 0  # every rank takes the same branch
+    if missing:
+        if world is None or world.is_root:
+            if log:
+                log(f"No model at {path}: training the default one first (wmplan train --env {env_name}).")
+            train_world_model(path, env=get_env(env_name), log=log)
+        if several:
+            all_max(0.0, world)  # wait until rank 0 has saved it
+    return load_model(path), path

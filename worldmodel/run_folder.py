@@ -1,8 +1,8 @@
-"""A run folder: the latest snapshot of a training run that can be interrupted and resumed.
+"""A run folder: the latest snapshot of a training run (the MBRL loop's) that can be interrupted and resumed.
 
     RUN/
       run.json                  the manifest, replaced atomically, written last
-      iteration-0003/           the snapshot it names
+      iteration-0003/           the snapshot it names (taken after round 3; the name is format 1's)
         model/                  a checkpoint (worldmodel.save_model): load_model() reads it
         trainer.safetensors     the trainer's state (ContinualTrainer.state_arrays())
         data.npz                every transition so far (Transitions.save)
@@ -52,10 +52,10 @@ class RunFolderError(CheckpointError):
 
 @dataclass
 class Snapshot:
-    """What a run folder holds for one iteration.
+    """What a run folder holds after one round of the run.
 
     Attributes:
-        iteration: the iteration the snapshot was taken after.
+        number: the round the snapshot was taken after (the manifest's ``"iteration"``, format 1's name).
         model: the world model (a ``WorldModel`` or ``EnsembleWorldModel``).
         trainer: the trainer's state, a dict of MLX arrays.
         data: every transition collected so far.
@@ -63,16 +63,22 @@ class Snapshot:
         record: the caller's JSON record.
     """
 
-    iteration: int
+    number: int
     model: object
     trainer: dict
     data: Transitions
     planner: Optional[PlannerState]
     record: dict
 
+    @property
+    def iteration(self) -> int:
+        """The old name of :attr:`number`."""
+        return self.number
 
-def snapshot_name(iteration: int) -> str:
-    return f"iteration-{iteration:04d}"
+
+def snapshot_name(number: int) -> str:
+    """The folder of the snapshot after round ``number`` (``iteration-0003``: format 1's name)."""
+    return f"iteration-{number:04d}"
 
 
 class RunFolder:
@@ -117,13 +123,13 @@ class RunFolder:
             os.remove(self.manifest_path)
         self._remove_snapshots(keep=None)
 
-    def save(self, iteration: int, model, trainer: dict, data: Transitions, planner: Optional[PlannerState], record: dict,
+    def save(self, number: int, model, trainer: dict, data: Transitions, planner: Optional[PlannerState], record: dict,
              model_extra: Optional[dict] = None) -> str:
-        """Write the snapshot of ``iteration`` and make it the run's; returns the snapshot folder.
+        """Write the snapshot after round ``number`` and make it the run's; returns the snapshot folder.
 
         ``model_extra``: metadata for the model's checkpoint (``save_model``'s ``extra``, e.g. its environment).
         """
-        name = snapshot_name(iteration)
+        name = snapshot_name(number)
         folder = os.path.join(self.path, name)
         if os.path.lexists(folder):  # left by an interrupted save: the manifest does not name it
             shutil.rmtree(folder)
@@ -136,7 +142,7 @@ class RunFolder:
             with open_output(os.path.join(folder, "planner.npz"), "wb", suffix=".npz") as f:
                 np.savez(f, **{k: np.array(v) for k, v in planner.to_arrays().items()})
         sums = {f: file_sha256(os.path.join(folder, f)) for f in FILES if os.path.exists(os.path.join(folder, f))}
-        write_json(self.manifest_path, {"format": FORMAT, "iteration": iteration, "snapshot": name, "sha256": sums, "record": record})
+        write_json(self.manifest_path, {"format": FORMAT, "iteration": number, "snapshot": name, "sha256": sums, "record": record})
         self._remove_snapshots(keep=name)
         return folder
 

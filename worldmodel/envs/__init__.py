@@ -2,12 +2,16 @@
 
     env = get_env("pendulum")            # or get_env("particle", continuous=True), ...
     next_state, reward = env(state, action)          # [B, S], [B, A] -> [B, S], [B] (MLX float32)
-    planner = CEM(env, env.action_space, horizon=env.horizon, num_samples=env.samples,
+    starts = env.reset(8, seed=0)                    # [8, S]: Gymnasium's reset distribution
+    planning = env.defaults.planning                 # the env's budgets: training, planning, mbrl, benchmark
+    planner = CEM(env, env.action_space, horizon=planning.horizon, num_samples=planning.samples,
                   termination=env.termination)
-    gym_env = env.make_gym_env()         # the real Gymnasium env (needs: pip install 'wmplan[gym]')
+    episodes = run_episodes(policy, env, starts, env.steps)   # the one episode runner (MLX or Gymnasium)
     env_of_checkpoint(read_config(path)) # the env a checkpoint was trained on (its env_record)
 
-See :class:`~worldmodel.envs.base.Environment` for what every environment provides.
+See :class:`~worldmodel.envs.base.Environment` for what every environment provides, the
+:mod:`~worldmodel.envs.gymnasium` adapter for the real Gymnasium environments, and
+:mod:`~worldmodel.envs.runner` for episodes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from .acrobot import Acrobot
 from .base import Environment
 from .cartpole import CartPole
 from .mountaincar import MountainCar
-from .particle import Particle
+from .particle import Particle, ParticleEnv
 from .pendulum import Pendulum
 
 ENVIRONMENTS = {cls.name: cls for cls in (Particle, Pendulum, CartPole, Acrobot, MountainCar)}
@@ -28,6 +32,7 @@ __all__ = [
     "ENVIRONMENTS",
     "ENV_NAMES",
     "Environment",
+    "ParticleEnv",
     "env_of_checkpoint",
     "env_record",
     "get_env",

@@ -13,7 +13,7 @@ Observations are ``[cos theta1, sin theta1, cos theta2, sin theta2, theta1_dot, 
 Planning objective. The reward says nothing until the tip is over the line: every imagined
 sequence that does not get there within the horizon has the same return, ``-horizon``, and the
 planners wander (CEM on the true dynamics, 50 steps x 500 samples: mean return -246 over 20
-episodes). The planners therefore get a terminal value (``planner_options``),
+episodes). The planners therefore get a terminal value (``DEFAULTS.planning.options``),
 :meth:`Acrobot.terminal_value`: the chain's mechanical energy above hanging at rest, in joules,
 times ``ENERGY_VALUE`` reward units per joule. Pumping energy in is how the tip gets up; an
 imagined episode that reaches the goal ends there and takes no terminal value, and it still wins
@@ -32,7 +32,9 @@ import numpy as np
 
 from planners.spaces import Discrete
 
-from .base import Environment, TrainingBudget, uniform_box
+from .base import Environment
+from .defaults import BenchmarkDefaults, EnvDefaults, PlanningDefaults, TrainingBudget
+from .gymnasium import GymSpec
 
 DT = 0.2
 LINK_LENGTH_1 = 1.0
@@ -91,39 +93,66 @@ def derivatives(s: mx.array, torque: mx.array) -> mx.array:
     return mx.stack([dtheta1, dtheta2, ddtheta1, ddtheta2], axis=-1)
 
 
+def energy_pump(env: "Acrobot", state: np.ndarray) -> np.ndarray:
+    """``energy-pump``: the full torque in the direction of the joint's speed ``theta2_dot`` (-1 when
+    it is 0). The torque's power ``torque * theta2_dot`` is then never negative: every step adds
+    energy until the tip swings over the line.
+
+    Args:
+        state: ``[E, 4]``.
+    Returns:
+        one-hot actions ``[E, 3]`` float32 (torque -1 or +1).
+    """
+    torque = np.where(state[:, 3] > 0, max(TORQUES), min(TORQUES))
+    return np.eye(len(TORQUES), dtype=np.float32)[[TORQUES.index(t) for t in torque]]
+
+
+def reached_line(env: "Acrobot", states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+    """``[E]`` bool: the tip reached the line (the episode terminated)."""
+    return np.asarray(terminated, dtype=bool)
+
+
+def state_from_obs(obs: np.ndarray) -> np.ndarray:
+    """``[cos1, sin1, cos2, sin2, theta1_dot, theta2_dot]`` ``[..., 6]`` -> the state ``[..., 4]``."""
+    theta1 = np.arctan2(obs[..., 1], obs[..., 0])
+    theta2 = np.arctan2(obs[..., 3], obs[..., 2])
+    return np.stack([theta1, theta2, obs[..., 4], obs[..., 5]], axis=-1)
+
+
+DEFAULTS = EnvDefaults(
+    # an ensemble of 5 plans far better than one model (CEM at 15 steps, seeds 0-9: -74.8 vs -109.2): the
+    # members' mean halves the speeds' one-step error (held-out MSE of theta2_dot 0.071 vs 0.136)
+    training=TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, angles=True, ensemble=5),
+    # 15 steps (3 s) with the energy terminal value: the true dynamics plan as well as over 50 (CEM, reset
+    # seeds 0-9: -63.4 vs -62), and a learned model's errors compound over fewer steps (the default
+    # ensemble, seeds 0-19: -73.5 at 15, -92.4 at 50 on seeds 0-9)
+    planning=PlanningDefaults(horizon=15, samples=500, options=lambda env: {"terminal_value": env.terminal_value}),
+    benchmark=BenchmarkDefaults(score="cost_ratio", controller_name="energy-pump", controller=energy_pump,
+                                success=reached_line),  # rewards never positive
+)
+GYMNASIUM = GymSpec("Acrobot-v1", state_from_obs=state_from_obs)
+
+
 class Acrobot(Environment):
     """Acrobot-v1: ``env(state [B, 4], action [B, 3]) -> (next_state [B, 4], reward [B])``."""
 
     name = "acrobot"
-    gym_id = "Acrobot-v1"
     state_dim = 4
     state_names = ("theta1", "theta2", "theta1_dot", "theta2_dot")
     action_name = "torque"
-    score = "cost_ratio"  # rewards are never positive
-    controller_name = "energy-pump"
     angles = (0, 1)
     # training states: every angle, speeds up to half the clip limits (a swing-up in closed loop stays
     # within 4 and 8 rad/s; a step at 9 pi rad/s turns link 2 by more than pi, past what a change can tell)
     state_low = (-math.pi, -math.pi, -MAX_VEL_1 / 2, -MAX_VEL_2 / 2)
     state_high = (math.pi, math.pi, MAX_VEL_1 / 2, MAX_VEL_2 / 2)
+    start_low, start_high = (-START_HIGH,) * 4, (START_HIGH,) * 4
     steps = 500
-    # 15 steps (3 s) with the energy terminal value: the true dynamics plan as well as over 50 (CEM, reset
-    # seeds 0-9: -63.4 vs -62), and a learned model's errors compound over fewer steps (the default
-    # ensemble, seeds 0-19: -73.5 at 15, -92.4 at 50 on seeds 0-9)
-    horizon = 15
-    samples = 500
-    # an ensemble of 5 plans far better than one model (CEM at 15 steps, seeds 0-9: -74.8 vs -109.2): the
-    # members' mean halves the speeds' one-step error (held-out MSE of theta2_dot 0.071 vs 0.136)
-    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, angles=True, ensemble=5)
+    defaults = DEFAULTS
+    gymnasium = GYMNASIUM
 
     def __init__(self):
         self.action_space = Discrete(3, values=TORQUES)
         self._torques = mx.array(TORQUES, dtype=mx.float32)
-
-    @property
-    def planner_options(self) -> dict:
-        """``{"terminal_value": self.terminal_value}``: see the module's planning objective."""
-        return {"terminal_value": self.terminal_value}
 
     def terminal_value(self, state: mx.array) -> mx.array:
         """``ENERGY_VALUE`` times the mechanical energy ``[B]`` of ``state [B, 4]`` (any angles: periodic in them)."""
@@ -157,35 +186,3 @@ class Acrobot(Environment):
 
     def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
         return self.termination(next_state).astype(mx.float32) - 1.0
-
-    def controller(self, state: np.ndarray) -> np.ndarray:
-        """``energy-pump``: the full torque in the direction of the joint's speed ``theta2_dot`` (-1 when
-        it is 0). The torque's power ``torque * theta2_dot`` is then never negative: every step adds
-        energy until the tip swings over the line.
-
-        Args:
-            state: ``[E, 4]``.
-        Returns:
-            one-hot actions ``[E, 3]`` float32 (torque -1 or +1).
-        """
-        torque = np.where(state[:, 3] > 0, max(TORQUES), min(TORQUES))
-        return np.eye(len(TORQUES), dtype=np.float32)[[TORQUES.index(t) for t in torque]]
-
-    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
-        """``[E]`` bool: the tip reached the line (the episode terminated)."""
-        return np.asarray(terminated, dtype=bool)
-
-    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
-        return uniform_box(rng, [-START_HIGH] * 4, [START_HIGH] * 4, num)
-
-    def hard_starts(self) -> np.ndarray:
-        """Hanging straight down at rest (nothing to swing from), and two corners of the reset box."""
-        h = START_HIGH
-        return np.array([[0.0, 0.0, 0.0, 0.0], [h, -h, -h, h], [-h, h, h, -h]], dtype=np.float32)
-
-    def state_from_obs(self, obs) -> np.ndarray:
-        """``[cos1, sin1, cos2, sin2, theta1_dot, theta2_dot]`` ``[..., 6]`` -> the state ``[..., 4]``."""
-        obs = np.asarray(obs, dtype=np.float64)
-        theta1 = np.arctan2(obs[..., 1], obs[..., 0])
-        theta2 = np.arctan2(obs[..., 3], obs[..., 2])
-        return np.stack([theta1, theta2, obs[..., 4], obs[..., 5]], axis=-1).astype(np.float32)

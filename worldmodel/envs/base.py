@@ -1,19 +1,17 @@
-"""What every environment knows: the :class:`Environment` base class.
+"""What every environment is: the :class:`Environment` base class, dynamics plus task.
 
 An environment is its true dynamics as a batched MLX function (the planners' ``Dynamics``
-contract) plus what a benchmark or a training run needs around it: the action space, start
-states, training-data draws, termination, episode length and planning budgets, the benchmark's
-score column, hand-written controller, success test and (where one is known) exact optimum, and
-for the Gymnasium copies the id they mirror and the encoding between Gymnasium and planner arrays.
-Gymnasium itself is imported only by :meth:`Environment.make_gym_env`.
+contract) plus its task: the action space, reward, termination, episode length, the state's names,
+bounds and angles, and its start states (:meth:`Environment.reset`, and the benchmark's set
+:meth:`Environment.benchmark_starts`). Its budgets (training, planning, MBRL, benchmark) are one
+record, ``env.defaults`` (:mod:`worldmodel.envs.defaults`); how it mirrors a Gymnasium environment
+is ``env.gymnasium`` (:mod:`worldmodel.envs.gymnasium`, the adapter).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import mlx.core as mx
 import numpy as np
@@ -21,66 +19,8 @@ import numpy as np
 from planners.runtime import streams
 from planners.spaces import Box, Discrete
 
-NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class TrainingBudget:
-    """What ``wmplan train --env NAME`` spends on an environment's world model by default
-    (the field defaults are the seed's particle budget).
-
-    Attributes:
-        episodes, steps: random-action episodes and steps each (``episodes * steps`` transitions).
-        epochs, batch_size: training passes and batch size.
-        hidden: the trunk's hidden layer sizes.
-        reward_hidden: the reward head's hidden size.
-        angles: whether the model takes the environment's ``angles`` as ``(cos, sin)`` inputs.
-        reward_from_state: whether the reward head also reads the state before the step.
-        ensemble: members of the model: ``1`` one :class:`worldmodel.WorldModel`, ``K > 1`` an
-            :class:`worldmodel.EnsembleWorldModel` of ``K`` such models, each trained on its own bootstrap
-            of the data (planning then uses their mean).
-
-    (The model options are :class:`worldmodel.WorldModel`'s.)
-    """
-
-    episodes: int = 400
-    steps: int = 50
-    epochs: int = 20
-    batch_size: int = 128
-    hidden: tuple = (128, 128)
-    reward_hidden: int = 32
-    angles: bool = False
-    reward_from_state: bool = False
-    ensemble: int = 1
-
-
-@dataclass(frozen=True)
-class MbrlBudget:
-    """What ``wmplan mbrl --env NAME`` spends by default: the model-based RL loop's schedule.
-
-    Attributes:
-        random_episodes, random_steps: the random-action episodes the run starts from, and the steps
-            of each (``None``: the environment's episode length).
-        episodes_per_iteration: episodes planned with the current model in every iteration.
-        iterations: planning iterations after the random start.
-        ensemble: members of the world model (``1``: one model).
-        first_train_steps, train_steps: gradient steps on the random data, then after every iteration.
-        batch_size, lr: Adam's batches and learning rate.
-        normalization: ``"refit"`` (statistics fit again on all data before every training) or ``"fixed"``.
-        eval_episodes: closed-loop episodes from the benchmark's starts after every iteration.
-    """
-
-    random_episodes: int = 2
-    random_steps: Optional[int] = None
-    episodes_per_iteration: int = 1
-    iterations: int = 10
-    ensemble: int = 1
-    first_train_steps: int = 1000
-    train_steps: int = 500
-    batch_size: int = 128
-    lr: float = 1e-3
-    normalization: str = "refit"
-    eval_episodes: int = 20
+from .defaults import EnvDefaults, MbrlBudget, TrainingBudget  # noqa: F401  (the budgets' old home)
+from .gymnasium import GymSpec
 
 
 class Environment(ABC):
@@ -93,49 +33,37 @@ class Environment(ABC):
 
     Class attributes every environment sets:
         name: its name in the registry (``worldmodel.envs.get_env``).
-        gym_id: the Gymnasium id it mirrors, or ``None``.
         state_dim: ``S``.
         state_names: ``S`` names of the state variables (start-state CSV headers, printouts, plots).
         action_name: what an action applies (``"torque"``, ``"force"``, ...), for printouts and plots.
         angles: indices of the state variables that are angles free to turn (period ``2 pi``); may be empty.
         state_low, state_high: ``[S]`` bounds of the box :meth:`sample_states` draws training states from.
+        start_low, start_high: ``[S]`` bounds of the box :meth:`reset` draws starts from (Gymnasium's reset).
         steps: episode length (Gymnasium's ``max_episode_steps``).
-        horizon, samples: default planning horizon and sequences per planning call in benchmarks.
-        planner_options: extra keyword options that suit planners here (may be empty).
-        training: the default :class:`TrainingBudget` of a learned model.
-        mbrl: the default :class:`MbrlBudget` of a model-based RL run.
         termination: ``None`` if episodes never end, else the method
             ``termination(next_state [B, S]) -> [B]`` bool (pass it to a planner as ``termination=``).
         rollout_streams: CPU streams a rollout of these dynamics is split over (see
             ``planners.dynamics.rollout``): ``1``, as a step is a few element-wise operations.
-        gym_state_dtype: the numpy dtype Gymnasium keeps ``env.unwrapped.state`` in.
-        score: the benchmark's score of a row against the reference returns (see
-            ``benchmarks.scores``): ``"cost_ratio"`` for rewards that are never positive,
-            ``"return_ratio"`` for rewards that are never negative, ``"gap"`` for mixed signs.
-        controller_name: the benchmark row name of :meth:`controller`, or ``None`` (no controller).
+        defaults: the budgets (:class:`~worldmodel.envs.defaults.EnvDefaults`), its module's ``DEFAULTS``.
+        gymnasium: how it mirrors a Gymnasium environment (:class:`~worldmodel.envs.gymnasium.GymSpec`), or ``None``.
 
     Instances set ``action_space`` (``Discrete`` or ``Box``).
     """
 
     name: str
-    gym_id: Optional[str] = None
     state_dim: int
     state_names: tuple
     action_name: str = "action"
     angles: tuple = ()
     state_low: tuple
     state_high: tuple
+    start_low: tuple
+    start_high: tuple
     steps: int
-    horizon: int
-    samples: int
-    planner_options: Mapping[str, Any] = NO_OPTIONS
-    training: TrainingBudget
-    mbrl: MbrlBudget = MbrlBudget()
     termination = None
     rollout_streams = 1
-    gym_state_dtype = np.float64
-    score: str
-    controller_name: Optional[str] = None
+    defaults: EnvDefaults
+    gymnasium: Optional[GymSpec] = None
     action_space: Discrete | Box
 
     # -- true dynamics -------------------------------------------------------------------------
@@ -171,35 +99,31 @@ class Environment(ABC):
 
     # -- states and actions --------------------------------------------------------------------
 
-    @abstractmethod
-    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
-        """``num`` start states ``[num, S]`` from the distribution of Gymnasium's ``reset``."""
-
-    @abstractmethod
-    def hard_starts(self) -> np.ndarray:
-        """A few deliberately hard start states ``[K, S]``."""
-
-    def default_starts(self, num: int, seed: int = 0) -> np.ndarray:
-        """``num`` benchmark starts ``[num, S]``: the hard starts first, then draws of :meth:`sample_starts`."""
+    def reset(self, num: int, seed: int = 0) -> mx.array:
+        """``num`` start states ``[num, S]`` from ``np.random.default_rng(seed)``, distributed as Gymnasium's
+        ``reset``: ``reset(1, seed)`` is where Gymnasium's ``reset(seed=seed)`` puts the environment."""
         if num < 1:
-            raise ValueError(f"need num >= 1 starts, got {num}")
-        hard = self.hard_starts()[:num]
-        rest = self.sample_starts(np.random.default_rng(seed), num - len(hard))
-        return np.concatenate([hard, rest]).astype(np.float32)
+            raise ValueError(f"reset needs num >= 1, got {num}")
+        return mx.array(self._draw_starts(np.random.default_rng(seed), num))
+
+    def _draw_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
+        """``num`` draws ``[num, S]`` float32 of the reset distribution: uniform over ``[start_low, start_high]``."""
+        return uniform_box(rng, self.start_low, self.start_high, num)
 
     def benchmark_starts(self, num: int, seed: int = 0) -> np.ndarray:
-        """The benchmark's starts ``[num, S]``: episode ``i`` starts where Gymnasium's ``reset(seed=seed + i)``
-        puts it (:meth:`sample_starts` from ``np.random.default_rng(seed + i)``, Gymnasium's own generator)."""
+        """The benchmark's starts ``[num, S]`` float32: episode ``i`` starts where Gymnasium's
+        ``reset(seed=seed + i)`` puts it (``reset(1, seed + i)``)."""
         if num < 1:
             raise ValueError(f"need num >= 1 starts, got {num}")
-        return np.concatenate([self.sample_starts(np.random.default_rng(seed + i), 1) for i in range(num)])
-
-    def demo_start(self, seed: int = 0) -> np.ndarray:
-        """The start ``[S]`` of ``wmplan plan`` and ``rollout``: where ``reset(seed=seed)`` puts the env."""
-        return self.benchmark_starts(1, seed)[0]
+        return np.concatenate([np.array(self.reset(1, seed + i)) for i in range(num)])
 
     def sample_states(self, rng: np.random.Generator, num: int) -> np.ndarray:
-        """``num`` training states ``[num, S]``, uniform over ``[state_low, state_high]``."""
+        """``num`` training states ``[num, S]`` float32, uniform over ``[state_low, state_high]``.
+
+        Not a start distribution: the training data cover the whole state box (episodes from
+        ``reset`` alone would rarely visit, say, the pendulum upright or fast), and the draws share
+        one generator with the random actions of :func:`worldmodel.data.generate`.
+        """
         return uniform_box(rng, self.state_low, self.state_high, num)
 
     def sample_actions(self, rng: np.random.Generator, num: int) -> np.ndarray:
@@ -243,73 +167,9 @@ class Environment(ABC):
             raise ValueError(f"{self.name}'s actions are numbers in [{space.low[0]:g}, {space.high[0]:g}], got {value:g}")
         return np.array([value], dtype=np.float32)
 
-    # -- benchmark extras ----------------------------------------------------------------------
-
-    def controller(self, state: np.ndarray) -> np.ndarray:
-        """The hand-written controller (see ``controller_name``): ``state [E, S]`` -> actions ``[E, A]`` float32."""
-        raise NotImplementedError(f"environment {self.name!r} has no hand-written controller")
-
-    def success(self, states: np.ndarray, terminated: np.ndarray) -> Optional[np.ndarray]:
-        """``[E]`` bool: which episodes succeeded, from their states ``[E, T + 1, S]`` and whether each
-        ended by termination ``[E]``; ``None`` where the environment defines no success."""
-        return None
-
-    def final_abs_x(self, states: np.ndarray) -> Optional[np.ndarray]:
-        """``[E]`` distance to the goal at the end of ``states [E, T + 1, S]``, where the env has one position goal; else ``None``."""
-        return None
-
-    @property
-    def has_optimum(self) -> bool:
-        """Whether :meth:`optimal_returns` knows the exact optimum (else benchmarks plan a reference)."""
-        return False
-
-    def optimal_returns(self, starts, steps: int) -> Optional[np.ndarray]:
-        """Exact best returns ``[E]`` of ``steps``-step episodes from ``starts [E, S]``, or ``None`` (unknown)."""
-        return None
-
-    def optimal_plan(self, start, steps: int):
-        """``(best return, actions [steps, A])`` from ``start [S]``, or ``None`` (unknown)."""
-        return None
-
     def config(self) -> dict:
         """The constructor options, so that ``get_env(env.name, **env.config())`` rebuilds it."""
         return {}
-
-    # -- Gymnasium -----------------------------------------------------------------------------
-
-    def gym_options(self) -> dict:
-        """Keyword arguments ``gymnasium.make`` needs for the same physics (e.g. Pendulum's ``g``)."""
-        return {}
-
-    def make_gym_env(self, **kwargs):
-        """The real Gymnasium environment ``gymnasium.make(gym_id, ...)`` (``kwargs``: e.g. ``render_mode``)."""
-        if self.gym_id is None:
-            raise ValueError(f"environment {self.name!r} has no Gymnasium counterpart")
-        try:
-            import gymnasium
-        except ImportError:
-            raise ImportError("make_gym_env needs gymnasium: pip install 'wmplan[gym]'") from None
-        return gymnasium.make(self.gym_id, **self.gym_options(), **kwargs)
-
-    def state_from_obs(self, obs) -> np.ndarray:
-        """The planner state ``[..., S]`` float32 of Gymnasium observations ``[..., O]`` (here the observation is the state)."""
-        return np.asarray(obs, dtype=np.float32)
-
-    def gym_action(self, action):
-        """What ``gym_env.step`` takes for one planner action ``[A]``: the index of the largest
-        entry for ``Discrete`` (an ``int``), else the float32 array ``[A]`` (Gymnasium clips it)."""
-        action = np.asarray(action)
-        if isinstance(self.action_space, Discrete):
-            return int(np.argmax(action))
-        return action.astype(np.float32).reshape(self.action_space.shape)
-
-    def gym_state(self, gym_env) -> np.ndarray:
-        """The Gymnasium env's internal Markov state ``[S]`` (float64), the planner state of this environment."""
-        return np.array(gym_env.unwrapped.state, dtype=np.float64)
-
-    def set_gym_state(self, gym_env, state) -> None:
-        """Put the Gymnasium env in planner state ``state [S]`` (for exact comparisons of one step)."""
-        gym_env.unwrapped.state = np.array(state, dtype=self.gym_state_dtype).reshape(self.state_dim)
 
     def __repr__(self):
         options = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -23,7 +23,9 @@ import numpy as np
 
 from planners.spaces import Discrete
 
-from .base import Environment, TrainingBudget, uniform_box
+from .base import Environment
+from .defaults import BenchmarkDefaults, EnvDefaults, PlanningDefaults, TrainingBudget
+from .gymnasium import GymSpec
 
 GRAVITY = 9.8
 MASS_CART = 1.0
@@ -40,25 +42,50 @@ FORCES = (-FORCE_MAG, FORCE_MAG)  # of actions 0 and 1, Gymnasium's order
 PD_WEIGHTS = (0.1, 0.5, 1.0, 0.5)  # the pd controller pushes right when (x, x_dot, theta, theta_dot) . these > 0
 
 
+def pd(env: "CartPole", state: np.ndarray) -> np.ndarray:
+    """``pd``: push right when ``theta + 0.5 theta_dot + 0.1 x + 0.5 x_dot > 0``, else left: PD on the
+    pole's angle, with small terms that bring the cart back to the middle.
+
+    Args:
+        state: ``[E, 4]``.
+    Returns:
+        one-hot actions ``[E, 2]`` float32.
+    """
+    right = state @ np.array(PD_WEIGHTS, dtype=np.float32) > 0
+    return np.eye(len(FORCES), dtype=np.float32)[right.astype(np.int64)]
+
+
+def pole_stayed_up(env: "CartPole", states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+    """``[E]`` bool: the pole stayed up, i.e. the episode did not terminate."""
+    return ~np.asarray(terminated, dtype=bool)
+
+
+DEFAULTS = EnvDefaults(
+    training=TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, hidden=(32, 32)),
+    # every surviving sequence ties (reward 1 a step): 30 steps (0.6 s) see the cart's drift too late
+    # (CEM reached 133-231 steps); 60 reach 500 (seeds 0-2)
+    planning=PlanningDefaults(horizon=60, samples=300),
+    benchmark=BenchmarkDefaults(score="return_ratio", controller_name="pd", controller=pd,
+                                success=pole_stayed_up),  # rewards never negative
+)
+# setting a state also forgets a past termination, so that the next step rewards 1 as on a fresh episode
+GYMNASIUM = GymSpec("CartPole-v1", reset_attributes={"steps_beyond_terminated": None})
+
+
 class CartPole(Environment):
     """CartPole-v1: ``env(state [B, 4], action [B, 2]) -> (next_state [B, 4], reward [B])``."""
 
     name = "cartpole"
-    gym_id = "CartPole-v1"
     state_dim = 4
     state_names = ("x", "x_dot", "theta", "theta_dot")
     action_name = "force"
-    score = "return_ratio"  # rewards are never negative
-    controller_name = "pd"
     # training states: positions and angles up to the termination thresholds, speeds a random policy reaches
     state_low = (-X_THRESHOLD, -3.0, -THETA_THRESHOLD, -3.5)
     state_high = (X_THRESHOLD, 3.0, THETA_THRESHOLD, 3.5)
+    start_low, start_high = (-START_HIGH,) * 4, (START_HIGH,) * 4
     steps = 500
-    # every surviving sequence ties (reward 1 a step): 30 steps (0.6 s) see the cart's drift too late
-    # (CEM reached 133-231 steps); 60 reach 500 (seeds 0-2)
-    horizon = 60
-    samples = 300
-    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, hidden=(32, 32))
+    defaults = DEFAULTS
+    gymnasium = GYMNASIUM
 
     def __init__(self):
         self.action_space = Discrete(2, values=FORCES)
@@ -84,32 +111,3 @@ class CartPole(Environment):
     def termination(self, next_state: mx.array) -> mx.array:
         """``[B]`` bool: the cart left the track or the pole fell past 12 degrees."""
         return (mx.abs(next_state[..., 0]) > X_THRESHOLD) | (mx.abs(next_state[..., 2]) > THETA_THRESHOLD)
-
-    def controller(self, state: np.ndarray) -> np.ndarray:
-        """``pd``: push right when ``theta + 0.5 theta_dot + 0.1 x + 0.5 x_dot > 0``, else left: PD on the
-        pole's angle, with small terms that bring the cart back to the middle.
-
-        Args:
-            state: ``[E, 4]``.
-        Returns:
-            one-hot actions ``[E, 2]`` float32.
-        """
-        right = state @ np.array(PD_WEIGHTS, dtype=np.float32) > 0
-        return np.eye(len(FORCES), dtype=np.float32)[right.astype(np.int64)]
-
-    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
-        """``[E]`` bool: the pole stayed up, i.e. the episode did not terminate."""
-        return ~np.asarray(terminated, dtype=bool)
-
-    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
-        return uniform_box(rng, [-START_HIGH] * 4, [START_HIGH] * 4, num)
-
-    def hard_starts(self) -> np.ndarray:
-        """Corners of the reset box: everything moving one way (the pole already falling), and mixed."""
-        h = START_HIGH
-        return np.array([[h, h, h, h], [-h, -h, -h, -h], [-h, h, h, h], [h, -h, -h, -h]], dtype=np.float32)
-
-    def set_gym_state(self, gym_env, state) -> None:
-        """Also forgets a past termination, so that the next step rewards 1 as on a fresh episode."""
-        super().set_gym_state(gym_env, state)
-        gym_env.unwrapped.steps_beyond_terminated = None

@@ -18,7 +18,9 @@ import numpy as np
 
 from planners.spaces import Box
 
-from .base import Environment, TrainingBudget, uniform_box
+from .base import Environment
+from .defaults import BenchmarkDefaults, EnvDefaults, PlanningDefaults, TrainingBudget
+from .gymnasium import GymSpec
 
 MIN_POSITION = -1.2
 MAX_POSITION = 0.6
@@ -30,26 +32,49 @@ HILL = 0.0025  # gravity along the track: -HILL cos(3 p)
 GOAL_REWARD = 100.0
 ACTION_COST = 0.1
 START_POSITIONS = (-0.6, -0.4)  # reset: position ~ U[-0.6, -0.4], velocity 0
-VALLEY = -np.pi / 6  # the lowest point of the track, where 3 p = -pi / 2
+
+
+def follow_velocity(env: "MountainCar", state: np.ndarray) -> np.ndarray:
+    """``follow-velocity``: the full force in the direction of the velocity (forward at rest), which
+    rocks the car ever higher until it crosses the right hill.
+
+    Args:
+        state: ``[E, 2]``.
+    Returns:
+        forces ``[E, 1]`` float32 in {-1, +1}.
+    """
+    high, low = env.action_space.high[0], env.action_space.low[0]
+    return np.where(state[:, 1:2] >= 0, high, low).astype(np.float32)
+
+
+def reached_goal(env: "MountainCar", states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+    """``[E]`` bool: the car reached the goal (the episode terminated)."""
+    return np.asarray(terminated, dtype=bool)
+
+
+DEFAULTS = EnvDefaults(
+    training=TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, hidden=(64, 64)),
+    planning=PlanningDefaults(horizon=100, samples=500),
+    # rewards of both signs: 100 at the goal, -0.1 a^2 every step
+    benchmark=BenchmarkDefaults(score="gap", controller_name="follow-velocity", controller=follow_velocity,
+                                success=reached_goal),
+)
+GYMNASIUM = GymSpec("MountainCarContinuous-v0", state_dtype=np.float32)
 
 
 class MountainCar(Environment):
     """MountainCarContinuous-v0: ``env(state [B, 2], action [B, 1]) -> (next_state [B, 2], reward [B])``."""
 
     name = "mountaincar"
-    gym_id = "MountainCarContinuous-v0"
     state_dim = 2
     state_names = ("position", "velocity")
     action_name = "force"
-    score = "gap"  # rewards of both signs: 100 at the goal, -0.1 a^2 every step
-    controller_name = "follow-velocity"
     state_low = (MIN_POSITION, -MAX_SPEED)
     state_high = (MAX_POSITION, MAX_SPEED)
+    start_low, start_high = (START_POSITIONS[0], 0.0), (START_POSITIONS[1], 0.0)  # reset: position ~ U[-0.6, -0.4], velocity 0
     steps = 999
-    horizon = 100
-    samples = 500
-    training = TrainingBudget(episodes=1000, steps=50, epochs=30, batch_size=256, hidden=(64, 64))
-    gym_state_dtype = np.float32
+    defaults = DEFAULTS
+    gymnasium = GYMNASIUM
 
     def __init__(self):
         self.action_space = Box(-1.0, 1.0, shape=(1,))
@@ -69,26 +94,3 @@ class MountainCar(Environment):
     def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
         goal = self.termination(next_state).astype(mx.float32)
         return GOAL_REWARD * goal - ACTION_COST * action[..., 0] ** 2
-
-    def controller(self, state: np.ndarray) -> np.ndarray:
-        """``follow-velocity``: the full force in the direction of the velocity (forward at rest), which
-        rocks the car ever higher until it crosses the right hill.
-
-        Args:
-            state: ``[E, 2]``.
-        Returns:
-            forces ``[E, 1]`` float32 in {-1, +1}.
-        """
-        high, low = self.action_space.high[0], self.action_space.low[0]
-        return np.where(state[:, 1:2] >= 0, high, low).astype(np.float32)
-
-    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
-        """``[E]`` bool: the car reached the goal (the episode terminated)."""
-        return np.asarray(terminated, dtype=bool)
-
-    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
-        return uniform_box(rng, (START_POSITIONS[0], 0.0), (START_POSITIONS[1], 0.0), num)
-
-    def hard_starts(self) -> np.ndarray:
-        """At rest in the valley's lowest point, and at either end of the reset range."""
-        return np.array([[VALLEY, 0.0], [START_POSITIONS[0], 0.0], [START_POSITIONS[1], 0.0]], dtype=np.float32)

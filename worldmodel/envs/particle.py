@@ -6,20 +6,23 @@ State ``[x, v]``; a push ``a`` in {-1, 0, +1} (or in [-1, 1] for the continuous 
     x' = clip(x + v', -x_limit, x_limit)             x_limit = 1.5
     r  = -|x'|
 
-Besides the dynamics this module holds everything the benchmark asks the particle for: its hard
-starts, its hand-written ``feedback`` controller, its success test and, for the discrete pushes,
-the exact optimum (:mod:`worldmodel.envs.particle_optimal`, which reads the constants from the
-env it is given). It has no Gymnasium counterpart and never terminates.
+Besides the dynamics this module holds everything the benchmark asks the particle for (its
+``DEFAULTS``): its hard starts, its hand-written ``feedback`` controller, its success test and, for
+the discrete pushes, the exact optimum (:mod:`worldmodel.envs.particle_optimal`, which reads the
+constants from the env it is given). It has no Gymnasium counterpart and never terminates.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import mlx.core as mx
 import numpy as np
 
 from planners.spaces import Box, Discrete
 
-from .base import Environment, MbrlBudget, TrainingBudget
+from .base import Environment
+from .defaults import BenchmarkDefaults, EnvDefaults, MbrlBudget, Optimum, PlanningDefaults, TrainingBudget
 
 ACCEL = 0.1
 X_LIMIT = 1.5
@@ -29,6 +32,63 @@ FEEDBACK_GAIN = 3.0  # the feedback controller pushes against x + gain * v ...
 FEEDBACK_DEADBAND = 0.05  # ... when that is farther than this from 0
 SUCCESS_RADIUS = 0.1  # success: |x| below this ...
 SUCCESS_WINDOW = 10  # ... in each of the last states
+
+
+
+
+def feedback(env: "Particle", state: np.ndarray) -> np.ndarray:
+    """``feedback``: push against ``s = x + 3 v`` when ``|s| > 0.05``, else do nothing.
+
+    Args:
+        state: ``[E, 2]``.
+    Returns:
+        actions ``[E, A]`` float32 (one-hot pushes, or the pushes themselves when continuous).
+    """
+    s = state[:, 0] + FEEDBACK_GAIN * state[:, 1]
+    pushes = np.where(np.abs(s) > FEEDBACK_DEADBAND, -np.sign(s), 0.0)
+    if env.continuous:
+        return pushes[:, None].astype(np.float32)
+    return np.array(one_hot_pushes(pushes))
+
+
+def success(env: "Particle", states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+    """``[E]`` bool: ``|x| < 0.1`` in each of the last 10 states (all of them if fewer) of ``states [E, T + 1, 2]``."""
+    return np.all(np.abs(states[:, -SUCCESS_WINDOW:, 0]) < SUCCESS_RADIUS, axis=1)
+
+
+def final_abs_x(env: "Particle", states: np.ndarray) -> np.ndarray:
+    """``[E]`` |x| of the last states of ``states [E, T + 1, 2]``."""
+    return np.abs(states[:, -1, 0])
+
+
+def optimal_returns(env: "Particle", starts, steps: int) -> np.ndarray:
+    """Exact best returns ``[E]`` (float64) of ``steps``-step episodes from ``starts [E, 2]`` of the
+    discrete particle (:func:`~worldmodel.envs.particle_optimal.optimal_returns`)."""
+    from .particle_optimal import optimal_returns as solve
+
+    return solve(env, starts, steps)
+
+
+def optimal_plan(env: "Particle", start, steps: int):
+    """``(best return, actions [steps, 3])`` from ``start [2]`` (:func:`~worldmodel.envs.particle_optimal.optimal_plan`)."""
+    from .particle_optimal import optimal_plan as solve
+
+    best, pushes = solve(env, start, steps)
+    return best, np.array(one_hot_pushes(pushes))
+
+
+BENCHMARK = BenchmarkDefaults(score="cost_ratio", controller_name="feedback", controller=feedback, success=success,
+                              final_distance=final_abs_x)
+DEFAULTS = EnvDefaults(
+    training=TrainingBudget(),
+    planning=PlanningDefaults(horizon=15, samples=500, demo_start=(1.0, 0.0)),
+    # 20 random episodes of 5 steps from uniform starts cover the box (2 of 50 steps spend ~82% of them
+    # against a wall); an ensemble planned with TS-infinity; enough gradient steps to fit the small data.
+    mbrl=MbrlBudget(random_episodes=20, random_steps=5, rounds=4, ensemble=5, first_train_steps=3000, train_steps=2000),
+    benchmark=replace(BENCHMARK, optimum=Optimum(optimal_returns, optimal_plan, "lattice enumeration + backward induction")),
+)
+"""The discrete particle's budgets; the continuous one's are the same without the exact optimum (:data:`CONTINUOUS_DEFAULTS`)."""
+CONTINUOUS_DEFAULTS = replace(DEFAULTS, benchmark=BENCHMARK)
 
 
 class Particle(Environment):
@@ -47,16 +107,7 @@ class Particle(Environment):
     state_dim = 2
     state_names = ("x", "v")
     action_name = "push"
-    training = TrainingBudget()
-    # 20 random episodes of 5 steps from uniform starts cover the box (2 of 50 steps spend ~82% of them
-    # against a wall); an ensemble planned with TS-infinity; enough gradient steps to fit the small data.
-    mbrl = MbrlBudget(random_episodes=20, random_steps=5, iterations=4, ensemble=5, first_train_steps=3000,
-                      train_steps=2000)
     steps = 50
-    horizon = 15
-    samples = 500
-    score = "cost_ratio"
-    controller_name = "feedback"
     rollout_streams = 1  # a handful of tiny element-wise ops a step: splitting rows costs more than it gains
 
     def __init__(self, continuous: bool = False, accel: float = ACCEL, x_limit: float = X_LIMIT, v_limit: float = V_LIMIT):
@@ -79,6 +130,13 @@ class Particle(Environment):
     @property
     def state_high(self) -> tuple:
         return (self.x_limit, self.v_limit)
+
+    start_low, start_high = state_low, state_high  # reset: uniform over the whole box
+
+    @property
+    def defaults(self) -> EnvDefaults:
+        """:data:`DEFAULTS`, or :data:`CONTINUOUS_DEFAULTS` (no exact optimum) for continuous pushes."""
+        return CONTINUOUS_DEFAULTS if self.continuous else DEFAULTS
 
     @property
     def action_dim(self) -> int:
@@ -113,11 +171,9 @@ class Particle(Environment):
 
     # -- states --------------------------------------------------------------------------------
 
-    def reset(self, num: int, seed: int = 0) -> mx.array:
-        """``num`` start states ``[num, 2]``, uniform over the box: x ~ U[-x_limit, x_limit], v ~ U[-v_limit, v_limit]."""
-        if num < 1:
-            raise ValueError(f"reset needs num >= 1, got {num}")
-        return mx.array(self.sample_states(np.random.default_rng(seed), num))
+    def _draw_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
+        """Uniform over the whole box, as :meth:`sample_states`."""
+        return self.sample_states(rng, num)
 
     def sample_states(self, rng: np.random.Generator, num: int) -> np.ndarray:
         """``num`` states ``[num, 2]`` float32, uniform over the whole box (both walls, both speed limits).
@@ -129,78 +185,23 @@ class Particle(Environment):
         v = rng.uniform(-self.v_limit, self.v_limit, size=num)
         return np.stack([x, v], axis=-1).astype(np.float32)
 
-    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
-        """Uniform over the whole box, as :meth:`reset`."""
-        return self.sample_states(rng, num)
-
-    def hard_starts(self) -> np.ndarray:
-        """At a wall moving outward at full speed (both walls), at a wall at rest (both), at rest in
-        the centre, at rest two thirds of the way to the right wall (the seed's demo start)."""
+    def _hard_starts(self) -> np.ndarray:
         x, v = self.x_limit, self.v_limit
         return np.array([[x, v], [-x, -v], [x, 0.0], [-x, 0.0], [0.0, 0.0], [x * 2 / 3, 0.0]], dtype=np.float32)
 
     def benchmark_starts(self, num: int, seed: int = 0) -> np.ndarray:
-        """The benchmark's starts ``[num, 2]``: the hard starts, then uniform draws from ``default_rng(seed)``."""
-        return self.default_starts(num, seed)
-
-    def demo_start(self, seed: int = 0) -> np.ndarray:
-        """The start ``[2]`` of ``wmplan plan`` and ``rollout``: at rest, two thirds of the way to the right wall."""
-        return self.hard_starts()[-1]
-
-    # -- benchmark extras ----------------------------------------------------------------------
-
-    def controller(self, state: np.ndarray) -> np.ndarray:
-        """``feedback``: push against ``s = x + 3 v`` when ``|s| > 0.05``, else do nothing.
-
-        Args:
-            state: ``[E, 2]``.
-        Returns:
-            actions ``[E, A]`` float32 (one-hot pushes, or the pushes themselves when continuous).
-        """
-        s = state[:, 0] + FEEDBACK_GAIN * state[:, 1]
-        pushes = np.where(np.abs(s) > FEEDBACK_DEADBAND, -np.sign(s), 0.0)
-        if self.continuous:
-            return pushes[:, None].astype(np.float32)
-        return np.array(one_hot_pushes(pushes))
-
-    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
-        """``[E]`` bool: ``|x| < 0.1`` in each of the last 10 states (all of them if fewer) of ``states [E, T + 1, 2]``."""
-        return np.all(np.abs(states[:, -SUCCESS_WINDOW:, 0]) < SUCCESS_RADIUS, axis=1)
-
-    def final_abs_x(self, states: np.ndarray) -> np.ndarray:
-        """``[E]`` |x| of the last states of ``states [E, T + 1, 2]``."""
-        return np.abs(states[:, -1, 0])
-
-    @property
-    def has_optimum(self) -> bool:
-        """The discrete pushes have an exact optimum (:mod:`~worldmodel.envs.particle_optimal`); continuous ones do not."""
-        return not self.continuous
-
-    def optimal_returns(self, starts, steps: int):
-        """Exact best returns ``[E]`` (float64) of ``steps``-step episodes from ``starts [E, 2]``
-        (:func:`~worldmodel.envs.particle_optimal.optimal_returns`); ``None`` for continuous pushes."""
-        if self.continuous:
-            return None
-        from .particle_optimal import optimal_returns
-
-        return optimal_returns(self, starts, steps)
-
-    def optimal_plan(self, start, steps: int):
-        """``(best return, actions [steps, 3])`` from ``start [2]``
-        (:func:`~worldmodel.envs.particle_optimal.optimal_plan`); ``None`` for continuous pushes."""
-        if self.continuous:
-            return None
-        from .particle_optimal import optimal_plan
-
-        best, pushes = optimal_plan(self, start, steps)
-        return best, np.array(one_hot_pushes(pushes))
-
-    def __repr__(self):
-        return f"ParticleEnv(continuous={self.continuous})"
-
+        """The benchmark's starts ``[num, 2]``: six hard ones first (at a wall moving outward at full speed,
+        both walls; at a wall at rest, both; at rest in the centre; at rest two thirds of the way to the
+        right wall, the seed's demo start), then ``reset(num - 6, seed)``."""
+        if num < 1:
+            raise ValueError(f"need num >= 1 starts, got {num}")
+        hard = self._hard_starts()[:num]
+        if len(hard) == num:
+            return hard
+        return np.concatenate([hard, np.array(self.reset(num - len(hard), seed))]).astype(np.float32)
 
 ParticleEnv = Particle
-"""The name wmplan's API has used for the particle since the seed (``worldmodel.ParticleEnv``)."""
+"""The particle's old name (``worldmodel.ParticleEnv``), kept as an alias of :class:`Particle`."""
 
 
 def one_hot_pushes(pushes) -> mx.array:

@@ -20,7 +20,9 @@ import numpy as np
 
 from planners.spaces import Box
 
-from .base import Environment, TrainingBudget, uniform_box
+from .base import Environment
+from .defaults import BenchmarkDefaults, EnvDefaults, PlanningDefaults, TrainingBudget
+from .gymnasium import GymSpec
 
 MAX_SPEED = 8.0
 MAX_TORQUE = 2.0
@@ -39,6 +41,56 @@ def angle_normalize(theta: mx.array) -> mx.array:
     return (theta + math.pi) % (2 * math.pi) - math.pi
 
 
+def swing_up(env: "Pendulum", state: np.ndarray) -> np.ndarray:
+    """``swing-up``: pump energy, then balance with PD near the top.
+
+    The energy ``E = I theta_dot^2 / 2 + (m g l / 2) cos(theta)`` (``I = m l^2 / 3``) changes at the
+    rate ``u theta_dot``, so the full torque in the direction of ``theta_dot`` (against it once
+    ``E`` exceeds the upright energy ``m g l / 2``) pumps it to the top; within 0.6 rad of upright
+    the torque is ``-(10 theta + 2 theta_dot)``, clipped to the torque limit.
+
+    Args:
+        state: ``[E, 2]`` (``theta`` need not be wrapped).
+    Returns:
+        torques ``[E, 1]`` float32.
+    """
+    theta = (state[:, 0] + math.pi) % (2 * math.pi) - math.pi
+    theta_dot = state[:, 1]
+    top = MASS * env.g * LENGTH / 2
+    energy = MASS * LENGTH**2 / 6 * theta_dot**2 + top * np.cos(theta)
+    direction = np.where(theta_dot >= 0, 1.0, -1.0) * np.where(energy <= top, 1.0, -1.0)
+    balance = np.clip(-(PD_GAINS[0] * theta + PD_GAINS[1] * theta_dot), -MAX_TORQUE, MAX_TORQUE)
+    return np.where(np.abs(theta) < CATCH_ANGLE, balance, MAX_TORQUE * direction)[:, None].astype(np.float32)
+
+
+def upright(env: "Pendulum", states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+    """``[E]`` bool: upright, ``|theta| < 0.1`` (wrapped), in each of the last 10 states of ``states [E, T + 1, 2]``."""
+    theta = (states[:, -UPRIGHT_WINDOW:, 0] + math.pi) % (2 * math.pi) - math.pi
+    return np.all(np.abs(theta) < UPRIGHT, axis=1)
+
+
+def state_from_obs(obs: np.ndarray) -> np.ndarray:
+    """``[cos, sin, theta_dot]`` ``[..., 3]`` -> ``[theta, theta_dot]`` ``[..., 2]``, ``theta`` in ``[-pi, pi]``.
+
+    Gymnasium's own ``theta`` is not wrapped; the two differ by whole turns, which change
+    neither the dynamics nor the reward.
+    """
+    theta = np.arctan2(obs[..., 1], obs[..., 0])
+    return np.stack([theta, obs[..., 2]], axis=-1)
+
+
+DEFAULTS = EnvDefaults(
+    training=TrainingBudget(episodes=1000, steps=50, epochs=60, batch_size=256, hidden=(64, 64), reward_hidden=128,
+                            angles=True, reward_from_state=True),
+    # 30 steps (1.5 s) do not see a whole swing-up from hanging at rest: whether the first swing is
+    # enough is then a coin flip of the planner's noise (CEM/iCEM/MPPI: -310 to -500 from reset seeds
+    # 4 and 10); 40 steps swing up at once (iCEM -228 and -241)
+    planning=PlanningDefaults(horizon=40, samples=1000),
+    benchmark=BenchmarkDefaults(score="cost_ratio", controller_name="swing-up", controller=swing_up, success=upright),  # rewards never positive
+)
+GYMNASIUM = GymSpec("Pendulum-v1", options=("g",), state_from_obs=state_from_obs)
+
+
 class Pendulum(Environment):
     """Pendulum-v1: ``env(state [B, 2], action [B, 1]) -> (next_state [B, 2], reward [B])``.
 
@@ -47,24 +99,17 @@ class Pendulum(Environment):
     """
 
     name = "pendulum"
-    gym_id = "Pendulum-v1"
     state_dim = 2
     state_names = ("theta", "theta_dot")
     action_name = "torque"
-    score = "cost_ratio"  # rewards are never positive
-    controller_name = "swing-up"
     angles = (0,)
     state_low = (-math.pi, -MAX_SPEED)
     state_high = (math.pi, MAX_SPEED)
+    start_low = (-START_HIGH[0], -START_HIGH[1])
+    start_high = START_HIGH
     steps = 200
-    # 30 steps (1.5 s) do not see a whole swing-up from hanging at rest: whether the first swing is
-    # enough is then a coin flip of the planner's noise (CEM/iCEM/MPPI: -310 to -500 from reset seeds
-    # 4 and 10); 40 steps swing up at once (iCEM -228 and -241)
-    horizon = 40
-    samples = 1000
-    training = TrainingBudget(
-        episodes=1000, steps=50, epochs=60, batch_size=256, hidden=(64, 64), reward_hidden=128, angles=True, reward_from_state=True
-    )
+    defaults = DEFAULTS
+    gymnasium = GYMNASIUM
 
     def __init__(self, g: float = 10.0):
         if not (math.isfinite(g) and g > 0):
@@ -73,9 +118,6 @@ class Pendulum(Environment):
         self.action_space = Box(-MAX_TORQUE, MAX_TORQUE, shape=(1,))
 
     def config(self) -> dict:
-        return {"g": self.g}
-
-    def gym_options(self) -> dict:
         return {"g": self.g}
 
     @staticmethod
@@ -93,47 +135,3 @@ class Pendulum(Environment):
         theta, theta_dot = state[..., 0], state[..., 1]
         u = self.torque(action)
         return -(angle_normalize(theta) ** 2 + 0.1 * theta_dot**2 + 0.001 * u**2)
-
-    def sample_starts(self, rng: np.random.Generator, num: int) -> np.ndarray:
-        high = np.array(START_HIGH)
-        return uniform_box(rng, -high, high, num)
-
-    def hard_starts(self) -> np.ndarray:
-        """Hanging straight down: at rest, and moving at the reset's largest speed either way."""
-        return np.array([[math.pi, 0.0], [math.pi, START_HIGH[1]], [-math.pi, -START_HIGH[1]]], dtype=np.float32)
-
-    def controller(self, state: np.ndarray) -> np.ndarray:
-        """``swing-up``: pump energy, then balance with PD near the top.
-
-        The energy ``E = I theta_dot^2 / 2 + (m g l / 2) cos(theta)`` (``I = m l^2 / 3``) changes at the
-        rate ``u theta_dot``, so the full torque in the direction of ``theta_dot`` (against it once
-        ``E`` exceeds the upright energy ``m g l / 2``) pumps it to the top; within 0.6 rad of upright
-        the torque is ``-(10 theta + 2 theta_dot)``, clipped to the torque limit.
-
-        Args:
-            state: ``[E, 2]`` (``theta`` need not be wrapped).
-        Returns:
-            torques ``[E, 1]`` float32.
-        """
-        theta = (state[:, 0] + math.pi) % (2 * math.pi) - math.pi
-        theta_dot = state[:, 1]
-        top = MASS * self.g * LENGTH / 2
-        energy = MASS * LENGTH**2 / 6 * theta_dot**2 + top * np.cos(theta)
-        direction = np.where(theta_dot >= 0, 1.0, -1.0) * np.where(energy <= top, 1.0, -1.0)
-        balance = np.clip(-(PD_GAINS[0] * theta + PD_GAINS[1] * theta_dot), -MAX_TORQUE, MAX_TORQUE)
-        return np.where(np.abs(theta) < CATCH_ANGLE, balance, MAX_TORQUE * direction)[:, None].astype(np.float32)
-
-    def success(self, states: np.ndarray, terminated: np.ndarray) -> np.ndarray:
-        """``[E]`` bool: upright, ``|theta| < 0.1`` (wrapped), in each of the last 10 states of ``states [E, T + 1, 2]``."""
-        theta = (states[:, -UPRIGHT_WINDOW:, 0] + math.pi) % (2 * math.pi) - math.pi
-        return np.all(np.abs(theta) < UPRIGHT, axis=1)
-
-    def state_from_obs(self, obs) -> np.ndarray:
-        """``[cos, sin, theta_dot]`` ``[..., 3]`` -> ``[theta, theta_dot]`` ``[..., 2]``, ``theta`` in ``[-pi, pi]``.
-
-        Gymnasium's own ``theta`` is not wrapped; the two differ by whole turns, which change
-        neither the dynamics nor the reward.
-        """
-        obs = np.asarray(obs, dtype=np.float64)
-        theta = np.arctan2(obs[..., 1], obs[..., 0])
-        return np.stack([theta, obs[..., 2]], axis=-1).astype(np.float32)

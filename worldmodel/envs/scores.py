@@ -1,6 +1,6 @@
 """How a benchmark row is scored against the reference returns (the exact optimum, or the reference planner).
 
-Each environment names its score (``env.score``) by the sign of its rewards:
+Each environment names its score (``env.defaults.benchmark.score``) by the sign of its rewards:
 
 - ``cost_ratio`` (rewards never positive: particle, pendulum, acrobot): sum of costs / sum of the
   reference's costs, cost = -return; 1.0 is the reference, larger is worse.
@@ -56,4 +56,4 @@ SCORES = {
         Score("gap", "gap", "gap = {reference} mean return - mean return", gap),
     )
 }
-"""Every score by its key (``env.score``); each row of a benchmark carries all keys, the env's one filled."""
+"""Every score by its key (``env.defaults.benchmark.score``); each row of a benchmark carries all keys, the env's one filled."""

@@ -1,26 +1,28 @@
 """The model-based RL loop: plan with the current world model in the real environment, add the new
-transitions, retrain from the current weights, evaluate; a run-folder snapshot after every iteration.
+transitions, retrain from the current weights, evaluate; a run-folder snapshot after every round.
 
     config = MbrlConfig(env="particle", seed=0)
     result = run_mbrl(config, "runs/particle", log=print)    # {"config", "references", "curve", ...}
-    result = run_mbrl(dataclasses.replace(config, iterations=8), "runs/particle", resume=True)   # continue it
+    result = run_mbrl(dataclasses.replace(config, rounds=8), "runs/particle", resume=True)   # continue it
 
-Iteration 0 records ``random_episodes`` random-action episodes and trains a new model on them
-(``first_train_steps`` gradient steps). Iteration ``i >= 1`` plans ``episodes_per_iteration``
-episodes with the model of iteration ``i - 1``, adds their transitions and trains ``train_steps``
-more steps from the current weights and Adam moments (:class:`~worldmodel.continual.ContinualTrainer`).
-After every iteration the model is evaluated: the same planner in closed loop from the benchmark's
-starts of the environment (the same starts, and the same planner noise, every iteration). So the
+Round 0 records ``random_episodes`` random-action episodes and trains a new model on them
+(``first_train_steps`` gradient steps). Round ``i >= 1`` plans ``episodes_per_round`` episodes
+with the model of round ``i - 1``, adds their transitions and trains ``train_steps`` more steps
+from the current weights and Adam moments (:class:`~worldmodel.continual.ContinualTrainer`).
+After every round the model is evaluated: the same planner in closed loop from the benchmark's
+starts of the environment (the same starts, and the same planner noise, every round). So the
 curve's first point is the model of the random data alone; the references are the same planner on
-the true dynamics and, where the environment knows it, the exact optimum.
+the true dynamics and, where the environment knows it, the exact optimum. (``iterations`` is not
+a word of this loop: it means a planner's iterations per planning call, here ``plan_iterations``.)
 
-Episodes run in the real environment: Gymnasium's where the environment mirrors one and Gymnasium
-is installed, else the MLX copy (``runner``; see :mod:`benchmarks.closed_loop`).
+All episodes, random or planned, run through the one episode runner
+(:func:`worldmodel.envs.runner.run_episodes`) in the real environment: Gymnasium's where the
+environment mirrors one and Gymnasium is installed, else the MLX copy (``runner``).
 
-Randomness: every draw of iteration ``i`` comes from generators seeded by ``(seed, i)`` (training
+Randomness: every draw of round ``i`` comes from generators seeded by ``(seed, i)`` (training
 batches) or ``(seed, episode number)`` (starts, Gymnasium reset seeds, random actions), the model's
 initial weights from ``seed``; only the collecting planner's key streams carry over from one
-iteration to the next, and the run folder keeps them. A resumed run therefore continues exactly as
+round to the next, and the run folder keeps them. A resumed run therefore continues exactly as
 one that was never interrupted: the same curve and the same weights.
 """
 
@@ -36,36 +38,38 @@ import numpy as np
 
 import planners
 from planners.propagation import MODES
-from worldmodel import Transitions
-from worldmodel.continual import NORMALIZATIONS, ContinualTrainer
-from worldmodel.envs import env_record, get_env
-from worldmodel.recipe import default_home, model_for
-from worldmodel.run_folder import RunFolder, RunFolderError, snapshot_name
 
-from .mbrl_report import iteration_line
-from .closed_loop import Episodes, choose_runner, describe_runner, planner_policy, run_episodes
-from .scores import cost_ratio
-from .suite import BenchmarkConfig, make_planner
+from .continual import NORMALIZATIONS, ContinualTrainer
+from .data import Transitions
+from .envs import env_record, get_env
+from .envs.gymnasium import gym_id
+from .envs.runner import Episodes, choose_runner, describe_runner, planner_policy, random_policy, run_episodes
+from .envs.scores import cost_ratio
+from .recipe import default_home, model_for, planner_for
+from .run_folder import RunFolder, RunFolderError, snapshot_name
 
 COLLECT_IDS = 1_000_000
 """Env ids of the collecting planner's episodes (``COLLECT_IDS + j``): key streams apart from the evaluation's ``0 .. E-1``."""
 
-RESUMABLE = ("iterations",)
+RESUMABLE = ("rounds",)
 """Settings a resumed run may change."""
+
+RENAMED = {"iterations": "rounds", "episodes_per_iteration": "episodes_per_round"}
+"""Old names of settings in run records (``run.json``) written before the loop's count was called ``rounds``."""
 
 
 @dataclass
 class MbrlConfig:
-    """A model-based RL run. ``None`` takes the environment's :class:`~worldmodel.envs.base.MbrlBudget`
-    (or, for the planner's sizes, the environment's ``horizon`` and ``samples`` and the planner's
-    own iterations); ``runner`` ``None`` picks Gymnasium's env where there is one.
+    """A model-based RL run. ``None`` takes the environment's ``defaults.mbrl``
+    (:class:`~worldmodel.envs.defaults.MbrlBudget`; for the planner's sizes, its ``defaults.planning``
+    and the planner's own iterations); ``runner`` ``None`` picks Gymnasium's env where there is one.
 
     Attributes:
         env: the environment's name (:func:`worldmodel.envs.get_env`).
         seed: seeds everything (see the module).
-        iterations, random_episodes, random_steps, episodes_per_iteration, ensemble,
+        rounds, random_episodes, random_steps, episodes_per_round, ensemble,
         first_train_steps, train_steps, batch_size, lr, normalization, eval_episodes: see
-            :class:`~worldmodel.envs.base.MbrlBudget`.
+            :class:`~worldmodel.envs.defaults.MbrlBudget`.
         propagation, particles: how an ensemble (``ensemble > 1``) imagines: ``planners.Propagation(mode,
             particles=P)``; ignored for one model.
         planner: the planner's name (``planners.PLANNERS``).
@@ -75,10 +79,10 @@ class MbrlConfig:
 
     env: str = "particle"
     seed: int = 0
-    iterations: int | None = None
+    rounds: int | None = None
     random_episodes: int | None = None
     random_steps: int | None = None
-    episodes_per_iteration: int | None = None
+    episodes_per_round: int | None = None
     ensemble: int | None = None
     first_train_steps: int | None = None
     train_steps: int | None = None
@@ -103,9 +107,9 @@ class MbrlConfig:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
         if not 0 <= self.seed < 2**64:
             raise ValueError(f"seed must be an integer from 0 to 2**64 - 1, got {self.seed}")
-        if self.iterations is not None and self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
-        for name in ("random_episodes", "random_steps", "episodes_per_iteration", "ensemble", "first_train_steps",
+        if self.rounds is not None and self.rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
+        for name in ("random_episodes", "random_steps", "episodes_per_round", "ensemble", "first_train_steps",
                      "train_steps", "batch_size", "eval_episodes", "particles", "horizon", "samples", "plan_iterations"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -115,15 +119,15 @@ class MbrlConfig:
 
     def resolved(self, env) -> "MbrlConfig":
         """A copy with every ``None`` filled in for ``env`` (its budget, sizes, the runner that can run it)."""
-        budget = env.mbrl
+        budget, planning = env.defaults.mbrl, env.defaults.planning
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("iterations", "random_episodes", "episodes_per_iteration", "ensemble", "first_train_steps",
+        for name in ("rounds", "random_episodes", "episodes_per_round", "ensemble", "first_train_steps",
                      "train_steps", "batch_size", "lr", "normalization", "eval_episodes"):
             if values[name] is None:
                 values[name] = getattr(budget, name)
         values["random_steps"] = values["random_steps"] or budget.random_steps or env.steps
-        values["horizon"] = values["horizon"] or env.horizon
-        values["samples"] = values["samples"] or env.samples
+        values["horizon"] = values["horizon"] or planning.horizon
+        values["samples"] = values["samples"] or planning.samples
         if values["plan_iterations"] is None:
             values["plan_iterations"] = inspect.signature(planners.planner_class(self.planner)).parameters["iterations"].default
         values["runner"] = choose_runner(env, self.runner)
@@ -134,8 +138,10 @@ class MbrlConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "MbrlConfig":
-        """Build from a dict (e.g. a run's record), keeping only known keys."""
+        """Build from a dict (e.g. a run's record), keeping only known keys; the old names of
+        :data:`RENAMED` (run records written before ``rounds``) are read as the new ones."""
         known = {f.name for f in fields(cls)}
+        values = {RENAMED.get(k, k): v for k, v in values.items()}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -157,9 +163,9 @@ def saved_config(folder: str) -> MbrlConfig:
 
 @dataclass
 class _Run:
-    """What the loop carries from one iteration to the next (and the run folder keeps)."""
+    """What the loop carries from one round to the next (and the run folder keeps)."""
 
-    iteration: int
+    round: int
     model: object
     trainer: ContinualTrainer
     data: Transitions | None
@@ -168,21 +174,22 @@ class _Run:
 
 
 def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Callable[[str], None] | None = None) -> dict:
-    """Run (or with ``resume`` continue) the loop of ``config`` up to ``config.iterations``, snapshotting
-    into the run folder ``folder`` (:class:`~worldmodel.run_folder.RunFolder`) after every iteration.
+    """Run (or with ``resume`` continue) the loop of ``config`` up to ``config.rounds``, snapshotting
+    into the run folder ``folder`` (:class:`~worldmodel.run_folder.RunFolder`) after every round.
 
     Args:
-        config: the run's settings; on ``resume`` they must equal the run's own except ``iterations``.
+        config: the run's settings; on ``resume`` they must equal the run's own except ``rounds``.
         folder: the run folder (created if missing; its parent must exist). A fresh run replaces
             any run the folder held.
-        resume: continue the run in ``folder`` from its last snapshot.
-        log: called with one line per iteration (and one before the first).
+        resume: continue the run in ``folder`` from its last snapshot (runs written before
+            ``rounds`` had its name included).
+        log: called with one line per round (and one before the first).
 
     Returns:
         ``{"config", "env", "runner", "references", "curve", "run_folder", "model"}`` (JSON-ready):
-        ``curve`` has one entry per iteration (``iteration``, ``env_steps``, ``train_returns``,
+        ``curve`` has one entry per round (``round``, ``env_steps``, ``train_returns``,
         ``eval_mean_return``, ``eval_cost_ratio``, ``eval_returns``, ``train_loss``); ``model`` is
-        the checkpoint folder of the last iteration's model.
+        the checkpoint folder of the last round's model.
 
     Raises:
         ValueError: bad settings, or settings that differ from the resumed run's.
@@ -198,25 +205,26 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
         else:
             run_folder.clear()
             run = _fresh(config, env, starts, log)
-        optimum = np.asarray(run.record["references"]["optimal"]["returns"]) if env.has_optimum else None
-        for iteration in range(run.iteration + 1, config.iterations + 1):
-            entry = _iterate(config, env, run, iteration, starts, optimum)
+        optimum = np.asarray(run.record["references"]["optimal"]["returns"]) if _exact(env) else None
+        for number in range(run.round + 1, config.rounds + 1):
+            entry = _round(config, env, run, number, starts, optimum)
             run.record["curve"].append(entry)
-            run.iteration = iteration
+            run.round = number
             about = {"env": run.record["env"], "data": {"transitions": len(run.data), "source": run.record["runner"]},
-                     "mbrl": {"iteration": iteration, "seed": config.seed}}
-            run_folder.save(iteration, run.model, run.trainer.state_arrays(), run.data, run.collector, run.record, model_extra=about)
-            log(iteration_line(entry))
-    model = os.path.join(folder, snapshot_name(run.iteration), "model")
+                     "mbrl": {"round": number, "seed": config.seed}}
+            run_folder.save(number, run.model, run.trainer.state_arrays(), run.data, run.collector, run.record, model_extra=about)
+            log(round_line(entry))
+    model = os.path.join(folder, snapshot_name(run.round), "model")
     return {**run.record, "run_folder": folder, "model": model}
 
 
 def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
-    """Iteration ``-1``: a new model and trainer, no data yet, and the references (true-dynamics planner, optimum)."""
+    """Round ``-1``: a new model and trainer, no data yet, and the references (true-dynamics planner, optimum)."""
     mx.random.seed(config.seed)
     model = model_for(env, ensemble=config.ensemble if config.ensemble > 1 else None)
     trainer = ContinualTrainer(model, lr=config.lr, batch_size=config.batch_size, normalization=config.normalization)
-    optimum = env.optimal_returns(starts, env.steps) if env.has_optimum else None
+    exact = _exact(env)
+    optimum = exact.returns(env, starts, env.steps) if exact is not None else None
     true = _evaluate(config, env, env, starts, propagation=None)
     references = {
         "true_dynamics": {"returns": _floats(true.returns), "mean_return": float(true.returns.mean()),
@@ -226,7 +234,7 @@ def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
     record = {
         "config": config.to_dict(),
         "env": env_record(env),
-        "runner": describe_runner(config.runner, env.name, env.gym_id),
+        "runner": describe_runner(config.runner, env.name, gym_id(env)),
         "references": references,
         "curve": [],
     }
@@ -239,30 +247,31 @@ def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
 def _resumed(run_folder: RunFolder, config: MbrlConfig) -> _Run:
     """The run in ``run_folder``, continued with ``config`` (which may change only :data:`RESUMABLE`)."""
     snapshot = run_folder.load()
-    saved = snapshot.record.get("config", {})
+    saved = {RENAMED.get(k, k): v for k, v in snapshot.record.get("config", {}).items()}
     for name, value in config.to_dict().items():
         if name not in RESUMABLE and saved.get(name) != value:
             raise ValueError(f"cannot resume with {name} = {value!r}: the run in {run_folder.path} has {saved.get(name)!r}")
     trainer = ContinualTrainer(snapshot.model, lr=config.lr, batch_size=config.batch_size, normalization=config.normalization)
     trainer.load_state_arrays(snapshot.trainer)
-    record = {**snapshot.record, "config": config.to_dict()}
-    return _Run(snapshot.iteration, snapshot.model, trainer, snapshot.data, snapshot.planner, record)
+    curve = [{("round" if k == "iteration" else k): v for k, v in entry.items()} for entry in snapshot.record.get("curve", [])]
+    record = {**snapshot.record, "config": config.to_dict(), "curve": curve}
+    return _Run(snapshot.number, snapshot.model, trainer, snapshot.data, snapshot.planner, record)
 
 
-def _iterate(config: MbrlConfig, env, run: _Run, iteration: int, starts: np.ndarray, optimum) -> dict:
-    """One iteration: collect, retrain, evaluate; updates ``run`` and returns the curve entry."""
-    if iteration == 0:
+def _round(config: MbrlConfig, env, run: _Run, number: int, starts: np.ndarray, optimum) -> dict:
+    """Round ``number``: collect, retrain, evaluate; updates ``run`` and returns the curve entry."""
+    if number == 0:
         episodes = _random_episodes(config, env)
         steps = config.first_train_steps
     else:
-        episodes = _planned_episodes(config, env, run, iteration)
+        episodes = _planned_episodes(config, env, run, number)
         steps = config.train_steps
-    new = transitions(episodes)
+    new = Transitions.from_episodes(episodes)
     run.data = new if run.data is None else Transitions.concatenate([run.data, new])
-    loss = run.trainer.fit(run.data, steps, np.random.default_rng([config.seed, iteration]))
+    loss = run.trainer.fit(run.data, steps, np.random.default_rng([config.seed, number]))
     evaluation = _evaluate(config, env, run.model, starts, _propagation(config))
     return {
-        "iteration": iteration,
+        "round": number,
         "env_steps": len(run.data),
         "train_returns": _floats(episodes.returns),
         "eval_mean_return": float(evaluation.returns.mean()),
@@ -272,19 +281,19 @@ def _iterate(config: MbrlConfig, env, run: _Run, iteration: int, starts: np.ndar
     }
 
 
-def episode_numbers(config: MbrlConfig, iteration: int) -> range:
-    """The run-wide numbers of the episodes collected in ``iteration`` (the random ones are ``0 .. R-1``)."""
-    if iteration == 0:
+def episode_numbers(config: MbrlConfig, number: int) -> range:
+    """The run-wide numbers of the episodes collected in round ``number`` (the random ones are ``0 .. R-1``)."""
+    if number == 0:
         return range(config.random_episodes)
-    first = config.random_episodes + (iteration - 1) * config.episodes_per_iteration
-    return range(first, first + config.episodes_per_iteration)
+    first = config.random_episodes + (number - 1) * config.episodes_per_round
+    return range(first, first + config.episodes_per_round)
 
 
 def episode_starts(env, seed: int, numbers) -> tuple[np.ndarray, np.ndarray]:
     """Reset seeds ``[E]`` of the episodes ``numbers`` (from ``(seed, number)``) and their starts ``[E, S]``:
-    where Gymnasium's ``reset(seed=...)`` puts the env (``env.sample_starts`` from that seed)."""
+    where Gymnasium's ``reset(seed=...)`` puts the env (``env.reset(1, seed)``)."""
     seeds = np.array([np.random.SeedSequence([seed, n, 1]).generate_state(1)[0] for n in numbers], dtype=np.int64)
-    starts = np.concatenate([env.sample_starts(np.random.default_rng(int(s)), 1) for s in seeds])
+    starts = np.concatenate([np.array(env.reset(1, int(s))) for s in seeds])
     return seeds, starts
 
 
@@ -294,18 +303,16 @@ def _run(config: MbrlConfig, env, policy, numbers, steps: int) -> Episodes:
 
 
 def _random_episodes(config: MbrlConfig, env) -> Episodes:
-    """Iteration 0's episodes: uniformly random actions, each episode from its own generator ``(seed, number)``."""
-    from .baselines import random_policy
-
+    """Round 0's episodes: uniformly random actions, each episode from its own generator ``(seed, number, 0)``."""
     numbers = episode_numbers(config, 0)
     rngs = [np.random.default_rng([config.seed, n, 0]) for n in numbers]
     return _run(config, env, random_policy(env, rngs), numbers, config.random_steps)
 
 
-def _planned_episodes(config: MbrlConfig, env, run: _Run, iteration: int) -> Episodes:
-    """Iteration ``i``'s episodes, planned with the current model; the planner's key streams continue ``run.collector``."""
+def _planned_episodes(config: MbrlConfig, env, run: _Run, number: int) -> Episodes:
+    """Round ``number``'s episodes, planned with the current model; the planner's key streams continue ``run.collector``."""
     planner = _planner(config, env, run.model.folded(), _propagation(config))
-    ids = COLLECT_IDS + np.arange(config.episodes_per_iteration)
+    ids = COLLECT_IDS + np.arange(config.episodes_per_round)
     state = planner.init_state(ids) if run.collector is None else run.collector.without_warm_start()
 
     def policy(observed: np.ndarray) -> np.ndarray:
@@ -313,7 +320,7 @@ def _planned_episodes(config: MbrlConfig, env, run: _Run, iteration: int) -> Epi
         plan, state = planner.optimize(observed, planner_state=state)
         return np.array(plan.actions[:, 0])
 
-    episodes = _run(config, env, policy, episode_numbers(config, iteration), env.steps)
+    episodes = _run(config, env, policy, episode_numbers(config, number), env.steps)
     run.collector = state
     return episodes
 
@@ -328,10 +335,14 @@ def _evaluate(config: MbrlConfig, env, dynamics, starts: np.ndarray, propagation
 
 
 def _planner(config: MbrlConfig, env, dynamics, propagation):
-    bench = BenchmarkConfig(planners=(config.planner,), horizon=config.horizon, samples=config.samples,
-                            iterations=config.plan_iterations, seed=config.seed)
     overrides = {} if propagation is None else {"propagation": propagation}
-    return make_planner(config.planner, dynamics, env, bench, **overrides)
+    return planner_for(config.planner, dynamics, env, horizon=config.horizon, samples=config.samples,
+                       iterations=config.plan_iterations, seed=config.seed, **overrides)
+
+
+def _exact(env):
+    """The env's exact optimum (:class:`~worldmodel.envs.defaults.Optimum`), or ``None``."""
+    return env.defaults.benchmark.optimum
 
 
 def _propagation(config: MbrlConfig):
@@ -341,18 +352,13 @@ def _propagation(config: MbrlConfig):
     return planners.Propagation(config.propagation, particles=config.particles)
 
 
-def transitions(episodes: Episodes) -> Transitions:
-    """The real transitions of ``episodes`` (each episode's steps up to its length), episode by episode."""
-    steps = episodes.rewards.shape[1]
-    taken = np.arange(steps)[None, :] < episodes.lengths[:, None]  # [E, T]
-    return Transitions(
-        episodes.states[:, :-1][taken].astype(np.float32),
-        episodes.actions[taken].astype(np.float32),
-        episodes.states[:, 1:][taken].astype(np.float32),
-        episodes.rewards[taken].astype(np.float32),
-    )
-
-
 def _floats(values) -> list:
     return [float(v) for v in values]
 
+
+def round_line(entry: dict) -> str:
+    """One curve entry as a progress line."""
+    ratio = "" if entry["eval_cost_ratio"] is None else f" | cost ratio {entry['eval_cost_ratio']:.4f}"
+    return (f"round {entry['round']} | env steps {entry['env_steps']} | "
+            f"train return {np.mean(entry['train_returns']):.3f} | eval return {entry['eval_mean_return']:.3f}"
+            f"{ratio} | loss {entry['train_loss']:.2e}")

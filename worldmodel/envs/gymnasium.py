@@ -1,0 +1,97 @@
+"""The adapter between an environment's MLX copy and the Gymnasium environment it mirrors.
+
+Each environment module that mirrors a Gymnasium environment states how in one :class:`GymSpec`
+(``env.gymnasium``: its id, the ``gymnasium.make`` options, how observations encode the state); the
+functions here read it. Gymnasium itself is imported only by :func:`make_gym_env`.
+
+    gym_env = make_gym_env(env)                       # gymnasium.make(env.gymnasium.id, ...)
+    state = state_from_obs(env, obs)                  # [..., O] -> [..., S] float32
+    obs, reward, terminated, truncated, _ = gym_env.step(gym_action(env, action))
+    set_gym_state(env, gym_env, state); gym_state(env, gym_env)   # the Markov state, exactly
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from planners.spaces import Discrete
+
+
+@dataclass(frozen=True)
+class GymSpec:
+    """How an environment mirrors a Gymnasium environment.
+
+    Attributes:
+        id: the Gymnasium id (``"Pendulum-v1"``).
+        options: names of the environment's attributes passed to ``gymnasium.make`` (Pendulum's ``g``).
+        state_from_obs: ``f(obs [..., O] float64) -> state [..., S]``; ``None``: the observation is the state.
+        state_dtype: the numpy dtype Gymnasium keeps ``env.unwrapped.state`` in.
+        reset_attributes: attributes of ``env.unwrapped`` set whenever a state is put in (CartPole's
+            ``steps_beyond_terminated = None``, so that the next step rewards as on a fresh episode).
+    """
+
+    id: str
+    options: tuple = ()
+    state_from_obs: Optional[Callable[[np.ndarray], np.ndarray]] = None
+    state_dtype: type = np.float64
+    reset_attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def gym_id(env) -> Optional[str]:
+    """The Gymnasium id ``env`` mirrors, or ``None``."""
+    return None if env.gymnasium is None else env.gymnasium.id
+
+
+def gymnasium_version() -> Optional[str]:
+    """The installed Gymnasium's version, or ``None`` when it cannot be imported."""
+    try:
+        import gymnasium
+    except ImportError:
+        return None
+    return gymnasium.__version__
+
+
+def make_gym_env(env, **kwargs):
+    """The real Gymnasium environment ``gymnasium.make(id, **options, **kwargs)`` (``kwargs``: e.g. ``render_mode``)."""
+    if env.gymnasium is None:
+        raise ValueError(f"environment {env.name!r} has no Gymnasium counterpart")
+    try:
+        import gymnasium
+    except ImportError:
+        raise ImportError("make_gym_env needs gymnasium: pip install 'wmplan[gym]'") from None
+    options = {name: getattr(env, name) for name in env.gymnasium.options}
+    return gymnasium.make(env.gymnasium.id, **options, **kwargs)
+
+
+def state_from_obs(env, obs) -> np.ndarray:
+    """The planner state ``[..., S]`` float32 of Gymnasium observations ``[..., O]``."""
+    decode = env.gymnasium.state_from_obs if env.gymnasium is not None else None
+    if decode is None:
+        return np.asarray(obs, dtype=np.float32)
+    return decode(np.asarray(obs, dtype=np.float64)).astype(np.float32)
+
+
+def gym_action(env, action):
+    """What ``gym_env.step`` takes for one planner action ``[A]``: the index of the largest entry for
+    ``Discrete`` (an ``int``), else the float32 array ``[A]`` (Gymnasium clips it)."""
+    action = np.asarray(action)
+    if isinstance(env.action_space, Discrete):
+        return int(np.argmax(action))
+    return action.astype(np.float32).reshape(env.action_space.shape)
+
+
+def gym_state(env, gym_env) -> np.ndarray:
+    """The Gymnasium env's internal Markov state ``[S]`` (float64): the planner state of ``env``."""
+    return np.array(gym_env.unwrapped.state, dtype=np.float64)
+
+
+def set_gym_state(env, gym_env, state) -> None:
+    """Put the Gymnasium env in planner state ``state [S]`` (for exact comparisons of one step)."""
+    gym_env.unwrapped.state = np.array(state, dtype=env.gymnasium.state_dtype).reshape(env.state_dim)
+    for name, value in env.gymnasium.reset_attributes.items():
+        setattr(gym_env.unwrapped, name, value)
