@@ -8,7 +8,7 @@ transitions, retrain from the current weights, evaluate; a run-folder snapshot a
 Iteration 0 records ``random_episodes`` random-action episodes and trains a new model on them
 (``first_train_steps`` gradient steps). Iteration ``i >= 1`` plans ``episodes_per_iteration``
 episodes with the model of iteration ``i - 1``, adds their transitions and trains ``train_steps``
-more steps from the current weights and Adam moments (:class:`~worldmodel.continual.ContinualTrainer`).
+more steps from the current weights and Adam moments (:class:`~worldmodel.train.ContinualTrainer`).
 After every iteration the model is evaluated: the same planner in closed loop from the benchmark's
 starts of the environment (the same starts, and the same planner noise, every iteration). So the
 curve's first point is the model of the random data alone; the references are the same planner on
@@ -37,7 +37,7 @@ import numpy as np
 import planners
 from planners.propagation import MODES
 from worldmodel import Transitions
-from worldmodel.continual import NORMALIZATIONS, ContinualTrainer
+from worldmodel.train import NORMALIZATIONS, ContinualTrainer
 from worldmodel.envs import env_record, get_env
 from worldmodel.recipe import default_home, model_for
 from worldmodel.run_folder import RunFolder, RunFolderError, snapshot_name

@@ -15,7 +15,7 @@ from conftest import TINY_TRAIN
 from worldmodel import (
     CheckpointError,
     EnsembleWorldModel,
-    FoldedEnsembleWorldModel,
+    FoldedWorldModel,
     ParticleEnv,
     TrainConfig,
     WorldModel,
@@ -25,7 +25,7 @@ from worldmodel import (
     train,
 )
 from worldmodel.checkpoint import CONFIG_NAME
-from worldmodel.ensemble import bound_logvar
+from worldmodel.model import bound_logvar
 from worldmodel.recipe import train_world_model
 from worldmodel.train import bootstrap_probabilities, draw_batches
 
@@ -159,7 +159,7 @@ def test_folded_ensemble_matches(probabilistic, hidden):
     mx.random.seed(3)
     model = with_statistics(EnsembleWorldModel(3, hidden=hidden, reward_hidden=8, probabilistic=probabilistic))
     folded = model.folded()
-    assert isinstance(folded, FoldedEnsembleWorldModel) and folded.ensemble_size == 3
+    assert isinstance(folded, FoldedWorldModel) and folded.ensemble_size == 3
     state, action = batch(40)
     close(folded(state, action)[0], model(state, action)[0])
     close(folded(state, action)[1], model(state, action)[1])
@@ -270,7 +270,7 @@ def test_checkpoint_round_trip(tmp_path, probabilistic):
     with open(tmp_path / CONFIG_NAME) as f:
         assert json.load(f)["model"]["kind"] == "ensemble"
     loaded = load_model(str(tmp_path))
-    assert isinstance(loaded, EnsembleWorldModel) and loaded.config() == model.config()
+    assert isinstance(loaded, WorldModel) and loaded.ensemble_size == 3 and loaded.config() == model.config()
     states, actions = batch(7, lead=(3,))
     noise = mx.random.normal((3, 7, 3)) if probabilistic else None
     close(loaded.members(states, actions, noise)[0], model.members(states, actions, noise)[0], tol=0)
@@ -289,15 +289,15 @@ def test_unknown_model_kind_is_a_checkpoint_error(tmp_path):
 def test_recipe_and_cli_train_an_ensemble(tmp_path):
     out = str(tmp_path / "recipe")
     model, metrics = train_world_model(out, episodes=20, steps=10, hidden=(16, 16), config=TrainConfig(epochs=2), log=None, ensemble=2)
-    assert isinstance(model, EnsembleWorldModel) and np.isfinite(metrics["held_out_mse_mean"])
-    assert isinstance(load_model(out), EnsembleWorldModel)
+    assert isinstance(model, WorldModel) and model.ensemble_size == 2 and np.isfinite(metrics["held_out_mse_mean"])
+    assert load_model(out).ensemble_size == 2
     with pytest.raises(ValueError, match="ensemble"):
         train_world_model(out, episodes=20, steps=10, config=TrainConfig(epochs=1), log=None, probabilistic=True)
     cli_out = str(tmp_path / "cli")
     result = CliRunner().invoke(main, ["train", *TINY_TRAIN, "--ensemble", "3", "--out", cli_out])
     assert result.exit_code == 0, result.output
     loaded = load_model(cli_out)
-    assert isinstance(loaded, EnsembleWorldModel) and loaded.ensemble_size == 3
+    assert isinstance(loaded, WorldModel) and loaded.ensemble_size == 3
     assert os.path.exists(os.path.join(cli_out, CONFIG_NAME))
     bad = CliRunner().invoke(main, ["train", *TINY_TRAIN, "--ensemble", "0", "--out", cli_out])
     assert bad.exit_code != 0 and "--ensemble must be >= 1" in bad.output

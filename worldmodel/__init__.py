@@ -5,17 +5,14 @@ import planners as _planners  # noqa: F401  (activates the fast BLAS for MLX's m
 from .checkpoint import CheckpointError, load_model, read_config, save_model  # noqa: E402
 from .data import DatasetError, Transitions, generate, uniform_transitions  # noqa: E402
 from .env import PUSHES, ParticleEnv, one_hot_pushes  # noqa: E402
-from .ensemble import EnsembleWorldModel, model_from_config  # noqa: E402
 from .folded import FoldedWorldModel  # noqa: E402
-from .folded_ensemble import FoldedEnsembleWorldModel  # noqa: E402
-from .model import WorldModel  # noqa: E402
+from .model import EnsembleWorldModel, WorldModel, model_from_config  # noqa: E402
 from .train import TrainConfig, TrainResult, one_step_mse, train  # noqa: E402
 
 __all__ = [
     "CheckpointError",
     "DatasetError",
     "EnsembleWorldModel",
-    "FoldedEnsembleWorldModel",
     "FoldedWorldModel",
     "PUSHES",
     "ParticleEnv",

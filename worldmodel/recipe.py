@@ -10,9 +10,8 @@ import numpy as np
 
 from .checkpoint import save_model
 from .data import generate, uniform_transitions
-from .ensemble import EnsembleWorldModel
 from .envs import Environment, env_record, get_env
-from .model import WorldModel
+from .model import EnsembleWorldModel, WorldModel
 from .train import TrainConfig, one_step_mse, train
 
 HELD_OUT_SIZE = 20_000
@@ -36,7 +35,7 @@ def train_config(env: Environment, **settings) -> TrainConfig:
 
 
 def model_for(env: Environment, ensemble: int | None = None, probabilistic: bool = False, hidden: tuple | None = None,
-              angles: bool | None = None) -> WorldModel | EnsembleWorldModel:
+              angles: bool | None = None) -> WorldModel:
     """A new, untrained model of ``env`` (weights drawn from MLX's global generator).
 
     A :class:`WorldModel` with ``env.training``'s architecture (``hidden``, the reward head, ``angles``
@@ -72,7 +71,7 @@ def train_world_model(
     angles: bool | None = None,
     ensemble: int | None = None,
     probabilistic: bool = False,
-) -> tuple[WorldModel | EnsembleWorldModel, dict]:
+) -> tuple[WorldModel, dict]:
     """Generate data, train a :class:`WorldModel`, measure it, save it atomically to ``out``.
 
     Args:
