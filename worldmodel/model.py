@@ -188,11 +188,12 @@ class WorldModel(nn.Module):
         if _size(ensemble) is None or not isinstance(ensemble, Integral):
             raise ValueError(f"ensemble must be an integer >= 1, got {ensemble!r}")
         hidden = tuple(hidden)
-        sizes = [_size(v) for v in (state_dim, action_dim, reward_hidden, *hidden)]
-        if not hidden or None in sizes or len(hidden) > MAX_LAYERS:
+        layers_ok = 1 <= len(hidden) <= MAX_LAYERS
+        sizes = [_size(v) for v in (state_dim, action_dim, reward_hidden, *(hidden if layers_ok else ()))]
+        if not layers_ok or None in sizes:
             raise ValueError(
                 f"WorldModel needs positive sizes and 1 to {MAX_LAYERS} hidden layers, got state_dim={state_dim}, "
-                f"action_dim={action_dim}, hidden={hidden}, reward_hidden={reward_hidden}"
+                f"action_dim={action_dim}, hidden={hidden if layers_ok else f'{len(hidden)} layers'}, reward_hidden={reward_hidden}"
             )
         k, (s, a, r, *hidden) = int(ensemble), sizes
         angles = checked_angles(angles, s)
