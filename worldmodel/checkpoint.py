@@ -8,9 +8,13 @@ first removes temporary files left by saves whose process died (e.g. killed with
 A load that meets a save in progress reads the new config again.
 
 Loading reads at most a size bound from each file (the config's bound is fixed, the weights' is
-computed from the architecture the config gives), only from regular files (a link to a device or
-pipe is refused, never read), and checks the weights: the architecture's shapes, float values,
-all finite, every normaliser's std positive.
+computed from the architecture the config gives, whose sizes are bounded before a model is built),
+only from regular files (a link to a device or pipe is refused, never read), and checks the
+weights: the architecture's shapes, float values, all finite, every normaliser's std positive.
+
+Layouts: a config without ``"kind"`` is one model (``nn.Linear`` weights ``[out, in]``), ``"kind":
+"ensemble"`` holds ``K`` members (``EnsembleLinear`` weights ``[K, in, out]``); an ensemble of one
+written that way (wmplan up to b765683) is relaid out on load for today's ``K = 1`` model.
 """
 
 from __future__ import annotations

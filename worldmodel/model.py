@@ -28,6 +28,9 @@ The layers (one layout per ``K``, the layouts checkpoints have always stored):
 - ``K = 1``: ``nn.Linear`` -- weights ``[out, in]``, ``x @ W.T + b``;
 - ``K > 1``: :class:`EnsembleLinear` -- weights ``[K, in, out]``, one batched product per layer
   evaluates all members, each on the same rows ``[B, in]`` or on its own ``[K, B, in]``.
+Everything else (forward pass, loss, folding) is one code path. Keeping ``nn.Linear`` for ``K = 1``
+means a single model draws its initial weights, computes and stores exactly what it did before the
+ensemble axis existed: the same seed trains bit-identical weights, old checkpoints load as they are.
 """
 
 from __future__ import annotations
