@@ -29,21 +29,22 @@ def _version() -> str:
 def _print_version(ctx, _param, value):
     if not value or ctx.resilient_parsing:
         return
-    import planners
     import mlx.core as mx
 
-    blas = planners.blas.status()
+    import planners.runtime
+
+    blas = planners.runtime.blas.status()
     try:
-        gflops = planners.blas.measure_matmul_gflops()
+        gflops = planners.runtime.blas.measure_matmul_gflops()
     except ValueError as err:  # e.g. a malformed WMPLAN_CPU_STREAMS
         raise click.ClickException(str(err)) from None
     click.echo(f"wmplan {_version()} (mlx {mx.__version__}, device {mx.default_device()})")
-    threads = planners.blas.threads()
+    threads = planners.runtime.blas.threads()
     click.echo(f"BLAS: {blas.name}{'' if blas.active else ' — ' + (blas.message or 'not optimised')}"
                + (f", {blas.kernels} kernels" if blas.kernels else "")
                + (" (set by OPENBLAS_CORETYPE)" if blas.kernels and os.environ.get("OPENBLAS_CORETYPE") else "")
                + f", route: {blas.route}" + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""))
-    click.echo(f"Rollouts split over {planners.execution.default_count()} CPU stream(s) (WMPLAN_CPU_STREAMS)"
+    click.echo(f"Rollouts split over {planners.runtime.streams.default_count()} CPU stream(s) (WMPLAN_CPU_STREAMS)"
                if mx.default_device() == mx.cpu else "Rollouts on one GPU stream")
     click.echo(f"float32 matmul 1024x1024: {gflops:.1f} GFLOP/s")
     ctx.exit()
@@ -671,8 +672,8 @@ def speed(env_name, planner_names, samples_text, horizons_text, iterations, repe
     device = use_device(device)
     model, _, env = load_model_for(env_name, model_path)
     model = model.folded()
-    blas = planners_pkg.blas.status()
-    peak = planners_pkg.blas.measure_matmul_gflops()
+    blas = planners_pkg.runtime.blas.status()
+    peak = planners_pkg.runtime.blas.measure_matmul_gflops()
     click.echo(f"Device: {device}")
     click.echo(f"BLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
                f"model: {model.flops_per_transition()} FLOP per transition; env: {env!r}")

@@ -17,8 +17,9 @@ import argparse
 import json
 import time
 
+import mlx.core as mx
+
 import planners
-import mlx.core as mx  # isort: skip  (after planners: the fast BLAS first)
 from worldmodel import EnsembleWorldModel, ParticleEnv, TrainConfig, WorldModel, generate, train
 
 from .closed_loop import planner_policy, run_episodes

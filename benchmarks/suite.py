@@ -119,7 +119,7 @@ def count_runs(config: BenchmarkConfig, env) -> int:
 
 
 def check_memory(config: BenchmarkConfig, env, episodes: int) -> None:
-    """:class:`~planners.memory.MemoryBudgetError` when a planner of ``config`` (or the reference planner)
+    """:class:`~planners.runtime.memory.MemoryBudgetError` when a planner of ``config`` (or the reference planner)
     would need more memory than is available to plan ``episodes`` environments together (each is built
     and checked; none runs)."""
     built = [make_planner(name, env, env, config) for name in config.planners]

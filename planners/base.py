@@ -11,7 +11,7 @@ import numpy as np
 from .checks import check_float, check_int
 from .distributions import make_distribution
 from .dynamics import Dynamics, TerminalValue, Termination, check_options, check_sizes, make_evaluate
-from .memory import check_fits
+from .runtime.memory import check_fits
 
 __all__ = ["Plan", "Planner", "PlannerState", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
 

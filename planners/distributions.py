@@ -19,7 +19,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from .memory import check_fits
+from .runtime.memory import check_fits
 from .spaces import Box, Discrete
 
 __all__ = ["Categorical", "Gaussian", "make_distribution", "population_noise", "colored_noise_basis", "blend", "select"]

@@ -8,8 +8,8 @@ from typing import Callable, Optional, Protocol, runtime_checkable
 import mlx.core as mx
 import numpy as np
 
-from . import execution
 from .checks import check_float, check_int
+from .runtime import streams as execution
 
 __all__ = [
     "Dynamics", "TerminalValue", "Termination", "Evaluate", "KnownReward", "CheckedDynamics", "check_options",

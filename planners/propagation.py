@@ -40,9 +40,9 @@ from typing import Optional, Protocol, runtime_checkable
 
 import mlx.core as mx
 
-from . import execution
 from .checks import check_float, check_int
 from .dynamics import TerminalValue, Termination, finite_or_neg_inf
+from .runtime import streams as execution
 
 __all__ = ["EnsembleDynamics", "Propagation", "PropagatingEvaluate", "MODES", "AGGREGATES", "propagate"]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import worldmodel  # noqa: F401  (activates the fast BLAS for the whole session)
-
 
 @pytest.fixture(scope="session", autouse=True)
 def wmplan_home(tmp_path_factory):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import re
 
+import mlx.core as mx
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import worldmodel  # noqa: F401  (activates the fast BLAS)
-import mlx.core as mx  # isort: skip
-import planners  # isort: skip
+import planners
 from benchmarks.closed_loop import CountingDynamics, run_episodes
 from benchmarks.starts import InitStatesError, read_init_states
 from benchmarks.suite import BenchmarkConfig, run_benchmark

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import sys
 
+import mlx.core as mx
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from worldmodel.envs import ENV_NAMES, env_of_checkpoint, env_record, get_env  # before mlx.core: the fast BLAS
-
-import mlx.core as mx  # isort: skip
-import planners  # isort: skip
+import planners
 from benchmarks.baselines import baselines
 from benchmarks.closed_loop import choose_runner, planner_policy, run_episodes
 from benchmarks.report import footer, table
@@ -21,6 +19,7 @@ from benchmarks.scores import SCORES, cost_ratio, gap, return_ratio
 from benchmarks.starts import InitStatesError, read_init_states
 from benchmarks.suite import BenchmarkConfig, reference_planner, run_benchmark
 from cli import main
+from worldmodel.envs import ENV_NAMES, env_of_checkpoint, env_record, get_env
 
 GYM_ENVS = [name for name in ENV_NAMES if get_env(name).gym_id is not None]
 TINY = ["--dynamics", "true", "--planners", "cem", "--episodes", "2", "--steps", "4", "--horizon", "3", "--samples", "8",

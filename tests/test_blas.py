@@ -11,21 +11,23 @@ import sys
 
 import pytest
 
-import planners  # noqa: F401  (activates the fast BLAS)
-from planners import blas
+from planners.runtime import blas
 
 LINUX_X86 = sys.platform.startswith("linux") and platform.machine() in {"x86_64", "AMD64"}
 needs_linux_x86 = pytest.mark.skipif(not LINUX_X86, reason="the OpenBLAS loader (ngsolve-openblas) is for Linux x86-64")
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MLX uses Accelerate on macOS")
 
-# Prints the status, every warning raised while importing, the BLAS thread count, and the error and
-# best rate of an [N, N] @ [N, N] float32 matmul on one stream, as JSON.
+# Prints the status, whether ``imports`` alone activated the BLAS, every warning raised while importing,
+# the BLAS thread count, and the error and best rate of an [N, N] @ [N, N] float32 matmul on one
+# stream, as JSON (the last line of stdout).
 PROBE = """
-import json, time, warnings
+import json, sys, time, warnings
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
 {imports}
-    from planners import blas
+    loaded = sys.modules.get("planners.runtime.blas")
+    activated = loaded is not None and loaded._STATUS is not None
+    from planners.runtime import blas
     import mlx.core as mx
     import numpy as np
 status = blas.status()
@@ -42,7 +44,7 @@ for _ in range(repeats):
     mx.eval(x @ y)
     best = min(best, time.perf_counter() - start)
 print(json.dumps({{
-    "name": status.name, "path": status.path, "active": status.active, "message": status.message,
+    "activated_by_imports": activated, "name": status.name, "path": status.path, "active": status.active, "message": status.message,
     "route": status.route, "threads": blas.threads(), "error": error, "gflops": 2 * n**3 / best / 1e9,
     "warnings": [[w.category.__name__, str(w.message)] for w in caught],
 }}))
@@ -73,7 +75,7 @@ def probe(tmp_path, imports="import planners", size=64, repeats=1, **env_changes
     """Import as ``imports`` says in a fresh interpreter; its :data:`PROBE` report and stderr."""
     indented = "\n".join("    " + line for line in imports.splitlines())
     stdout, stderr = run_python(tmp_path, PROBE.format(imports=indented, size=size, repeats=repeats), **env_changes)
-    return json.loads(stdout), stderr
+    return json.loads(stdout.splitlines()[-1]), stderr
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +90,32 @@ def reference_gflops(tmp_path_factory):
 @pytest.mark.parametrize("order", sorted(ORDERS))
 def test_every_import_order_gets_openblas(tmp_path, reference_gflops, order):
     out, stderr = probe(tmp_path, ORDERS[order], size=SIZE, repeats=8)
+    assert out["activated_by_imports"], out
     assert out["active"] and out["name"] == "OpenBLAS (ngsolve-openblas)", out
     assert out["route"] == blas.ROUTE_PATCHED and out["threads"] == 1
     assert out["warnings"] == [] and "Warning" not in stderr, (out["warnings"], stderr)
     assert out["error"] < 1e-5
     assert out["gflops"] >= 10 * reference_gflops, (out["gflops"], reference_gflops)
+
+
+# Entry points that reach ``planners`` only through another package, after MLX has already multiplied.
+MATMUL_FIRST = "import mlx.core as mx\nx = mx.ones((64, 64))\nmx.eval(x @ x)\n"
+ENTRY_POINTS = {
+    "worldmodel": MATMUL_FIRST + "import worldmodel",
+    "benchmarks": MATMUL_FIRST + "import benchmarks.suite",
+    "cli command": "import cli\n" + MATMUL_FIRST + "from click.testing import CliRunner\n"
+                   "assert CliRunner().invoke(cli.main, ['--version']).exit_code == 0",
+}
+
+
+@needs_linux_x86
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_entry_points_activate_openblas_without_importing_planners(tmp_path, entry):
+    out, stderr = probe(tmp_path, ENTRY_POINTS[entry])
+    assert out["activated_by_imports"], out
+    assert out["active"] and out["route"] == blas.ROUTE_PATCHED and out["threads"] == 1, out
+    assert out["warnings"] == [] and "Warning" not in stderr, (out["warnings"], stderr)
+    assert out["error"] < 1e-5
 
 
 @needs_linux_x86
@@ -153,7 +176,7 @@ def test_blas_threads_is_bounded_and_warned_about(tmp_path, value, expected, war
 
 @needs_linux_x86
 def test_each_warning_is_printed_once(tmp_path):
-    code = "import mlx.core\nimport planners\nimport worldmodel\nplanners.blas.activate()\nplanners.blas.status()"
+    code = "import mlx.core\nimport planners\nimport worldmodel\nplanners.runtime.activate()\nplanners.runtime.blas.status()"
     _, stderr = run_python(tmp_path, code, WMPLAN_BLAS="/nonexistent.so", WMPLAN_BLAS_THREADS="two")
     assert stderr.count("RuntimeWarning") == 2, stderr
     assert stderr.count("WMPLAN_BLAS=/nonexistent.so not used") == 1
@@ -164,8 +187,7 @@ def test_each_warning_is_printed_once(tmp_path):
 FAILED_CHECK = """
 import json, os, warnings
 os.environ["WMPLAN_BLAS"] = "off"
-import planners
-from planners import blas, elf_slots
+from planners.runtime import blas, elf_slots
 import mlx.core as mx
 import numpy as np
 del os.environ["WMPLAN_BLAS"]
@@ -260,6 +282,6 @@ def test_matmul_results_and_rate():
 @pytest.mark.parametrize("coretype", ["Haswell", "Zen"])
 def test_kernels_follow_openblas_coretype(tmp_path, coretype):
     """OpenBLAS's kernel family is reported, and ``$OPENBLAS_CORETYPE`` (a machine's choice) is kept."""
-    code = "import planners; print(planners.blas.status().kernels)"
+    code = "import planners; print(planners.runtime.blas.status().kernels)"
     stdout, _ = run_python(tmp_path, code, OPENBLAS_CORETYPE=coretype)
     assert stdout.strip() == coretype

@@ -12,12 +12,11 @@ import sys
 import textwrap
 import threading
 
+import mlx.core as mx
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import worldmodel  # noqa: F401  (before mlx.core: loads the fast BLAS)
-import mlx.core as mx  # isort: skip
 from cli import main
 from worldmodel import CheckpointError, WorldModel, load_model, read_config, save_model
 from worldmodel import checkpoint as ckpt

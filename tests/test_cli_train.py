@@ -8,7 +8,6 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-import worldmodel  # noqa: F401  (activates the fast BLAS)
 from cli import main
 from worldmodel import load_model, read_config
 

@@ -12,12 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlx.core as mx
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import worldmodel  # noqa: F401  (activates the fast BLAS)
-import mlx.core as mx  # isort: skip
 import planners
 from benchmarks.baselines import episode_rngs, random_policy
 from cli import gpu_available, main

@@ -1,4 +1,4 @@
-"""planners.elf_slots: slots read from synthetic ELF files (x86-64 and Arm64), and rewritten in real libraries."""
+"""planners.runtime.elf_slots: slots read from synthetic ELF files (x86-64 and Arm64), and rewritten in real libraries."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from planners import blas, elf_slots
+from planners.runtime import blas, elf_slots
 
 LINUX = sys.platform.startswith("linux")
 needs_linux = pytest.mark.skipif(not LINUX, reason="GOT slots are patched on Linux only")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 
+import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mlx.utils import tree_flatten
 
-import worldmodel  # noqa: F401  (before mlx.core: loads the fast BLAS)
 from cli import main
 from conftest import TINY_TRAIN
 from worldmodel import (
@@ -28,10 +30,6 @@ from worldmodel.checkpoint import CONFIG_NAME
 from worldmodel.model import bound_logvar
 from worldmodel.recipe import train_world_model
 from worldmodel.train import bootstrap_probabilities, draw_batches
-
-import mlx.core as mx  # isort: skip
-import mlx.nn as nn  # isort: skip
-from mlx.utils import tree_flatten  # isort: skip
 
 
 def with_statistics(model, seed=0):

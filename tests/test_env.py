@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
 from planners.spaces import Box, Discrete
 from worldmodel import PUSHES, ParticleEnv, one_hot_pushes
-
-import mlx.core as mx  # isort: skip
 
 
 def step(env, states, actions):

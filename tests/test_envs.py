@@ -5,14 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
 from planners import Box, Discrete, KnownReward, rollout
 from worldmodel import ParticleEnv
-from worldmodel.envs import ENV_NAMES, Environment, get_env  # before mlx.core: loads the fast BLAS
-
-import mlx.core as mx  # isort: skip
+from worldmodel.envs import ENV_NAMES, Environment, get_env
 
 
 def test_registry_names_and_errors():
@@ -147,10 +146,10 @@ def test_the_mlx_dynamics_do_not_import_gymnasium():
 
 
 def test_the_plain_step_runs_where_mlx_cannot_compile(monkeypatch):
-    from planners import execution
+    from planners.runtime import streams
     from worldmodel.envs import get_env
 
-    monkeypatch.setattr(execution, "_COMPILE_WORKS", False)
+    monkeypatch.setattr(streams, "_COMPILE_WORKS", False)
     env = get_env("pendulum")
     state = mx.array([[0.5, -1.0]])
     action = mx.array([[1.0]])

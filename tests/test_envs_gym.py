@@ -21,12 +21,11 @@ from __future__ import annotations
 import math
 
 import gymnasium
+import mlx.core as mx
 import numpy as np
 import pytest
 
-from worldmodel.envs import ENV_NAMES, get_env  # before mlx.core: loads the fast BLAS
-
-import mlx.core as mx  # isort: skip
+from worldmodel.envs import ENV_NAMES, get_env
 
 ATOL = RTOL = 1e-5
 BOUNDARY = 1e-5  # rows this close to a termination boundary may terminate either way

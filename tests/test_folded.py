@@ -6,8 +6,8 @@ import pytest
 from mlx.utils import tree_flatten
 
 import planners
+from planners.runtime.streams import CHUNK_ROWS, in_chunks
 from worldmodel import FoldedWorldModel, ParticleEnv, WorldModel
-from planners.execution import CHUNK_ROWS, in_chunks
 
 
 def trained_like(hidden=(128, 128), seed=0):

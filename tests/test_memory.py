@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from planners import CEM, MPPI, CEMGradient, GradientPlanner, RandomShooting, memory
+from planners import CEM, MPPI, CEMGradient, GradientPlanner, RandomShooting
 from planners.distributions import colored_noise_basis
-from planners.memory import MemoryBudgetError, available_bytes, check_fits, format_bytes
+from planners.runtime import memory
+from planners.runtime.memory import MemoryBudgetError, available_bytes, check_fits, format_bytes
 from worldmodel.env import ParticleEnv
 
 ENV = ParticleEnv()

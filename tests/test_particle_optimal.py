@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
 from worldmodel import ParticleEnv, one_hot_pushes
 from worldmodel.envs.particle_optimal import optimal_plan, optimal_returns
-
-import mlx.core as mx  # isort: skip
 
 ENV = ParticleEnv()
 STARTS = np.array(

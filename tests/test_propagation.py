@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
-import worldmodel  # noqa: F401  (before mlx.core: loads the fast BLAS)
-from planners import CEM, EnsembleDynamics, Propagation, make_evaluate, make_planner
+from planners import CEM, EnsembleDynamics, Propagation, make_planner
 from planners.base import env_key
+from planners.dynamics import make_evaluate
 from planners.propagation import propagate
 from worldmodel import EnsembleWorldModel, ParticleEnv, WorldModel
-
-import mlx.core as mx  # isort: skip
 
 H = 6
 
@@ -252,7 +251,7 @@ def test_large_steps_in_chunks_are_the_same(mode, monkeypatch):
     prop = Propagation(mode, particles=4, sample_noise=True)
     state, seqs, ids = mx.array([[0.3, -0.2], [1.0, 0.5]]), actions(2, 16), keys([0, 1])
     whole = np.array(propagate(Pushed(), prop, state, seqs, ids, streams=1))
-    monkeypatch.setattr("planners.execution.CHUNK_ROWS", 12)  # 4 rows per member and slice: many slices
+    monkeypatch.setattr("planners.runtime.streams.CHUNK_ROWS", 12)  # 4 rows per member and slice: many slices
     np.testing.assert_array_equal(np.array(propagate(Pushed(), prop, state, seqs, ids, streams=1)), whole)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import planners
-from planners import execution as streams
+from planners.runtime import streams
 from worldmodel import ParticleEnv, distributed
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import planners
-from planners import Box, KnownReward, make_evaluate, rollout
+from planners import Box, KnownReward, rollout
+from planners.dynamics import make_evaluate
 
 
 def counter(state, action):

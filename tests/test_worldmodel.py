@@ -7,10 +7,11 @@ import os
 import re
 import shutil
 
+import mlx.core as mx
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
-import worldmodel  # noqa: F401  (activates the fast BLAS)
 from worldmodel import (
     CheckpointError,
     DatasetError,
@@ -31,9 +32,6 @@ from worldmodel.checkpoint import CONFIG_NAME
 from worldmodel.recipe import HELD_OUT_SIZE, train_world_model
 from worldmodel.rollout import open_loop
 from worldmodel.train import balanced_weights
-
-import mlx.core as mx  # isort: skip
-from mlx.utils import tree_flatten  # isort: skip
 
 TINY = TrainConfig(epochs=2, seed=0)
 

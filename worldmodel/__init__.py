@@ -1,13 +1,11 @@
 """The seed's 1-D particle environment and an MLX world model of it."""
 
-import planners as _planners  # noqa: F401  (activates the fast BLAS for MLX's matmuls)
-
-from .checkpoint import CheckpointError, load_model, read_config, save_model  # noqa: E402
-from .data import DatasetError, Transitions, generate, uniform_transitions  # noqa: E402
-from .env import PUSHES, ParticleEnv, one_hot_pushes  # noqa: E402
-from .folded import FoldedWorldModel  # noqa: E402
-from .model import EnsembleWorldModel, WorldModel, model_from_config  # noqa: E402
-from .train import TrainConfig, TrainResult, one_step_mse, train  # noqa: E402
+from .checkpoint import CheckpointError, load_model, read_config, save_model
+from .data import DatasetError, Transitions, generate, uniform_transitions
+from .env import PUSHES, ParticleEnv, one_hot_pushes
+from .folded import FoldedWorldModel
+from .model import EnsembleWorldModel, WorldModel, model_from_config
+from .train import TrainConfig, TrainResult, one_step_mse, train
 
 __all__ = [
     "CheckpointError",

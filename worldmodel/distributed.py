@@ -18,7 +18,8 @@ from typing import Optional
 
 import mlx.core as mx
 import numpy as np
-from planners import execution
+
+from planners.runtime import streams
 
 __all__ = ["World", "world", "launched", "local_processes", "share", "gather_rows", "all_max", "all_sum", "LAUNCHER_VARIABLES"]
 
@@ -81,7 +82,7 @@ def world() -> World:
         raise DistributedError(f"mx.distributed.init() failed under a launcher: {str(err).strip()}") from None
     _WORLD = World(group.rank(), group.size(), group if group.size() > 1 else None)
     if _WORLD.size > 1:  # the ranks on this machine share its cores: fewer rollout streams each
-        execution.set_process_share(local_processes(_WORLD.rank, _WORLD.size))
+        streams.set_process_share(local_processes(_WORLD.rank, _WORLD.size))
     return _WORLD
 
 

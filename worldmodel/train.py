@@ -24,7 +24,7 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
-from planners import execution
+from planners.runtime import streams
 
 from .data import Transitions
 from .features import state_change
@@ -103,7 +103,7 @@ def one_step_mse(model, data: Transitions, batch: int = 65536) -> np.ndarray:
     total = np.zeros(data.states.shape[1] + 1)
     for start in range(0, len(data), batch):
         part = data.subset(slice(start, start + batch))
-        next_state, reward = execution.in_chunks(model, mx.array(part.states), mx.array(part.actions))
+        next_state, reward = streams.in_chunks(model, mx.array(part.states), mx.array(part.actions))
         state_err = state_change(part.next_states, np.array(next_state), angles)
         err = np.concatenate([state_err, (np.array(reward) - part.rewards)[:, None]], 1)
         total += (err.astype(np.float64) ** 2).sum(0)

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import time
 
-import planners  # noqa: I001  (MLX's matmuls on OpenBLAS)
-
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+
+import planners
 
 from . import common, mlp_weights
 
@@ -134,7 +134,7 @@ def main() -> None:
         results.append(common.case_result(case, timing, expected_return=float(last["plan"].expected_return[0])))
 
     peak = common.best_gflops(_matmul_seconds)
-    blas = planners.blas.status()
+    blas = planners.runtime.blas.status()
     common.emit(
         args.impl, f"mlx {mx.__version__}", results, peak,
         extra={"probe_error": probe_error, "blas": blas.name + (f" {blas.kernels} kernels" if blas.kernels else ""),

@@ -22,11 +22,11 @@ import argparse
 import os
 import time
 
-import planners  # noqa: I001  (MLX's matmuls on OpenBLAS)
-
 import mlx.core as mx
 import numpy as np
 from tabulate import tabulate
+
+import planners
 
 from . import common, mlp_weights
 from .mlx_planners import MODELS, FoldedMLP, make_planner
@@ -63,7 +63,7 @@ def profile(num_samples: int, horizon: int, repeats: int, weights: str | None) -
     mx.eval(starts, actions)
     flop_step = n * mlp_weights.flops_per_transition() / 1e9
 
-    print(f"N={n}, H={h}; MLX {mx.__version__}, BLAS: {planners.blas.status().name}; "
+    print(f"N={n}, H={h}; MLX {mx.__version__}, BLAS: {planners.runtime.blas.status().name}; "
           f"load average {os.getloadavg()[0]:.2f}; min of {repeats} runs\n")
 
     # 1 + 2: whole calls and rollouts, per formulation.

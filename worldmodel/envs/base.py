@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 import mlx.core as mx
 import numpy as np
 
-from planners import execution
+from planners.runtime import streams
 from planners.spaces import Box, Discrete
 
 NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
@@ -148,7 +148,7 @@ class Environment(ABC):
         of the inputs. Where MLX cannot (no C++ compiler for its CPU kernels), :meth:`step` itself.
         """
         if self._compiled_step is None:
-            self._compiled_step = mx.compile(self.step) if execution.compile_works() else self.step
+            self._compiled_step = mx.compile(self.step) if streams.compile_works() else self.step
         return self._compiled_step(state, action)
 
     _compiled_step = None

@@ -4,7 +4,7 @@ The Linux ``mlx[cpu]`` wheel links the netlib *reference* BLAS: single-threaded,
 for float32 matmuls. ``libmlx.so`` calls ``cblas_sgemm`` through a GOT slot that the dynamic linker
 fills when ``mlx.core`` is imported. :func:`activate` loads an optimised CBLAS (``RTLD_LOCAL``: its
 symbols are not offered to anything else), checks it, imports ``mlx.core`` itself (if nobody has
-yet) and writes the CBLAS's ``cblas_sgemm`` into MLX's slot (:mod:`planners.elf_slots`), then checks
+yet) and writes the CBLAS's ``cblas_sgemm`` into MLX's slot (:mod:`planners.runtime.elf_slots`), then checks
 a few products through MLX; if they are wrong, the old slot values are written back. One route for
 every order: ``mlx.core`` imported before or after ``planners``, matmuls already run or not.
 
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import elf_slots
+from .streams import default_count, on_streams, shards
 
 __all__ = ["BlasStatus", "activate", "status", "measure_matmul_gflops", "set_threads", "threads"]
 
@@ -337,23 +338,21 @@ def measure_matmul_gflops(size: int = 1024, repeats: int = 5, streams: int | Non
     """Best-of-``repeats`` float32 ``[size, size] @ [size, size]`` rate in GFLOP/s on MLX's default device.
 
     On the CPU the rows are split over ``streams`` CPU streams computed side by side (default: as
-    many as a rollout uses, :func:`planners.execution.default_count`), so the figure is the machine's
+    many as a rollout uses, :func:`planners.runtime.streams.default_count`), so the figure is the machine's
     peak as wmplan's planners can reach it, not one thread's.
     """
     import mlx.core as mx
 
-    from . import execution as _streams
-
     a = mx.random.normal((size, size), key=mx.random.key(0))
     b = mx.random.normal((size, size), key=mx.random.key(1))
     mx.eval(a, b)
-    count = _streams.default_count() if streams is None else streams
-    ranges = _streams.shards(size, count, minimum=1)
+    count = default_count() if streams is None else streams
+    ranges = shards(size, count, minimum=1)
 
     def product():
         if len(ranges) == 1:
             return [a @ b]
-        return _streams.on_streams(ranges, lambda start, stop: a[start:stop] @ b)
+        return on_streams(ranges, lambda start, stop: a[start:stop] @ b)
 
     mx.eval(product())  # warm up
     best = float("inf")

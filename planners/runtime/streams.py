@@ -1,10 +1,7 @@
-"""How work executes on this machine: the BLAS behind MLX's matmuls, CPU streams, row chunks.
+"""How a batch of independent rows executes on this machine: CPU streams, lockstep shards, row chunks.
 
-One owner for three process-level facts, each measured on this project's 2-core x86-64 machine:
+Each fact measured on this project's 2-core x86-64 machine:
 
-* **BLAS.** The Linux ``mlx[cpu]`` wheel links the netlib reference BLAS; :func:`activate_blas`
-  points MLX's matmuls at an optimised CBLAS (see :mod:`planners.blas`), in any import order. It runs
-  when this module is first imported (so ``import planners`` is enough) and is idempotent.
 * **CPU streams.** MLX's CPU backend executes each stream's operations on that stream's own thread,
   and its element-wise operations on one thread. A batch of ``B`` independent rows split into ``K``
   contiguous shards, each on its own CPU stream, keeps ``K`` cores busy with everything -- matmuls
@@ -34,12 +31,9 @@ import warnings
 
 import mlx.core as mx
 
-from . import blas
-
 __all__ = [
     "CHUNK_ROWS",
     "MIN_SHARD_ROWS",
-    "activate_blas",
     "default_count",
     "cpu_streams",
     "shards",
@@ -60,11 +54,6 @@ _STREAMS: list = []
 _PROCESSES_PER_HOST = 1
 _WARNED: set = set()
 _COMPILE_WORKS: bool | None = None
-
-
-def activate_blas() -> "blas.BlasStatus":
-    """Make MLX's float32 matmuls use an optimised CBLAS (Linux; a no-op elsewhere); once, never raises."""
-    return blas.activate()
 
 
 def _cores() -> int:
@@ -204,6 +193,3 @@ def _run_to_end(steps):
             next(steps)
         except StopIteration as finished:
             return finished.value
-
-
-activate_blas()
