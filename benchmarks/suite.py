@@ -68,8 +68,8 @@ class BenchmarkConfig:
 
     def model_options(self, model) -> dict:
         """Planner options for the ``model`` rows: ``propagation=`` when ``propagation`` is set and ``model``
-        is an ensemble (``planners.EnsembleDynamics``), else none (a single model ignores it)."""
-        if self.propagation is None or not isinstance(model, planners.EnsembleDynamics):
+        is an ensemble of ``K > 1`` members (``planners.EnsembleDynamics``), else none (a single model ignores it)."""
+        if self.propagation is None or getattr(model, "ensemble_size", 1) < 2 or not isinstance(model, planners.EnsembleDynamics):
             return {}
         return {"propagation": planners.Propagation(self.propagation, particles=self.particles)}
 

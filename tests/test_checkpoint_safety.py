@@ -236,3 +236,36 @@ def test_a_load_that_meets_a_save_reads_the_new_config(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt, "read_config", read_then_save)
     assert same(load_model(path), newer)
     assert len(calls) == 2 and calls[0] != calls[1]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"hidden": [2**31, 128]}, "weights is larger than"),
+        ({"hidden": [1e9, 1e9]}, "weights is larger than"),
+        ({"kind": "ensemble", "ensemble": 2**40}, "weights is larger than"),
+        ({"state_dim": 10**12}, "weights is larger than"),
+        ({"hidden": [8] * 1000}, "1 to 64 hidden layers"),
+        ({"hidden": [8.5]}, "positive sizes"),
+        ({"reward_hidden": True}, "positive sizes"),
+        ({"kind": "ensemble", "ensemble": 2.0}, "ensemble must be an integer >= 1"),
+    ],
+)
+def test_absurd_sizes_are_refused_before_a_model_is_built(tmp_path, changes, message):
+    path = str(tmp_path / "m")
+    save_model(model(), path)
+    config = read_config(path)
+    edit_config(path, model={**config["model"], **changes})
+    err = in_time(lambda: load_model(path), seconds=5.0)
+    assert isinstance(err, CheckpointError) and message in str(err), err
+    assert str(err).startswith(f"corrupt checkpoint {path}: ") and "\n" not in str(err)
+
+
+def test_an_infinite_size_is_refused(tmp_path):
+    path = str(tmp_path / "m")
+    save_model(model(), path)
+    text = open(os.path.join(path, CONFIG_NAME)).read().replace('"reward_hidden": 4', '"reward_hidden": 1e400')
+    with open(os.path.join(path, CONFIG_NAME), "w") as f:
+        f.write(text)
+    with pytest.raises(CheckpointError, match="positive sizes"):
+        load_model(path)

@@ -1,4 +1,4 @@
-"""worldmodel.continual (warm-started training in fixed step counts) and worldmodel.run_folder (resumable snapshots)."""
+"""worldmodel.train.ContinualTrainer (warm-started training in fixed step counts) and worldmodel.run_folder (resumable snapshots)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mlx.utils import tree_flatten
 
 import planners
 from worldmodel import EnsembleWorldModel, ParticleEnv, Transitions, WorldModel, generate, one_step_mse
-from worldmodel.continual import ContinualTrainer
+from worldmodel.train import ContinualTrainer
 from worldmodel.run_folder import MANIFEST, RunFolder, RunFolderError
 
 

@@ -6,16 +6,18 @@ import json
 import os
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mlx.utils import tree_flatten
 
 from cli import main
 from conftest import TINY_TRAIN
 from worldmodel import (
     CheckpointError,
     EnsembleWorldModel,
-    FoldedEnsembleWorldModel,
+    FoldedWorldModel,
     ParticleEnv,
     TrainConfig,
     WorldModel,
@@ -25,7 +27,7 @@ from worldmodel import (
     train,
 )
 from worldmodel.checkpoint import CONFIG_NAME
-from worldmodel.ensemble import bound_logvar
+from worldmodel.model import bound_logvar
 from worldmodel.recipe import train_world_model
 from worldmodel.train import bootstrap_probabilities, draw_batches
 
@@ -87,6 +89,73 @@ def test_one_member_equals_its_world_model():
     assert n3.shape == (1, 50, 2) and r3.shape == (1, 50)
     close(n3[0], n1)
     close(ensemble.folded()(state, action)[0], n1)
+
+
+def equal(a, b):
+    return np.array_equal(np.array(a), np.array(b))
+
+
+def test_k1_is_the_single_model():
+    """``K = 1`` builds today's single model: nn.Linear layers ([out, in]) drawn in the same order, the seed's config."""
+    mx.random.seed(7)
+    model = WorldModel(hidden=(16, 12), reward_hidden=8, ensemble=1)
+    mx.random.seed(7)
+    layers = [nn.Linear(5, 16), nn.Linear(16, 12), nn.Linear(12, 2), nn.Linear(5, 2, bias=False), nn.Linear(5, 8), nn.Linear(8, 1)]
+    assert model.config() == WorldModel(hidden=(16, 12), reward_hidden=8).config() == {
+        "state_dim": 2, "action_dim": 3, "hidden": [16, 12], "reward_hidden": 8}
+    for layer, expected in zip(model.linears(), layers):
+        assert isinstance(layer, nn.Linear)
+        got, want = dict(tree_flatten(layer.parameters())), dict(tree_flatten(expected.parameters()))
+        assert got.keys() == want.keys() and all(equal(got[k], want[k]) for k in want)
+    model = with_statistics(model)
+    state, action = batch(30)
+    next_state, reward = model(state, action)
+    assert next_state.shape == (30, 2) and reward.shape == (30,)
+    nexts, rewards = model.members(state, action)
+    assert nexts.shape == (1, 30, 2) and equal(nexts[0], next_state) and equal(rewards[0], reward)
+    again = EnsembleWorldModel.from_members([model])  # an ensemble of one is the model itself
+    assert again.ensemble_size == 1 and equal(again(state, action)[0], next_state) and equal(again.folded()(state, action)[1], model.folded()(state, action)[1])
+
+
+def test_member_k_is_the_single_model_with_its_weights():
+    mx.random.seed(3)
+    model = with_statistics(EnsembleWorldModel(3, hidden=(16,), reward_hidden=8, probabilistic=True, angles=(1,), reward_from_state=True))
+    state, action = batch(40)
+    noise = mx.random.normal((3, 40, 3))
+    nexts, rewards = model.members(state * 3.0, action, noise)
+    singles = [model.member(k) for k in range(3)]
+    for k, single in enumerate(singles):
+        assert single.ensemble_size == 1
+        assert single.config() == {key: v for key, v in model.config().items() if key not in ("kind", "ensemble")}
+        next_state, reward = single.members(state * 3.0, action, noise[k : k + 1])
+        assert equal(next_state[0], nexts[k]) and equal(reward[0], rewards[k])
+        assert equal(single.folded().members(state, action, noise[k : k + 1])[0][0], model.folded().members(state, action, noise)[0][k])
+    rebuilt = WorldModel.from_members(singles)
+    assert rebuilt.config() == model.config()
+    assert all(equal(a, b) for (_, a), (_, b) in zip(tree_flatten(rebuilt.parameters()), tree_flatten(model.parameters())))
+    with pytest.raises(ValueError, match="member must be in"):
+        model.member(3)
+    with pytest.raises(ValueError, match="single models"):
+        WorldModel.from_members([model])
+
+
+@pytest.mark.parametrize("ensemble", [1, 3])
+def test_probabilistic_round_trip_with_angles(tmp_path, ensemble):
+    mx.random.seed(8)
+    model = WorldModel(hidden=(16,), reward_hidden=8, angles=(0,), reward_from_state=True, ensemble=ensemble, probabilistic=True)
+    model = with_statistics(model)
+    model.min_logvar, model.max_logvar = mx.full((3,), -7.0), mx.full((3,), 0.25)
+    save_model(model, str(tmp_path))
+    stored = json.loads((tmp_path / CONFIG_NAME).read_text())["model"]
+    assert ("kind" in stored) == (ensemble > 1) and stored["probabilistic"] is True and stored["angles"] == [0]
+    loaded = load_model(str(tmp_path))
+    assert loaded.config() == model.config() and loaded.ensemble_size == ensemble
+    state, action = batch(9)
+    noise = mx.random.normal((ensemble, 9, 3))
+    for a, b in ((loaded, model), (loaded.folded(), model.folded())):
+        for x, y in zip(a.members(state * 3.0, action, noise), b.members(state * 3.0, action, noise)):
+            assert x.shape[0] == ensemble and equal(x, y)
+        assert all(equal(x, y) for x, y in zip(a(state, action), b(state, action)))
 
 
 def test_from_members_keeps_each_member():
@@ -157,7 +226,7 @@ def test_folded_ensemble_matches(probabilistic, hidden):
     mx.random.seed(3)
     model = with_statistics(EnsembleWorldModel(3, hidden=hidden, reward_hidden=8, probabilistic=probabilistic))
     folded = model.folded()
-    assert isinstance(folded, FoldedEnsembleWorldModel) and folded.ensemble_size == 3
+    assert isinstance(folded, FoldedWorldModel) and folded.ensemble_size == 3
     state, action = batch(40)
     close(folded(state, action)[0], model(state, action)[0])
     close(folded(state, action)[1], model(state, action)[1])
@@ -268,7 +337,7 @@ def test_checkpoint_round_trip(tmp_path, probabilistic):
     with open(tmp_path / CONFIG_NAME) as f:
         assert json.load(f)["model"]["kind"] == "ensemble"
     loaded = load_model(str(tmp_path))
-    assert isinstance(loaded, EnsembleWorldModel) and loaded.config() == model.config()
+    assert isinstance(loaded, WorldModel) and loaded.ensemble_size == 3 and loaded.config() == model.config()
     states, actions = batch(7, lead=(3,))
     noise = mx.random.normal((3, 7, 3)) if probabilistic else None
     close(loaded.members(states, actions, noise)[0], model.members(states, actions, noise)[0], tol=0)
@@ -287,15 +356,15 @@ def test_unknown_model_kind_is_a_checkpoint_error(tmp_path):
 def test_recipe_and_cli_train_an_ensemble(tmp_path):
     out = str(tmp_path / "recipe")
     model, metrics = train_world_model(out, episodes=20, steps=10, hidden=(16, 16), config=TrainConfig(epochs=2), log=None, ensemble=2)
-    assert isinstance(model, EnsembleWorldModel) and np.isfinite(metrics["held_out_mse_mean"])
-    assert isinstance(load_model(out), EnsembleWorldModel)
+    assert isinstance(model, WorldModel) and model.ensemble_size == 2 and np.isfinite(metrics["held_out_mse_mean"])
+    assert load_model(out).ensemble_size == 2
     with pytest.raises(ValueError, match="ensemble"):
         train_world_model(out, episodes=20, steps=10, config=TrainConfig(epochs=1), log=None, probabilistic=True)
     cli_out = str(tmp_path / "cli")
     result = CliRunner().invoke(main, ["train", *TINY_TRAIN, "--ensemble", "3", "--out", cli_out])
     assert result.exit_code == 0, result.output
     loaded = load_model(cli_out)
-    assert isinstance(loaded, EnsembleWorldModel) and loaded.ensemble_size == 3
+    assert isinstance(loaded, WorldModel) and loaded.ensemble_size == 3
     assert os.path.exists(os.path.join(cli_out, CONFIG_NAME))
     bad = CliRunner().invoke(main, ["train", *TINY_TRAIN, "--ensemble", "0", "--out", cli_out])
     assert bad.exit_code != 0 and "--ensemble must be >= 1" in bad.output

@@ -15,7 +15,7 @@ from cli import main
 from worldmodel import ParticleEnv, WorldModel, generate, load_model, one_step_mse, read_config
 from worldmodel.data import Transitions
 from worldmodel.envs import ENV_NAMES, env_of_checkpoint, get_env
-from worldmodel.model import state_change, wrap_angle
+from worldmodel.features import state_change, wrap_angle
 
 TINY = ["--episodes", "12", "--steps", "10", "--epochs", "1", "--hidden", "8"]
 HELD_OUT = re.compile(r"^Held-out one-step MSE \(20000 uniform transitions\): (.*), mean = \S+$", re.M)
@@ -200,7 +200,7 @@ def test_bad_env_or_source(tmp_path, args, message):
 
 def test_angle_turns_recover_fast_turns_and_keep_slow_ones():
     """A joint turning up to 4 rad a step (wrapped by its env) gets its true change back; slow ones stay wrapped."""
-    from worldmodel.model import angle_turns, state_change, wrap_angle
+    from worldmodel.features import angle_turns, state_change, wrap_angle
 
     rng = np.random.default_rng(0)
     theta, speed = rng.uniform(-np.pi, np.pi, 5000), rng.uniform(-20.0, 20.0, 5000)

@@ -65,7 +65,7 @@ def start(envs=2):
 def test_the_toy_is_an_ensemble():
     assert isinstance(Ladder(3), EnsembleDynamics)
     assert isinstance(EnsembleWorldModel(2, hidden=(8,)), EnsembleDynamics)
-    assert not isinstance(WorldModel(), EnsembleDynamics)
+    assert isinstance(WorldModel(), EnsembleDynamics) and WorldModel().ensemble_size == 1  # one model: an ensemble of one
 
 
 @pytest.mark.parametrize("mode", ["expectation", "ts1", "tsinf"])
@@ -227,7 +227,7 @@ def test_errors_a_user_can_cause():
     with pytest.raises(ValueError, match="beta"):
         Propagation(beta=-1.0)
     with pytest.raises(ValueError, match="members"):
-        CEM(WorldModel(), space, propagation=Propagation())
+        CEM(ParticleEnv(), space, propagation=Propagation())  # dynamics without members
     with pytest.raises(ValueError, match="probabilistic"):
         CEM(EnsembleWorldModel(2, hidden=(8,)), space, propagation=Propagation(sample_noise=True))
     with pytest.raises(ValueError, match="propagation must be"):

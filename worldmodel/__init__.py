@@ -3,18 +3,15 @@ MLX world models of them, their training, checkpoints and the model-based RL loo
 
 from .checkpoint import CheckpointError, load_model, read_config, save_model
 from .data import DatasetError, Transitions, generate, uniform_transitions
-from .ensemble import EnsembleWorldModel, model_from_config
 from .envs.particle import PUSHES, Particle, ParticleEnv, one_hot_pushes
 from .folded import FoldedWorldModel
-from .folded_ensemble import FoldedEnsembleWorldModel
-from .model import WorldModel
+from .model import EnsembleWorldModel, WorldModel, model_from_config
 from .train import TrainConfig, TrainResult, one_step_mse, train
 
 __all__ = [
     "CheckpointError",
     "DatasetError",
     "EnsembleWorldModel",
-    "FoldedEnsembleWorldModel",
     "FoldedWorldModel",
     "PUSHES",
     "Particle",

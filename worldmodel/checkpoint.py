@@ -8,9 +8,13 @@ first removes temporary files left by saves whose process died (e.g. killed with
 A load that meets a save in progress reads the new config again.
 
 Loading reads at most a size bound from each file (the config's bound is fixed, the weights' is
-computed from the architecture the config gives), only from regular files (a link to a device or
-pipe is refused, never read), and checks the weights: the architecture's shapes, float values,
-all finite, every normaliser's std positive.
+computed from the architecture the config gives, whose sizes are bounded before a model is built),
+only from regular files (a link to a device or pipe is refused, never read), and checks the
+weights: the architecture's shapes, float values, all finite, every normaliser's std positive.
+
+Layouts: a config without ``"kind"`` is one model (``nn.Linear`` weights ``[out, in]``), ``"kind":
+"ensemble"`` holds ``K`` members (``EnsembleLinear`` weights ``[K, in, out]``); an ensemble of one
+written that way (wmplan up to b765683) is relaid out on load for today's ``K = 1`` model.
 """
 
 from __future__ import annotations
@@ -27,9 +31,8 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
-from .ensemble import EnsembleWorldModel, model_from_config
 from .files import atomic_output, remove_stale_temporaries, write_json
-from .model import WorldModel
+from .model import WorldModel, member_linear, model_from_config
 
 CONFIG_NAME = "config.json"
 FORMAT_NAME = "wmplan-worldmodel"
@@ -129,9 +132,9 @@ def _newer_format(config) -> int | None:
     return None
 
 
-def load_model(path: str) -> WorldModel | EnsembleWorldModel:
-    """A ready (evaluated, frozen-statistics) :class:`WorldModel` -- or :class:`EnsembleWorldModel` when
-    the config says ``"model": {"kind": "ensemble", ...}`` -- from the checkpoint folder ``path``.
+def load_model(path: str) -> WorldModel:
+    """A ready (evaluated, frozen-statistics) :class:`WorldModel` from the checkpoint folder ``path``:
+    ``K`` members when the config says ``"model": {"kind": "ensemble", "ensemble": K, ...}``, else one.
 
     Raises:
         CheckpointError: missing, unreadable, corrupt, newer or non-finite (see the module).
@@ -150,7 +153,10 @@ def load_model(path: str) -> WorldModel | EnsembleWorldModel:
     if config.get("weights_sha256") and hashlib.sha256(data).hexdigest() != config["weights_sha256"]:
         raise CheckpointError(f"corrupt checkpoint {path}: {config['weights']} does not match its checksum")
     try:
-        model.load_weights(list(mx.load(io.BytesIO(data), format="safetensors").items()), strict=True)
+        weights = mx.load(io.BytesIO(data), format="safetensors")
+        if _stacked_single(config["model"]):
+            weights = _unstacked(weights)
+        model.load_weights(list(weights.items()), strict=True)
     except (TypeError, ValueError, RuntimeError) as err:
         detail = " ".join(str(err).split())
         raise CheckpointError(f"corrupt checkpoint {path}: {detail}") from None
@@ -174,9 +180,30 @@ def check_weights(model: WorldModel, path: str) -> None:
             raise CheckpointError(f"corrupt checkpoint {path}: normaliser {name} has a standard deviation <= 0")
 
 
-def _empty_model(path: str, config: dict) -> WorldModel | EnsembleWorldModel:
-    """The architecture ``config["model"]`` describes (its weights not yet computed): a
-    :class:`WorldModel`, or an :class:`EnsembleWorldModel` for ``"kind": "ensemble"``."""
+def _stacked_single(config: dict) -> bool:
+    """Whether a model config is an ensemble of one as wmplan up to b765683 wrote it (``"kind": "ensemble",
+    "ensemble": 1``): weights in :class:`~worldmodel.model.EnsembleLinear`'s layout, which today's
+    ``K = 1`` model (``nn.Linear`` layers) does not use."""
+    return config.get("kind") == "ensemble" and config.get("ensemble") == 1
+
+
+def _unstacked(weights: dict) -> dict:
+    """An ensemble of one's weights in the ``K = 1`` layout: every ``EnsembleLinear``'s (``weight [1, in,
+    out]``, ``bias [1, 1, out]``) as ``nn.Linear``'s (``[out, in]``, ``[out]``); the rest as they are."""
+    layers = {}
+    for name, value in weights.items():
+        layer, _, kind = name.rpartition(".")
+        if value.ndim == 3 and kind in ("weight", "bias"):
+            layers.setdefault(layer, {})[kind] = value
+    out = {name: value for name, value in weights.items() if name.rpartition(".")[0] not in layers}
+    for layer, params in layers.items():
+        out.update({f"{layer}.{kind}": value for kind, value in member_linear(params, 0).items()})
+    return out
+
+
+def _empty_model(path: str, config: dict) -> WorldModel:
+    """The architecture ``config["model"]`` describes (its weights not yet computed); its sizes are
+    checked first (:class:`WorldModel` refuses more than ``MAX_WEIGHTS`` weights)."""
     try:
         return model_from_config(config["model"])
     except (TypeError, ValueError) as err:

@@ -1,16 +1,21 @@
-"""A trained ``WorldModel`` with its normalisations folded into the weights: the same function, fewer ops.
+"""A trained world model with its normalisations folded into the weights: the same function, fewer ops.
 
-    planning_model = model.folded()      # a snapshot; train the WorldModel, not this
-    next_state, reward = planning_model(state [B, S], action [B, A])
+    planning_model = model.folded()       # a snapshot; train the WorldModel, not this
+    next_state, reward = planning_model(state [B, S], action [B, A])      # the members' mean for K > 1
+    nexts, rewards = planning_model.members(state, action, noise=None)    # [K, B, S], [K, B]
 
 The ``WorldModel`` normalises its inputs, de-normalises the predicted change, re-normalises the next
 state for the reward head and de-normalises the reward: a dozen small element-wise operations per
 step around the matrix products. Each is affine, so each folds into the adjacent layer's weights and
-bias. What is left per step is one concatenation, the trunk (``addmm`` + ReLU per layer), the
+bias. What is left per step is one concatenation, the trunk (product + bias + ReLU per layer), the
 change (two products and a sum), the reward head and its concatenation. MLX pays a fixed cost per
 operation on the CPU, and small operations keep the rollout streams from running side by side, so
 planning with the folded model is about 1.7x faster at 10,000 rows on 2 cores; its outputs match the
 ``WorldModel``'s to float32 rounding (~1e-6).
+
+The weights keep the source model's member axis: ``[in, out]`` matrices for one model, ``[K, in,
+out]`` for ``K`` members (one batched product per layer). A probabilistic model keeps its
+log-variance heads (in normalised units) and scales the noise into data units.
 """
 
 from __future__ import annotations
@@ -18,18 +23,29 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-__all__ = ["FoldedWorldModel", "angle_features"]
+from .features import angle_features
+
+__all__ = ["FoldedWorldModel", "bound_logvar"]
 
 
-def angle_features(state: mx.array, angles: tuple) -> mx.array:
-    """The network input of ``state [B, S]``: ``[B, S + len(angles)]``, the other columns in order, then the
-    cosines, then the sines of the ``angles`` columns; ``state`` itself when there are no angles."""
-    if not angles:
-        return state
-    others = [i for i in range(state.shape[-1]) if i not in angles]
-    theta = state[..., mx.array(angles)]
-    parts = [state[..., mx.array(others)]] if others else []
-    return mx.concatenate([*parts, mx.cos(theta), mx.sin(theta)], axis=-1)
+def bound_logvar(raw: mx.array, min_logvar: mx.array, max_logvar: mx.array) -> mx.array:
+    """Soft-clip log-variances ``[..., D]`` into ``(min_logvar, max_logvar)`` (bounds ``[D]``)."""
+    logvar = max_logvar - nn.softplus(max_logvar - raw)
+    return min_logvar + nn.softplus(logvar - min_logvar)
+
+
+def _out_in(layer) -> tuple[mx.array, mx.array | None]:
+    """``(weight [..., out, in], bias [..., out] or None)`` of a model layer: ``nn.Linear`` (weight
+    ``[out, in]``, no leading axis) or ``EnsembleLinear`` (weight ``[K, in, out]``, bias ``[K, 1, out]``)."""
+    bias = layer.bias if "bias" in layer else None
+    if layer.weight.ndim == 2:
+        return layer.weight, bias
+    return layer.weight.swapaxes(-1, -2), None if bias is None else bias[:, 0]
+
+
+def _rows(bias: mx.array) -> mx.array:
+    """A bias ``[out]`` as it is, ``[K, out]`` as ``[K, 1, out]``: added to products ``[B, out]`` or ``[K, B, out]``."""
+    return bias if bias.ndim == 1 else bias[:, None]
 
 
 def _fold_input(weight: mx.array, bias, mean: mx.array, std: mx.array, features: int, blocks: int = 1):
@@ -49,51 +65,98 @@ def _fold_input(weight: mx.array, bias, mean: mx.array, std: mx.array, features:
 
 
 class FoldedWorldModel(nn.Module):
-    """``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``: a ``WorldModel`` with folded normalisations.
+    """``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])`` with folded normalisations:
+    a :class:`~worldmodel.WorldModel`'s function (the members' mean for ``K > 1``).
 
     Built by :meth:`worldmodel.WorldModel.folded`; frozen (not for training). Attributes
-    ``state_dim``, ``action_dim``, ``angles`` and :meth:`flops_per_transition` match the source model's.
+    ``ensemble_size``, ``state_dim``, ``action_dim``, ``angles``, ``probabilistic``,
+    ``reward_from_state``, :meth:`members` and :meth:`flops_per_transition` match the source model's.
     """
 
     def __init__(self, model):
         super().__init__()
-        s = model.state_dim + len(model.angles)  # input features
+        s = model.state_dim
+        features = s + len(model.angles)
+        self.ensemble_size, self.probabilistic = model.ensemble_size, model.probabilistic
         self.state_dim, self.action_dim, self.angles = model.state_dim, model.action_dim, model.angles
         self.reward_from_state = model.reward_from_state
         self._flops = model.flops_per_transition()
         state_mean, state_std = model.state_norm.mean, model.state_norm.std
         delta_mean, delta_std = model.delta_norm.mean, model.delta_norm.std
-        first = model.trunk[0]
-        self.w_in, self.b_in = _fold_input(first.weight, first.bias, state_mean, state_std, s)
-        self.hidden_weights = [layer.weight.T for layer in model.trunk[1:]]
-        self.hidden_biases = [layer.bias for layer in model.trunk[1:]]
-        skip, skip_shift = _fold_input(model.delta_skip.weight, None, state_mean, state_std, s)
-        # next = s + (delta_n * delta_std + delta_mean), delta_n = h @ Wd.T + bd + skip path
-        self.w_delta = model.delta_out.weight.T * delta_std
-        self.w_skip = skip * delta_std
-        self.b_delta = (model.delta_out.bias + skip_shift) * delta_std + delta_mean
-        self.w_reward_in, self.b_reward_in = _fold_input(
-            model.reward_in.weight, model.reward_in.bias, state_mean, state_std, s, 2 if self.reward_from_state else 1
-        )
         reward_mean, reward_std = model.reward_norm.mean, model.reward_norm.std
-        self.w_reward_out = model.reward_out.weight.T * reward_std
-        self.b_reward_out = model.reward_out.bias * reward_std + reward_mean
+        first, *hidden = (_out_in(layer) for layer in model.trunk)
+        self.w_in, b_in = _fold_input(*first, state_mean, state_std, features)
+        self.b_in = _rows(b_in)
+        self.hidden_weights = [weight.swapaxes(-1, -2) for weight, _ in hidden]
+        self.hidden_biases = [_rows(bias) for _, bias in hidden]
+        skip, skip_shift = _fold_input(*_out_in(model.delta_skip), state_mean, state_std, features)
+        out_weight, out_bias = _out_in(model.delta_out)  # [..., S or 2S (means, then log-variances), H]
+        # next = s + (delta_n * delta_std + delta_mean), delta_n = h @ Wd + bd + skip path
+        self.w_delta = out_weight[..., :s, :].swapaxes(-1, -2) * delta_std
+        self.w_skip = skip * delta_std
+        self.b_delta = _rows((out_bias[..., :s] + skip_shift) * delta_std + delta_mean)
+        w_reward_in, b_reward_in = _fold_input(
+            *_out_in(model.reward_in), state_mean, state_std, features, 2 if self.reward_from_state else 1
+        )
+        self.w_reward_in, self.b_reward_in = w_reward_in, _rows(b_reward_in)
+        reward_weight, reward_bias = _out_in(model.reward_out)  # [..., 1 or 2 (mean, log-variance), R]
+        self.w_reward_out = reward_weight[..., :1, :].swapaxes(-1, -2) * reward_std
+        self.b_reward_out = _rows(reward_bias[..., :1] * reward_std + reward_mean)
+        if self.probabilistic:
+            self.w_logvar = out_weight[..., s:, :].swapaxes(-1, -2)
+            self.b_logvar = _rows(out_bias[..., s:])
+            self.w_reward_logvar = reward_weight[..., 1:, :].swapaxes(-1, -2)
+            self.b_reward_logvar = _rows(reward_bias[..., 1:])
+            self.min_logvar, self.max_logvar = model.min_logvar, model.max_logvar
+            self.noise_scale = mx.concatenate([delta_std, reward_std])  # data units per normalised unit
         self.freeze()
         mx.eval(self.parameters())
 
     def flops_per_transition(self) -> int:
-        """Matrix-product FLOPs of one transition, as counted for the source ``WorldModel``."""
+        """Matrix-product FLOPs of one transition (through all members), as counted for the source model."""
         return self._flops
 
-    def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
+    def _steps(self, state: mx.array, action: mx.array, noise: mx.array | None = None) -> tuple[mx.array, mx.array]:
+        """The members' steps without averaging: ``[B, S]``, ``[B]`` for one model on ``[B, ...]`` rows,
+        else ``[K, B, S]``, ``[K, B]`` (see :meth:`members`)."""
         features = angle_features(state, self.angles)
         inputs = mx.concatenate([features, action], axis=-1)
         h = mx.maximum(inputs @ self.w_in + self.b_in, 0.0)
         for weight, bias in zip(self.hidden_weights, self.hidden_biases):
             h = mx.maximum(h @ weight + bias, 0.0)
         next_state = state + (h @ self.w_delta + inputs @ self.w_skip + self.b_delta)
+        action = mx.broadcast_to(action, (*next_state.shape[:-1], action.shape[-1]))
         next_features = angle_features(next_state, self.angles)
-        reward_inputs = [features, next_features, action] if self.reward_from_state else [next_features, action]
-        reward_hidden = mx.maximum(mx.concatenate(reward_inputs, axis=-1) @ self.w_reward_in + self.b_reward_in, 0.0)
+        reward_inputs = [mx.broadcast_to(features, next_features.shape), next_features] if self.reward_from_state else [next_features]
+        reward_inputs = mx.concatenate([*reward_inputs, action], axis=-1)
+        reward_hidden = mx.maximum(reward_inputs @ self.w_reward_in + self.b_reward_in, 0.0)
         reward = reward_hidden @ self.w_reward_out + self.b_reward_out
-        return next_state, reward[:, 0]
+        if noise is not None:
+            if not self.probabilistic:
+                raise ValueError("noise needs a probabilistic model (WorldModel(probabilistic=True))")
+            raw = mx.concatenate(
+                [h @ self.w_logvar + self.b_logvar, reward_hidden @ self.w_reward_logvar + self.b_reward_logvar], axis=-1
+            )
+            step = mx.exp(0.5 * bound_logvar(raw, self.min_logvar, self.max_logvar)) * noise * self.noise_scale
+            next_state, reward = next_state + step[..., :-1], reward + step[..., -1:]
+        return next_state, reward[..., 0]
+
+    def members(self, state: mx.array, action: mx.array, noise: mx.array | None = None) -> tuple[mx.array, mx.array]:
+        """Every member's step ``(next_state [K, B, S], reward [K, B])``; arguments as for
+        :meth:`worldmodel.WorldModel.members`."""
+        return with_member_axis(*self._steps(state, action, noise))
+
+    def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
+        return mean_of_members(self.ensemble_size, *self._steps(state, action))
+
+
+def with_member_axis(next_state: mx.array, reward: mx.array) -> tuple[mx.array, mx.array]:
+    """Steps ``[K, B, S]``, ``[K, B]`` as they are; one model's ``[B, S]``, ``[B]`` as ``[1, B, S]``, ``[1, B]``."""
+    return (next_state[None], reward[None]) if next_state.ndim == 2 else (next_state, reward)
+
+
+def mean_of_members(ensemble_size: int, next_state: mx.array, reward: mx.array) -> tuple[mx.array, mx.array]:
+    """The model's output from :meth:`_steps`'s: one model's as it is, ``K > 1`` members' mean over axis 0."""
+    if ensemble_size == 1:
+        return next_state, reward
+    return next_state.mean(axis=0), reward.mean(axis=0)

@@ -8,7 +8,7 @@ transitions, retrain from the current weights, evaluate; a run-folder snapshot a
 Round 0 records ``random_episodes`` random-action episodes and trains a new model on them
 (``first_train_steps`` gradient steps). Round ``i >= 1`` plans ``episodes_per_round`` episodes
 with the model of round ``i - 1``, adds their transitions and trains ``train_steps`` more steps
-from the current weights and Adam moments (:class:`~worldmodel.continual.ContinualTrainer`).
+from the current weights and Adam moments (:class:`~worldmodel.train.ContinualTrainer`).
 After every round the model is evaluated: the same planner in closed loop from the benchmark's
 starts of the environment (the same starts, and the same planner noise, every round). So the
 curve's first point is the model of the random data alone; the references are the same planner on
@@ -39,7 +39,6 @@ import numpy as np
 import planners
 from planners.propagation import MODES
 
-from .continual import NORMALIZATIONS, ContinualTrainer
 from .data import Transitions
 from .envs import env_record, get_env
 from .envs.gymnasium import gym_id
@@ -47,6 +46,7 @@ from .envs.runner import Episodes, choose_runner, describe_runner, planner_polic
 from .envs.scores import cost_ratio
 from .recipe import default_home, model_for, planner_for
 from .run_folder import RunFolder, RunFolderError, snapshot_name
+from .train import NORMALIZATIONS, ContinualTrainer
 
 COLLECT_IDS = 1_000_000
 """Env ids of the collecting planner's episodes (``COLLECT_IDS + j``): key streams apart from the evaluation's ``0 .. E-1``."""

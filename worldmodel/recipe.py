@@ -14,9 +14,8 @@ import planners
 
 from .checkpoint import load_model, save_model
 from .data import generate, uniform_transitions
-from .ensemble import EnsembleWorldModel
 from .envs import Environment, env_record, get_env
-from .model import WorldModel
+from .model import EnsembleWorldModel, WorldModel
 from .train import TrainConfig, one_step_mse, train
 
 HELD_OUT_SIZE = 20_000
@@ -67,7 +66,7 @@ def train_config(env: Environment, **settings) -> TrainConfig:
 
 
 def model_for(env: Environment, ensemble: int | None = None, probabilistic: bool = False, hidden: tuple | None = None,
-              angles: bool | None = None) -> WorldModel | EnsembleWorldModel:
+              angles: bool | None = None) -> WorldModel:
     """A new, untrained model of ``env`` (weights drawn from MLX's global generator).
 
     A :class:`WorldModel` with ``env.defaults.training``'s architecture (``hidden``, the reward head, ``angles``
@@ -104,7 +103,7 @@ def train_world_model(
     ensemble: int | None = None,
     probabilistic: bool = False,
     source: str | None = None,
-) -> tuple[WorldModel | EnsembleWorldModel, dict]:
+) -> tuple[WorldModel, dict]:
     """Generate data, train a :class:`WorldModel`, measure it, save it atomically to ``out``.
 
     Args:

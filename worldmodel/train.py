@@ -1,4 +1,16 @@
-"""Training a :class:`WorldModel` (or an ensemble of them) on transitions: Adam, a one-cycle schedule, balanced batches."""
+"""Training a :class:`~worldmodel.WorldModel` on transitions: Adam, balanced batches, each member on its own bootstrap.
+
+    result = train(model, data, TrainConfig(epochs=20))        # a fresh fit: epochs, one-cycle schedule
+
+    trainer = ContinualTrainer(model, lr=1e-3, batch_size=128)  # continual: warm-started, fixed step counts
+    loss = trainer.fit(data, steps=200, rng=np.random.default_rng(0))
+    arrays = trainer.state_arrays()            # the optimizer's state, for a checkpoint
+    trainer.load_state_arrays(arrays)          # ... and back, so a resumed run trains on identically
+
+Both draw batches the same way (balanced over the state histogram, each member of ``K > 1`` on
+its own bootstrap: :func:`batch_probabilities`) and update the model with the same step
+(:func:`make_step`).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +22,18 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from planners.runtime import streams
 
 from .data import Transitions
-from .ensemble import EnsembleWorldModel
-from .model import WorldModel, state_change
+from .features import state_change
+from .model import WorldModel
+
+NORMALIZATIONS = ("fixed", "refit")
+"""``fixed``: statistics fit on the first call's data and kept; ``refit``: fit again on every call's data."""
+FITTED_KEY = "normalization_fitted"
+OPTIMIZER_PREFIX = "optimizer."
 
 
 @dataclass
@@ -113,6 +130,14 @@ def bootstrap_probabilities(rng: np.random.Generator, probabilities: np.ndarray,
     return weights / weights.sum(axis=1, keepdims=True)
 
 
+def batch_probabilities(rng: np.random.Generator, model, states: np.ndarray, bins: int) -> np.ndarray:
+    """The sampling probabilities of the training rows: ``[N]`` balanced over ``bins`` (:func:`balanced_weights`)
+    for one model, ``[K, N]`` restricted to each member's bootstrap (drawn with ``rng``) for ``K > 1``."""
+    probabilities = balanced_weights(states, bins)
+    members = getattr(model, "ensemble_size", 1)
+    return bootstrap_probabilities(rng, probabilities, members) if members > 1 else probabilities
+
+
 def draw_batches(rng: np.random.Generator, probabilities: np.ndarray, steps: int, batch: int) -> np.ndarray:
     """Row indices ``[steps, batch]`` drawn with ``probabilities [N]``, or ``[steps, K, batch]``, row ``k``
     with ``probabilities[k]`` for probabilities ``[K, N]`` (inverse CDF, all members in one search)."""
@@ -181,20 +206,20 @@ def _schedule(config: TrainConfig, total_steps: int):
 
 
 def train(
-    model: WorldModel | EnsembleWorldModel,
+    model: WorldModel,
     data: Transitions,
     config: TrainConfig | None = None,
     log: Callable[[str], None] | None = print,
     world=None,
 ) -> TrainResult:
-    """Fit ``model`` (a :class:`WorldModel` or :class:`~worldmodel.EnsembleWorldModel`) to ``data`` in place;
+    """Fit ``model`` (a :class:`~worldmodel.WorldModel` of one or ``K`` members) to ``data`` in place;
     print one line per epoch in the seed's format.
 
     The line is ``Epoch 01 | loss = 0.035199 | val = 0.000037``: mean training MSE over the epoch's
     batches, then the held-out MSE, both in data units averaged over (state dims, reward).
     Deterministic for a given ``config.seed``.
 
-    An ensemble's member ``k`` trains on its own bootstrap of the training transitions
+    Member ``k`` of ``K > 1`` trains on its own bootstrap of the training transitions
     (:func:`bootstrap_probabilities`); one step updates all members at once on their own batches
     ``[K, batch]`` with the loss summed over the members. The printed training loss is the members'
     mean MSE; the validation loss is that of their mean prediction (the ensemble's ``__call__``).
@@ -219,10 +244,7 @@ def train(
     batch = min(config.batch_size, len(train_data))
     steps_per_epoch = max(1, len(train_data) // batch)
     optimizer = optim.Adam(learning_rate=_schedule(config, steps_per_epoch * config.epochs))
-    probabilities = balanced_weights(train_data.states, config.balance_bins)
-    members = getattr(model, "ensemble_size", None)
-    if members is not None:
-        probabilities = bootstrap_probabilities(rng, probabilities, members)
+    probabilities = batch_probabilities(rng, model, train_data.states, config.balance_bins)
 
     states, actions, delta_targets, reward_targets, to_data_units = training_arrays(model, train_data)
     state = [model.state, optimizer.state]
@@ -266,3 +288,91 @@ def train(
         if log:
             log(f"Epoch {epoch:02d} | loss = {train_loss:.6f} | val = {val_loss:.6f}")
     return result
+
+
+class ContinualTrainer:
+    """Trains ``model`` in place, a fixed number of Adam steps per :meth:`fit`, warm-started.
+
+    Where :func:`train` fits a fresh model for a number of epochs, this takes a fixed number of
+    gradient steps on the data it is given, starting from the model's current weights and the
+    optimizer's moments (a model-based RL loop retrains after every batch of new episodes).
+
+    Args:
+        model: a :class:`~worldmodel.WorldModel` (one model or ``K`` members).
+        lr: Adam's learning rate, constant. Default: ``1e-3``.
+        batch_size: transitions per batch (per member for an ensemble), at most the data's size. Default: ``128``.
+        balance_bins: flatten the state histogram of batches over this many bins per dimension
+            (``0``: uniform batches). Default: ``10``.
+        normalization: ``"fixed"`` or ``"refit"`` (see :data:`NORMALIZATIONS`). Default: ``"fixed"``.
+        compile: run the step under ``mx.compile``. Default: ``True``.
+    """
+
+    def __init__(self, model, *, lr: float = 1e-3, batch_size: int = 128, balance_bins: int = 10,
+                 normalization: str = "fixed", compile: bool = True):
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if batch_size < 1 or balance_bins < 0:
+            raise ValueError(f"batch_size must be >= 1 and balance_bins >= 0, got {batch_size} and {balance_bins}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
+        self.model = model
+        self.batch_size, self.balance_bins = int(batch_size), int(balance_bins)
+        self.normalization, self.compile = normalization, bool(compile)
+        self.optimizer = optim.Adam(learning_rate=lr)
+        self.fitted = False  # whether the normalisation statistics have been set
+        self._step = None
+
+    def fit(self, data: Transitions, steps: int, rng: np.random.Generator) -> float:
+        """``steps`` gradient steps on batches of ``data`` drawn with ``rng``; the mean training MSE
+        of the steps in data units (averaged over the state dimensions and the reward).
+
+        The normalisation statistics are fit on ``data`` at the first call (``"fixed"``) or at every call (``"refit"``).
+        """
+        if steps < 1 or len(data) < 1:
+            raise ValueError(f"fit needs steps >= 1 and some data, got {steps} steps and {len(data)} transitions")
+        model = self.model
+        if self.normalization == "refit" or not self.fitted:
+            model.fit_normalization(data.states, data.next_states, data.rewards)
+            self.fitted = True
+        probabilities = batch_probabilities(rng, model, data.states, self.balance_bins)
+        index = mx.array(draw_batches(rng, probabilities, steps, min(self.batch_size, len(data))).astype(np.int32))
+        states, actions, delta_targets, reward_targets, units = training_arrays(model, data)
+        if self._step is None:
+            self._step = make_step(model, self.optimizer, compile=self.compile)
+        total = mx.array(0.0)
+        for i in range(steps):
+            rows = index[i]
+            _, data_loss = self._step(states[rows], actions[rows], delta_targets[rows], reward_targets[rows], units)
+            total = total + data_loss
+            mx.eval(model.state, self.optimizer.state, total)
+        loss = float(total.item()) / steps
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"training diverged (mean loss {loss} over {steps} steps); lower the learning rate")
+        return loss
+
+    def state_arrays(self) -> dict:
+        """The optimizer's state (moments, step count, learning rate) and whether the statistics are
+        fit, as a flat dict of MLX arrays (for ``mx.save_safetensors``)."""
+        arrays = {OPTIMIZER_PREFIX + name: value for name, value in tree_flatten(self.optimizer.state)}
+        arrays[FITTED_KEY] = mx.array(int(self.fitted))
+        return arrays
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        """Continue from :meth:`state_arrays` of a trainer of the same model architecture.
+
+        Raises:
+            ValueError: arrays that are not such a state (a missing entry, or moments whose shapes
+                differ from the model's parameters).
+        """
+        if FITTED_KEY not in arrays:
+            raise ValueError(f"not a trainer state: no {FITTED_KEY!r} entry")
+        state = tree_unflatten([(k[len(OPTIMIZER_PREFIX):], mx.array(v)) for k, v in arrays.items() if k.startswith(OPTIMIZER_PREFIX)])
+        if state:
+            expected = {name: value.shape for name, value in tree_flatten(self.model.trainable_parameters())}
+            for name, value in tree_flatten(state):
+                base = name.rsplit(".", 1)[0]
+                if name not in ("step", "learning_rate") and expected.get(base) != value.shape:
+                    raise ValueError(f"the trainer state's {name} has shape {tuple(value.shape)}, the model's {base} {expected.get(base)}")
+            self.optimizer.state = state
+        self.fitted = bool(int(mx.array(arrays[FITTED_KEY]).item()))
+        self._step = None  # the compiled step captured the old state
