@@ -1,22 +1,30 @@
-"""The ``wmplan`` command: train, rollout, plan, benchmark, speed.
+"""The ``wmplan`` command: train, rollout, plan, benchmark, speed, mbrl.
 
-Heavy imports (MLX, the packages) happen inside the subcommands, so ``wmplan --help`` is instant.
+Commands only parse, call one function and print; every option is written once (:data:`OPTIONS`)
+and its value checked once, by the config, recipe or planner it goes to. Heavy imports (MLX, the
+packages) happen inside the commands, so ``wmplan --help`` is instant.
+
 Every expected failure ends in a one-line error: exit 2 for a bad command line (click's usage
-errors: an unknown option, a bad value, an output path that cannot be written -- all found before
-any work starts), exit 1 for what goes wrong while running (a missing or corrupt checkpoint, a
-malformed start-states file, a run too large for the memory).
+errors: an unknown option, a bad value -- found by the checks the command runs before any work,
+see :func:`bad_values` -- an output path that cannot be written), exit 1 for what goes wrong while
+running (a missing or corrupt checkpoint, a malformed start-states file, a run too large for the
+memory), exit 130 with ``Interrupted`` on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DEFAULT_ENV = "particle"
+"""The environment of ``--env`` when none is given (the seed's, which ``wmplan train`` trains by default)."""
 
 
 def _version() -> str:
@@ -50,24 +58,67 @@ def _print_version(ctx, _param, value):
     ctx.exit()
 
 
+# --- errors -------------------------------------------------------------------------------------
+
+
+def _first_line(err) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+NAMED = {"environment": "env_name", "env": "env_name", "plan_iterations": "iterations"}
+"""Words of library messages that name a command's option under another name (``unknown environment``)."""
+
+
+@contextlib.contextmanager
+def bad_values():
+    """Run a command's checks of its values (building its config): a ``ValueError`` becomes a usage error
+    (exit 2) naming the option when the message starts with its name (``batch_size must be >= 1`` ->
+    ``Invalid value for '--batch-size': --batch-size must be >= 1``) or says ``unknown NAME``."""
+    try:
+        yield
+    except ValueError as err:
+        message, ctx = _first_line(err), click.get_current_context()
+        match = re.match(r"(unknown )?([a-z_]+)\b", message)
+        params = {p.name: p for p in ctx.command.params}
+        param = params.get(NAMED.get(match.group(2), match.group(2))) if match else None
+        if param is None:
+            raise click.UsageError(message) from None
+        if not match.group(1):
+            message = param.opts[0] + message[match.end():]
+        raise click.BadParameter(message, param=param) from None
+
+
 def friendly_errors(func):
-    """Turn the errors a user can cause into one-line messages (exit 1) instead of tracebacks."""
+    """Turn the errors a user can cause while a command runs into one-line messages (exit 1), and merge
+    the values of hidden old spellings (:func:`renamed`) into their options'."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from worldmodel import CheckpointError, DatasetError
         from worldmodel.distributed import DistributedError
 
+        for name, value in click.get_current_context().meta.get("renamed", {}).items():
+            kwargs[name] = value if kwargs.get(name) is None else kwargs[name]
         try:
             return func(*args, **kwargs)
         except (CheckpointError, DatasetError, DistributedError, ValueError, FloatingPointError, OSError) as err:
-            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise click.ClickException(message) from None
+            raise click.ClickException(_first_line(err)) from None
 
     return wrapper
 
 
-@click.group(context_settings=CONTEXT)
+class Group(click.Group):
+    """The ``wmplan`` group: Ctrl-C in any command is ``Interrupted`` on stderr and exit 130 (128 + SIGINT)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("Interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the version, the active BLAS and its measured GFLOP/s, and exit.")
 def main():
@@ -80,116 +131,7 @@ def main():
     """
 
 
-def device_option(func):
-    """The ``--device cpu|gpu`` option of the commands that compute."""
-    return click.option(
-        "--device", type=click.Choice(["cpu", "gpu"]), default=None,
-        help="Where MLX computes. Default: MLX's default device (the GPU when this MLX build has one).",
-    )(func)
-
-
-def gpu_available() -> bool:
-    """Whether this MLX build can use a GPU here (Metal on macOS, CUDA with mlx[cuda12|cuda13] on Linux)."""
-    import mlx.core as mx
-
-    for backend in ("metal", "cuda"):
-        module = getattr(mx, backend, None)
-        try:
-            if module is not None and module.is_available():
-                return True
-        except Exception:  # noqa: BLE001 - a backend that cannot even be queried is not available
-            pass
-    return False
-
-
-def use_device(name):
-    """Make ``name`` (``"cpu"``, ``"gpu"`` or ``None``: keep MLX's default) the default device; return its name."""
-    import mlx.core as mx
-
-    if name == "gpu":
-        if not gpu_available():
-            raise click.ClickException(
-                "--device gpu: this MLX build sees no GPU (neither Metal nor CUDA is available); "
-                "use --device cpu, or on Linux with an NVIDIA GPU install mlx[cuda12] or mlx[cuda13]"
-            )
-        mx.set_default_device(mx.gpu)
-    elif name == "cpu":
-        mx.set_default_device(mx.cpu)
-    return "gpu" if mx.default_device().type == mx.gpu else "cpu"
-
-
-def current_world():
-    """This process's place in a ``mlx.launch`` job (rank 0 of 1 without a launcher)."""
-    from worldmodel.distributed import world
-
-    return world()
-
-
-def device_line(device, world) -> str:
-    """``Device: cpu`` and, with several processes, how many and over what."""
-    if world.size == 1:
-        return f"Device: {device}"
-    return f"Device: {device}; {world.size} processes (mx.distributed, {world.backend} backend)"
-
-
-def _bounded(name, holds, wording):
-    """Option callback: ``value`` (or ``None``) unless ``holds(value)`` fails: then ``{name} must be {wording}``."""
-    def check(_ctx, _param, value):
-        if value is not None and not holds(value):
-            raise click.BadParameter(f"{name} must be {wording}, got {value}")
-        return value
-
-    return check
-
-
-def positive(name):
-    return _bounded(name, lambda value: value >= 1, ">= 1")
-
-
-def non_negative(name):
-    return _bounded(name, lambda value: value >= 0, ">= 0")
-
-
-def positive_number(name):
-    return _bounded(name, lambda value: value > 0, "a positive number")
-
-
-def seed_range(_ctx, param, value):
-    """Option callback: a seed, an integer from 0 to 2**64 - 1 (what every random generator takes)."""
-    if value is not None and not 0 <= value < 2**64:
-        raise click.BadParameter(f"{param.opts[0]} must be an integer from 0 to 2**64 - 1, got {value}")
-    return value
-
-
-def non_empty(_ctx, param, value):
-    """Option callback: a path that is not ``""``."""
-    if value is not None and value.strip() == "":
-        raise click.BadParameter(f"{param.opts[0]} must not be empty")
-    return value
-
-
-def output_file(_ctx, _param, value):
-    """Option callback: a file path wmplan can write (checked now, before any work; see worldmodel.files)."""
-    from worldmodel.files import check_output_path
-
-    if value is not None:
-        try:
-            check_output_path(value)
-        except OSError as err:
-            raise click.BadParameter(str(err)) from None
-    return value
-
-
-def output_folder(_ctx, _param, value):
-    """Option callback: a folder wmplan can create or write into (checked now, before any work)."""
-    from worldmodel.files import check_output_folder
-
-    if value is not None:
-        try:
-            check_output_folder(value)
-        except OSError as err:
-            raise click.BadParameter(str(err)) from None
-    return value
+# --- options, each written once -----------------------------------------------------------------
 
 
 def _planner_names():
@@ -198,10 +140,15 @@ def _planner_names():
     return tuple(PLANNERS)
 
 
+def _env_names():
+    from worldmodel.envs import ENV_NAMES
+
+    return ENV_NAMES
+
+
 class NamesInHelp(click.Option):
-    """An option whose help text names the registered planners (``{planners}``) or environments
-    (``{envs}``), looked up only when help is shown (importing them loads MLX, which ``wmplan --help``
-    should not wait for)."""
+    """An option whose help names the registered planners (``{planners}``) or environments (``{envs}``),
+    looked up only when help is shown (importing them loads MLX, which ``wmplan --help`` should not wait for)."""
 
     def get_help_record(self, ctx):
         record = super().get_help_record(ctx)
@@ -214,83 +161,124 @@ class NamesInHelp(click.Option):
         return record[0], text
 
 
-def _split_names(text, known, what):
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise click.BadParameter(f"give at least one {what}")
-    for name in names:
-        if name not in known:
-            raise click.BadParameter(f"unknown {what} {name!r}; choose from {', '.join(known)}")
-    return tuple(dict.fromkeys(names))
+def _not_empty(_ctx, param, value):
+    """Option callback: a path that is not ``""``."""
+    if value is not None and value.strip() == "":
+        raise click.BadParameter(f"{param.opts[0]} must not be empty")
+    return value
 
 
-DEFAULT_ENV = "particle"
-"""The environment of ``--env`` when none is given (the seed's, which ``wmplan train`` trains by default)."""
+def _writable(check):
+    """Option callback: a path that :mod:`worldmodel.files`' ``check`` (``"check_output_path"`` or
+    ``"check_output_folder"``) accepts, checked now, before any work."""
+
+    def callback(_ctx, _param, value):
+        from worldmodel import files
+
+        if value is not None:
+            try:
+                getattr(files, check)(value)
+            except OSError as err:
+                raise click.BadParameter(str(err)) from None
+        return value
+
+    return callback
 
 
-def _env_names():
-    from worldmodel.envs import ENV_NAMES
+def _note_iterations(ctx, param, value):
+    """``wmplan mbrl --iterations``: say once that it changed meaning (it used to be the loop's count)."""
+    if value is not None and ctx.command.name == "mbrl" and ctx.get_parameter_source(param.name).name == "COMMANDLINE":
+        click.echo("Note: --iterations now sets the planner's iterations; the loop's count is --rounds.", err=True)
+    return value
 
-    return ENV_NAMES
+
+DEFAULT = "Default: the env's."
+OPTIONS = {
+    "env": (("--env", "env_name"), dict(default=DEFAULT_ENV, show_default=True, cls=NamesInHelp, help="Environment: {envs}.")),
+    "planner": (("--planner",), dict(default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}.")),
+    "planners": (("--planners",), dict(default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp,
+                 help="Comma-separated: {planners}. (benchmark adds the baselines and the reference row.)")),
+    "model": (("--model", "model_path"), dict(type=click.Path(), default=None, callback=_not_empty,
+              help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the "
+                   "others; trained if missing.")),
+    "steps": (("--steps",), dict(type=int, default=None, help="Steps per episode (at most). Default: the env's.")),
+    "horizon": (("--horizon",), dict(type=int, default=None, help=f"Planning horizon. {DEFAULT}")),
+    "samples": (("--samples",), dict(type=int, default=None, help=f"Imagined action sequences per planning iteration. {DEFAULT}")),
+    "iterations": (("--iterations",), dict(type=int, default=None, callback=_note_iterations,
+                   help="Planner iterations per planning call. Default: the planner's own.")),
+    "ensemble": (("--ensemble",), dict(type=int, default=None, help="Members of the world model, each trained on its "
+                 f"own bootstrap of the data (1: one model). {DEFAULT}")),
+    "propagation": (("--propagation",), dict(type=click.Choice(["expectation", "ts1", "tsinf"]), default=None,
+                    help="How an ensemble imagines each sequence (ignored for one model). Default: benchmark: the "
+                         "members' mean; mbrl: tsinf.")),
+    "particles": (("--particles",), dict(type=int, default=None, help="Particles per sequence with an ensemble. "
+                  "Default: the members (1 for expectation).")),
+    "batch_size": (("--batch-size",), dict(type=int, default=None, help=f"Transitions per training batch. {DEFAULT}")),
+    "lr": (("--lr",), dict(type=float, default=None, help="Adam's learning rate (train: the one-cycle schedule's base). "
+           "Default: train: 1e-3; mbrl: the env's.")),
+    "runner": (("--runner",), dict(type=click.Choice(["mlx", "gymnasium"]), default=None,
+               help="Where episodes run: the env's MLX copy or Gymnasium's env. Default: train: mlx; the others: "
+                    "Gymnasium's when the env mirrors one and gymnasium is installed (the 'gym' extra).")),
+    "seed": (("--seed",), dict(type=int, default=0, show_default=True, help="Seeds every random draw of the command.")),
+    "device": (("--device",), dict(type=click.Choice(["cpu", "gpu"]), default=None,
+               help="Where MLX computes. Default: MLX's default device (the GPU when this MLX build has one).")),
+    "json": (("--json", "json_path"), dict(type=click.Path(dir_okay=False), default=None,
+             callback=_writable("check_output_path"), help="Also write the result as JSON here.")),
+    "plot": (("--plot", "plot_path"), dict(type=click.Path(dir_okay=False), default=None,
+             callback=_writable("check_output_path"), help="Draw the result to a PNG (needs the 'plot' extra).")),
+    "out": (("--out", "out"), dict(type=click.Path(file_okay=False), default=None, callback=_writable("check_output_folder"),
+            help="Output folder (its parent must exist). Default: in $WMPLAN_HOME.")),
+    "x0": (("--x0",), dict(type=float, default=None, help="The particle's start x (default 1).")),
+    "v0": (("--v0",), dict(type=float, default=None, help="The particle's start v (default 0).")),
+    "start": (("--start",), dict(default=None, help="Start state, one number per state variable, e.g. 3.1,0 for the "
+              "pendulum (theta,theta_dot). Default: where reset(seed=--seed) puts the env (the particle: x = 1, v = 0).")),
+}
+"""Every shared option: name -> (declarations, attributes); a command takes them with :func:`options`."""
 
 
-def env_option(func):
-    """The ``--env NAME`` option of the commands that run an environment."""
-    return click.option("--env", "env_name", default=DEFAULT_ENV, show_default=True, cls=NamesInHelp,
-                        help="Environment: {envs}.")(func)
+def options(*names, **changed):
+    """The options ``names`` of :data:`OPTIONS` (``--help`` lists them in this order); ``changed`` maps an
+    option's name to the attributes that differ in this command (a default, a meaning)."""
+
+    def decorate(func):
+        for name in reversed(names):
+            decls, attrs = OPTIONS[name]
+            func = click.option(*decls, **{**attrs, **changed.get(name, {})})(func)
+        return func
+
+    return decorate
+
+
+def renamed(old: str, new: str, dest: str, type=None, convert=None):
+    """The hidden option ``old``, an old spelling of ``new`` kept for one release: it sets ``dest`` (when
+    ``new`` is not given) with a one-line deprecation note; ``convert`` maps old values to new ones."""
+
+    def callback(ctx, _param, value):
+        if value is None:
+            return None
+        value = convert(value) if convert else value
+        click.echo(f"Note: {old} is deprecated; use {new}.", err=True)
+        ctx.meta.setdefault("renamed", {})[dest] = value
+        return value
+
+    return click.option(old, type=type, default=None, hidden=True, expose_value=False, callback=callback)
+
+
+def _old_source(value):
+    if value not in ("mlx", "gym"):
+        raise click.BadParameter(f"unknown source {value!r}; choose from mlx, gym")
+    return "gymnasium" if value == "gym" else value
+
+
+# --- what the commands share --------------------------------------------------------------------
 
 
 def resolve_env(name):
     """The environment ``name`` with its default options; a usage error naming the choices else."""
     from worldmodel.envs import get_env
 
-    try:
+    with bad_values():
         return get_env(name)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="'--env'") from None
-
-
-def resolve_start(env, x0, v0, start, seed):
-    """The start ``[S]`` of ``plan``/``rollout`` and whether the user gave it: ``--start``, the particle's
-    ``--x0/--v0``, else the env's demo start (``reset(seed=seed)``; the particle: (1, 0)).
-    Checked against the env's state box; a usage error else."""
-    import numpy as np
-
-    from benchmarks.starts import check_start, parse_start
-
-    if start is not None:
-        if x0 is not None or v0 is not None:
-            raise click.BadParameter("give the start as --start or as --x0/--v0, not both", param_hint="'--start'")
-        try:
-            return parse_start(env, start), True
-        except ValueError as err:
-            raise click.BadParameter(f"the start {err}", param_hint="'--start'") from None
-    if x0 is None and v0 is None:
-        from worldmodel.recipe import demo_start
-
-        return demo_start(env, seed), False
-    if tuple(env.state_names) != ("x", "v"):
-        raise click.BadParameter(f"--x0/--v0 set the particle's x and v; give {env.name}'s start as "
-                                 f"--start {','.join(env.state_names)}", param_hint="'--x0' / '--v0'")
-    from worldmodel.recipe import demo_start
-
-    demo = demo_start(env, seed)
-    values = (demo[0] if x0 is None else x0, demo[1] if v0 is None else v0)
-    try:
-        return np.array(check_start(env, values), dtype=np.float32), True
-    except ValueError as err:
-        raise click.BadParameter(f"the start {err}", param_hint="'--x0' / '--v0'") from None
-
-
-def recheck_start(env, start, given):
-    """The start checked again against ``env`` (a checkpoint's env may have another state box)."""
-    from benchmarks.starts import check_start
-
-    if given:
-        try:
-            check_start(env, start)
-        except ValueError as err:
-            raise click.BadParameter(f"the start {err} (in the model's env, {env!r})") from None
 
 
 def resolve_runner(env, requested):
@@ -306,64 +294,115 @@ def resolve_runner(env, requested):
         raise click.ClickException(f"--runner {requested}: {err}") from None
 
 
-def runner_option(func):
-    """The ``--runner gymnasium|mlx`` option: where closed-loop episodes run."""
-    return click.option(
-        "--runner", type=click.Choice(["gymnasium", "mlx"]), default=None,
-        help="Where the episodes run: Gymnasium's env or the MLX copy. Default: Gymnasium's when the env "
-             "mirrors one and gymnasium is installed (the 'gym' extra), else the MLX copy.",
-    )(func)
+def resolve_start(env, x0, v0, start, seed):
+    """The start ``[S]`` of ``plan``/``rollout`` and whether the user gave it (:func:`benchmarks.starts.given_start`)."""
+    from benchmarks.starts import given_start
+
+    hint = "'--start'" if start is not None else "'--x0' / '--v0'"
+    if start is not None and (x0, v0) != (None, None):
+        raise click.BadParameter("give the start as --start or as --x0/--v0, not both", param_hint=hint)
+    if start is None and (x0, v0) != (None, None) and tuple(env.state_names) != ("x", "v"):
+        raise click.BadParameter(f"--x0/--v0 set the particle's x and v; give {env.name}'s start as --start "
+                                 f"{','.join(env.state_names)}", param_hint=hint)
+    try:
+        return given_start(env, start, (x0, v0), seed)
+    except ValueError as err:
+        raise click.BadParameter(f"the start {err}", param_hint=hint) from None
 
 
-def start_options(func):
-    """``--x0/--v0`` (the particle's) and ``--start`` (any env's) of ``plan`` and ``rollout``."""
-    func = click.option("--start", default=None, help="Start state, one number per state variable, e.g. 3.1,0 "
-                        "for the pendulum (theta,theta_dot). Default: where reset(seed=--seed) puts the env "
-                        "(the particle: x = 1, v = 0).")(func)
-    func = click.option("--v0", default=None, type=float, help="The particle's start v (default 0).")(func)
-    return click.option("--x0", default=None, type=float, help="The particle's start x (default 1).")(func)
+def recheck_start(env, start, given):
+    """The start checked again against ``env`` (a checkpoint's env may have another state box)."""
+    from benchmarks.starts import check_start
+
+    if given:
+        try:
+            check_start(env, start)
+        except ValueError as err:
+            raise click.BadParameter(f"the start {err} (in the model's env, {env!r})") from None
 
 
-def old_source(ctx, _param, value):
-    """Option callback of the hidden ``--source mlx|gym``: the old spelling of ``--runner``, with a deprecation note."""
-    if value is None:
-        return None
-    if value not in ("mlx", "gym"):
-        raise click.BadParameter(f"unknown source {value!r}; choose from mlx, gym")
-    click.echo("Note: --source is deprecated; use --runner mlx|gymnasium.", err=True)
-    return "gymnasium" if value == "gym" else value
+def use_device(name):
+    """:func:`worldmodel.device.use_device`: the device's name; a one-line error (exit 1) where there is no GPU."""
+    from worldmodel.device import use_device as use
+
+    try:
+        return use(name)
+    except ValueError as err:
+        raise click.ClickException(f"--device {name}: {err}") from None
+
+
+def load_model_for(env_name, path, world=None):
+    """:func:`worldmodel.recipe.load_model_for`, its training progress (a missing default model) on stderr."""
+    from worldmodel.recipe import load_model_for as load
+
+    return load(env_name, path, world, log=lambda line: click.echo(line, err=True))
+
+
+def device_line(device, world) -> str:
+    """``Device: cpu`` and, with several processes, how many and over what."""
+    if world.size == 1:
+        return f"Device: {device}"
+    return f"Device: {device}; {world.size} processes (mx.distributed, {world.backend} backend)"
+
+
+def split(text) -> tuple:
+    """``"a, b,a"`` -> ``("a", "b")``: the names of a comma-separated option, each once (checked where they are used)."""
+    return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+
+
+def int_list(text, option):
+    """``"256,1024"`` -> ``[256, 1024]``: positive integers; a usage error for ``option`` else."""
+    try:
+        values = [int(tok) for tok in text.split(",") if tok.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{option} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{option} must be positive integers, got {text!r}")
+    return values
+
+
+def require_matplotlib(plot_path):
+    """With ``--plot``: a one-line error now, before any work, when matplotlib is missing."""
+    if plot_path:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise click.ClickException("--plot needs matplotlib: pip install 'wmplan[plot]'") from None
+
+
+def write_outputs(result: dict, json_path, plot_path, plot) -> None:
+    """``--json``: ``result`` as JSON; ``--plot``: ``plot(result, path)`` (a :mod:`benchmarks.plots` function); each announced."""
+    from benchmarks.report import write_json
+
+    if json_path:
+        write_json(json_path, result)
+        click.echo(f"Wrote {json_path}")
+    if plot_path:
+        plot(result, plot_path)
+        click.echo(f"Wrote {plot_path}")
+
+
+# --- the commands -------------------------------------------------------------------------------
 
 
 @main.command(context_settings=CONTEXT)
-@env_option
-@click.option("--runner", type=click.Choice(["mlx", "gymnasium"]), default=None,
-              help="Where the random-action episodes run: mlx (the env's MLX dynamics) or gymnasium (Gymnasium itself). "
-                   "Default: mlx.")
-@click.option("--source", default=None, hidden=True, callback=old_source)
-@click.option("--episodes", type=int, default=None, callback=positive("--episodes"),
-              help="Random-action episodes to record. Default: the env's training budget.")
-@click.option("--steps", type=int, default=None, callback=positive("--steps"), help="Steps per episode. Default: the env's training budget.")
-@click.option("--epochs", type=int, default=None, callback=positive("--epochs"), help="Default: the env's training budget.")
-@click.option("--batch-size", type=int, default=None, callback=positive("--batch-size"), help="Default: the env's training budget.")
-@click.option("--lr", default=1e-3, show_default=True, help="Adam's base learning rate (the seed's).")
+@options("env", "runner", "steps", "batch_size", "lr", "ensemble", "seed", "out", "device", lr={"default": 1e-3},
+         out={"help": "Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model for the particle, "
+                      "$WMPLAN_HOME/model-ENV for the others."})
+@renamed("--source", "--runner mlx|gymnasium", "runner", convert=_old_source)
+@click.option("--episodes", type=int, default=None, help="Random-action episodes to record. Default: the env's training budget.")
+@click.option("--epochs", type=int, default=None, help="Passes over the data. Default: the env's training budget.")
 @click.option("--max-lr", default=2e-2, show_default=True, help="Peak of the one-cycle schedule.")
-@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
+@click.option("--schedule", default="onecycle", show_default=True, type=click.Choice(["onecycle", "constant"]),
               help="'constant' keeps --lr throughout, as the seed did.")
-@click.option("--hidden", type=int, default=None, callback=positive("--hidden"),
-              help="Units in each of the two hidden layers. Default: the env's training budget.")
+@click.option("--hidden", type=int, default=None, help="Units in each of the two hidden layers. Default: the env's training budget.")
 @click.option("--angle-features/--raw-angles", default=None,
               help="Feed the env's angles to the model as (cos, sin), or as they are. Default: the env's choice.")
-@click.option("--ensemble", type=int, default=None, callback=positive("--ensemble"),
-              help="Members of an ensemble of world models, each trained on its own bootstrap of the data "
-                   "(1: one model). Default: the env's training budget.")
 @click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
-@click.option("--seed", default=0, show_default=True, callback=seed_range)
-@click.option("--out", type=click.Path(file_okay=False), default=None, callback=output_folder, help="Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model for the particle, $WMPLAN_HOME/model-ENV for the others.")
-@device_option
 @friendly_errors
-def train(env_name, runner, source, episodes, steps, epochs, batch_size, lr, max_lr, schedule, hidden, angle_features,
-          ensemble, balance_bins, compile, seed, out, device):
+def train(env_name, runner, episodes, steps, batch_size, lr, ensemble, seed, out, device, epochs, max_lr, schedule,
+          hidden, angle_features, balance_bins, compile):
     """Generate random-action data, train the world model, report held-out accuracy, save it.
 
     The data are random-action episodes from states drawn uniformly over the env's training box
@@ -375,95 +414,53 @@ def train(env_name, runner, source, episodes, steps, epochs, batch_size, lr, max
     """
     import time
 
+    from worldmodel.checks import at_least
+    from worldmodel.distributed import world as current_world
     from worldmodel.recipe import default_model_path, held_out_line, train_config, train_world_model
 
-    from worldmodel.envs.gymnasium import make_gym_env
-
     env = resolve_env(env_name)
-    runner = runner or source or "mlx"
-    if runner == "gymnasium" and env.gymnasium is None:
-        raise click.BadParameter(f"{env_name} has no Gymnasium counterpart", param_hint="'--runner'")
+    runner = resolve_runner(env, runner or "mlx")
     if angle_features and not env.angles:
         raise click.BadParameter(f"{env_name} has no angles", param_hint="'--angle-features'")
-    if runner == "gymnasium":
-        try:  # before any work: gymnasium may be missing
-            make_gym_env(env).close()
-        except ImportError as err:
-            raise click.ClickException(f"--runner gymnasium: {err}") from None
-    device = use_device(device)
-    world = current_world()
-    out = default_model_path(env_name) if out is None else out
-    settings = {"epochs": epochs, "batch_size": batch_size}
-    config = train_config(env, lr=lr, max_lr=max_lr, schedule=schedule, balance_bins=balance_bins, seed=seed,
-                          compile=compile, **{k: v for k, v in settings.items() if v is not None})
+    with bad_values():
+        at_least(1, episodes=episodes, steps=steps, hidden=hidden, ensemble=ensemble)
+        sizes = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+        config = train_config(env, lr=lr, max_lr=max_lr, schedule=schedule, balance_bins=balance_bins, seed=seed,
+                              compile=compile, **sizes)
+    device, world = use_device(device), current_world()
     if config.batch_size < world.size:
         raise click.BadParameter(f"--batch-size {config.batch_size} is smaller than the {world.size} processes")
+    out = default_model_path(env_name) if out is None else out
     start = time.perf_counter()
     _, metrics = train_world_model(out, episodes, steps, hidden=None if hidden is None else (hidden, hidden),
                                    config=config, env=env, log=click.echo, world=world if world.size > 1 else None,
                                    runner=runner, angles=angle_features, ensemble=ensemble)
-    if not world.is_root:
-        return
-    click.echo(held_out_line(env, metrics))
-    click.echo(device_line(device, world))
-    click.echo(f"Saved model to {out} ({time.perf_counter() - start:.1f} s)")
-
-
-def load_or_train_model(path, world=None, env_name="particle"):
-    """:func:`worldmodel.recipe.load_or_train_model`, its progress lines on stderr."""
-    from worldmodel.recipe import load_or_train_model as load_or_train
-
-    return load_or_train(path, world, env_name, log=lambda line: click.echo(line, err=True))
-
-
-def load_model_for(env_name, path, world=None):
-    """``(model, path, env)``: the model at ``path`` (the default one without a path; see
-    :func:`load_or_train_model`) and the environment it was trained on, which must be ``env_name``.
-
-    A missing default model is trained first with the env's default budget.
-    """
-    from worldmodel import read_config
-    from worldmodel.envs import env_of_checkpoint
-
-    model, path = load_or_train_model(path, world, env_name)
-    env = env_of_checkpoint(read_config(path))
-    if env.name != env_name:
-        raise click.ClickException(f"the model at {path} was trained for {env.name}, not {env_name}; "
-                                   f"pass --env {env.name} or a model of {env_name}")
-    return model, path, env
-
-
-def parse_actions(env, text):
-    """``"+1,0,-1"`` -> actions ``[T, A]`` of ``env`` (its ``Discrete`` values, or numbers in its ``Box``)."""
-    import numpy as np
-
-    try:
-        actions = [env.encode_action(float(tok)) for tok in text.replace(" ", "").split(",")]
-    except ValueError as err:
-        detail = str(err) if "actions are" in str(err) else f"{env.name}'s actions are numbers"
-        raise click.BadParameter(f"actions must be a comma-separated list; {detail}, got {text!r}") from None
-    return np.stack(actions)
+    if world.is_root:
+        click.echo(held_out_line(env, metrics))
+        click.echo(device_line(device, world))
+        click.echo(f"Saved model to {out} ({time.perf_counter() - start:.1f} s)")
 
 
 @main.command(context_settings=CONTEXT)
-@env_option
-@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")
-@click.option("--steps", default=15, show_default=True, callback=positive("--steps"), help="Steps of random actions (ignored with --actions).")
-@start_options
+@options("env", "model", "steps", "x0", "v0", "start", "seed", "device",
+         steps={"default": 15, "show_default": True, "help": "Steps of random actions (ignored with --actions)."})
 @click.option("--actions", default=None, help="Actions to apply, one step each: the particle's pushes +1,+1,-1,0; "
               "CartPole's forces -10,10; a Box's numbers, e.g. 0.5,-2 for the pendulum's torques.")
-@click.option("--seed", default=0, show_default=True, callback=seed_range, help="Seed of the random actions and of reset.")
-@device_option
 @friendly_errors
-def rollout(env_name, model_path, steps, x0, v0, start, actions, seed, device):
+def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
     """Open-loop rollout: the true physics and the model's imagination side by side."""
     import numpy as np
 
-    from worldmodel.rollout import compare_open_loop
+    from worldmodel.checks import at_least, check_seed
+    from worldmodel.rollout import compare_open_loop, parse_actions
 
     env = resolve_env(env_name)
+    with bad_values():
+        at_least(1, steps=steps)
+        check_seed(seed)
+        chosen = parse_actions(env, actions) if actions else None
     start, given = resolve_start(env, x0, v0, start, seed)
-    chosen = parse_actions(env, actions) if actions else env.sample_actions(np.random.default_rng(seed), steps)
+    chosen = env.sample_actions(np.random.default_rng(seed), steps) if chosen is None else chosen
     device = use_device(device)
     model, _, env = load_model_for(env_name, model_path)
     recheck_start(env, start, given)
@@ -478,33 +475,61 @@ def rollout(env_name, model_path, steps, x0, v0, start, actions, seed, device):
 
 
 @main.command(context_settings=CONTEXT)
-@env_option
-@click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp,
-              help="Comma-separated: {planners}. Baselines (random-policy, zero, the env's controller) and the "
-                   "reference row (optimal, or a large-budget CEM) are always added.")
-@click.option("--dynamics", default="model,true", show_default=True, help="Comma-separated: model (the learned world model), true (the env's own dynamics).")
-@click.option("--episodes", default=20, show_default=True, callback=positive("--episodes"),
-              help="Episodes: episode i starts from reset(seed=--seed + i) (the particle: 6 hard starts, then uniform draws); overridden by --init-states.")
-@click.option("--steps", type=int, default=None, callback=positive("--steps"), help="Closed-loop steps per episode (at most). Default: the env's episode length.")
-@click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Planning horizon. Default: the env's.")
-@click.option("--samples", type=int, default=None, callback=positive("--samples"), help="Imagined action sequences per episode and iteration. Default: the env's.")
-@click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Optimiser iterations per step. Default: each planner's own.")
-@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")
-@click.option("--init-states", type=click.Path(), default=None, callback=non_empty,
-              help="CSV whose header names the env's state variables (the particle: x,v) and with one start per row.")
-@runner_option
-@click.option("--propagation", type=click.Choice(["expectation", "ts1", "tsinf"]), default=None,
-              help="How an ensemble model imagines each sequence (particles; ignored, with a note, for a single "
-                   "model). Default: the members' mean.")
-@click.option("--particles", type=int, default=None, callback=positive("--particles"),
-              help="Particles per sequence with --propagation. Default: the members (1 for expectation).")
-@click.option("--seed", default=0, show_default=True, callback=seed_range)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the results as JSON here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Draw the return distributions to a PNG (needs the 'plot' extra).")
-@device_option
+@options("env", "planner", "x0", "v0", "start", "steps", "horizon", "samples", "iterations", "model", "runner", "seed",
+         "plot", "device", plot={"help": "Draw the state variables, the actions and the one-step predictions over the "
+                                         "episode to a PNG (needs the 'plot' extra)."})
+@click.option("--dynamics", type=click.Choice(["model", "true"]), default="model", show_default=True, help="What the planner imagines with.")
 @friendly_errors
-def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, samples, iterations, model_path, init_states, runner,
-              propagation, particles, seed, json_path, plot_path, device):
+def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed, plot_path,
+         device, dynamics):
+    """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
+    from benchmarks.report import episode_lines, state_text
+    from benchmarks.suite import BenchmarkConfig, PlanRecorder, make_planner
+    from worldmodel.envs.gymnasium import gym_id
+    from worldmodel.envs.runner import describe_runner, run_episodes
+
+    env = resolve_env(env_name)
+    with bad_values():
+        config = BenchmarkConfig(planners=(planner,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
+                                 samples=samples, iterations=iterations, seed=seed)
+    start, given = resolve_start(env, x0, v0, start, seed)
+    config.runner = resolve_runner(env, runner)
+    require_matplotlib(plot_path)
+    device, source = use_device(device), env
+    if dynamics == "model":
+        model, _, env = load_model_for(env_name, model_path)
+        recheck_start(env, start, given)
+        source = model.folded()
+    config = config.for_env(env)
+    recorder = PlanRecorder(make_planner(planner, source, env, config), source)
+    optimum = env.defaults.benchmark.optimum
+    best = optimum.plan(env, start, config.steps) if optimum is not None else None
+    click.echo(f"Device: {device}")
+    click.echo(f"{planner} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, gym_id(env))} "
+               f"from ({state_text(env, start)}), {config.steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
+    ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[seed], set_starts=given)
+    for line in episode_lines(env, ep, recorder.expected_returns, start, best):
+        click.echo(line)
+    length = int(ep.lengths[0])
+    if plot_path:
+        from benchmarks.plots import plot_episode
+
+        plot_episode(env, ep.states[0, : length + 1], recorder.predictions()[:length], ep.actions[0, :length], plot_path,
+                     title=f"{env.name}: {planner} planning with the {dynamics} dynamics, return {ep.returns[0]:.2f}")
+        click.echo(f"Wrote {plot_path}")
+
+
+@main.command(context_settings=CONTEXT)
+@options("env", "planners", "steps", "horizon", "samples", "iterations", "model", "runner", "propagation", "particles",
+         "seed", "json", "plot", "device", plot={"help": "Draw the return distributions to a PNG (needs the 'plot' extra)."})
+@click.option("--dynamics", default="model,true", show_default=True, help="Comma-separated: model (the learned world model), true (the env's own dynamics).")
+@click.option("--episodes", default=20, show_default=True,
+              help="Episodes: episode i starts from reset(seed=--seed + i) (the particle: 6 hard starts, then uniform draws); overridden by --init-states.")
+@click.option("--init-states", type=click.Path(), default=None, callback=_not_empty,
+              help="CSV whose header names the env's state variables (the particle: x,v) and with one start per row.")
+@friendly_errors
+def benchmark(env_name, planners, steps, horizon, samples, iterations, model_path, runner, propagation, particles, seed,
+              json_path, plot_path, device, dynamics, episodes, init_states):
     """Closed-loop planner benchmark in the real environment.
 
     Every planner plans with every dynamics source; all episodes step together (one planning call
@@ -519,27 +544,26 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
     """
     import time
 
+    from benchmarks.plots import plot_returns
     from benchmarks.report import footer, table
     from benchmarks.starts import read_init_states
     from benchmarks.suite import BenchmarkConfig, check_memory, count_runs, run_benchmark
+    from worldmodel.distributed import world as current_world
 
     env = resolve_env(env_name)
-    names = _split_names(planner_names, _planner_names(), "planner")
-    sources = _split_names(dynamics, ("model", "true"), "dynamics")
-    runner = resolve_runner(env, runner)
     if particles is not None and propagation is None:
         raise click.BadParameter("--particles needs --propagation", param_hint="'--particles'")
-    config = BenchmarkConfig(planners=names, dynamics=sources, episodes=episodes, steps=steps, horizon=horizon,
-                             samples=samples, iterations=iterations, seed=seed, model=model_path, init_states=init_states,
-                             runner=runner, propagation=propagation, particles=particles)
-    if plot_path:
-        _require_matplotlib()
-    device = use_device(device)
-    world = current_world()
+    with bad_values():
+        config = BenchmarkConfig(planners=split(planners), dynamics=split(dynamics), episodes=episodes, steps=steps,
+                                 horizon=horizon, samples=samples, iterations=iterations, seed=seed, model=model_path,
+                                 init_states=init_states, propagation=propagation, particles=particles)
+    config.runner = resolve_runner(env, runner)
+    require_matplotlib(plot_path)
+    device, world = use_device(device), current_world()
     starts = read_init_states(init_states, env) if init_states else env.benchmark_starts(episodes, seed)
     check_memory(config.for_env(env), env, len(starts))  # before a model is trained or loaded
     model = None
-    if "model" in sources:
+    if "model" in config.dynamics:
         model, config.model, env = load_model_for(env_name, model_path, world)
         model = model.folded()  # same function, normalisations folded into the weights: faster planning
         if propagation is not None and not config.model_options(model):
@@ -548,101 +572,26 @@ def benchmark(env_name, planner_names, dynamics, episodes, steps, horizon, sampl
         if init_states:
             starts = read_init_states(init_states, env)  # the model's env may have another state box
     start = time.perf_counter()
-    if world.is_root:
-        total = count_runs(config, env) * config.for_env(env).steps
-        with click.progressbar(length=total, label="benchmark", file=sys.stderr) as bar:
-            result = run_benchmark(config, env, model, starts, on_step=bar.update, world=world)
-    else:
+    if not world.is_root:
         run_benchmark(config, env, model, starts, world=world)
         return  # rank 0 prints and writes
+    with click.progressbar(length=count_runs(config, env) * config.for_env(env).steps, label="benchmark", file=sys.stderr) as bar:
+        result = run_benchmark(config, env, model, starts, on_step=bar.update, world=world)
     result["config"]["wall_seconds"] = round(time.perf_counter() - start, 2)
     result["config"]["device"] = device
     click.echo(table(result))
     click.echo(f"{footer(result)}; {result['config']['wall_seconds']:.1f} s")
     click.echo(device_line(device, world))
-    from benchmarks.plots import plot_returns
-
     write_outputs(result, json_path, plot_path, plot_returns)
 
 
 @main.command(context_settings=CONTEXT)
-@env_option
-@click.option("--planner", "planner_name", default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}.")
-@click.option("--dynamics", type=click.Choice(["model", "true"]), default="model", show_default=True, help="What the planner imagines with.")
-@start_options
-@click.option("--steps", type=int, default=None, callback=positive("--steps"), help="Steps (at most). Default: the env's episode length.")
-@click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Default: the env's.")
-@click.option("--samples", type=int, default=None, callback=positive("--samples"), help="Default: the env's.")
-@click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Default: the planner's own.")
-@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")
-@runner_option
-@click.option("--seed", default=0, show_default=True, callback=seed_range)
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file,
-              help="Draw the state variables, the actions and the one-step predictions over the episode to a PNG (needs the 'plot' extra).")
-@device_option
-@friendly_errors
-def plan(env_name, planner_name, dynamics, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed,
-         plot_path, device):
-    """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
-    from benchmarks.report import episode_lines, state_text
-    from benchmarks.suite import BenchmarkConfig, PlanRecorder, make_planner
-    from worldmodel.envs.gymnasium import gym_id
-    from worldmodel.envs.runner import describe_runner, run_episodes
-
-    env = resolve_env(env_name)
-    _split_names(planner_name, _planner_names(), "planner")
-    start, given = resolve_start(env, x0, v0, start, seed)
-    runner = resolve_runner(env, runner)
-    if plot_path:
-        _require_matplotlib()
-    device = use_device(device)
-    source = env
-    if dynamics == "model":
-        model, _, env = load_model_for(env_name, model_path)
-        recheck_start(env, start, given)
-        source = model.folded()
-    config = BenchmarkConfig(planners=(planner_name,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
-                             samples=samples, iterations=iterations, seed=seed, runner=runner).for_env(env)
-    recorder = PlanRecorder(make_planner(planner_name, source, env, config), source)
-    optimum = env.defaults.benchmark.optimum
-    best = optimum.plan(env, start, config.steps) if optimum is not None else None
-    click.echo(f"Device: {device}")
-    click.echo(f"{planner_name} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, gym_id(env))} "
-               f"from ({state_text(env, start)}), {config.steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
-    ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[seed], set_starts=given)
-    for line in episode_lines(env, ep, recorder.expected_returns, start, best):
-        click.echo(line)
-    length = int(ep.lengths[0])
-    if plot_path:
-        from benchmarks.plots import plot_episode
-
-        plot_episode(env, ep.states[0, : length + 1], recorder.predictions()[:length], ep.actions[0, :length], plot_path,
-                     title=f"{env.name}: {planner_name} planning with the {dynamics} dynamics, return {ep.returns[0]:.2f}")
-        click.echo(f"Wrote {plot_path}")
-
-
-def _int_list(text, what):
-    try:
-        values = [int(tok) for tok in text.split(",") if tok.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"{what} must be positive integers, got {text!r}")
-    return values
-
-
-@main.command(context_settings=CONTEXT)
-@env_option
-@click.option("--planners", "planner_names", default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp, help="Comma-separated: {planners}.")
+@options("env", "planners", "iterations", "model", "json", "device")
 @click.option("--samples", "samples_text", default="256,1024,4096,16384", show_default=True, help="Comma-separated N.")
 @click.option("--horizons", "horizons_text", default="15,30", show_default=True, help="Comma-separated H.")
-@click.option("--iterations", type=int, default=None, callback=positive("--iterations"), help="Default: each planner's own.")
-@click.option("--repeats", default=5, show_default=True, callback=positive("--repeats"), help="Timed calls per cell (the median is shown).")
-@click.option("--model", "model_path", type=click.Path(), default=None, callback=non_empty, help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the results as JSON here.")
-@device_option
+@click.option("--repeats", default=5, show_default=True, help="Timed calls per cell (the median is shown).")
 @friendly_errors
-def speed(env_name, planner_names, samples_text, horizons_text, iterations, repeats, model_path, json_path, device):
+def speed(env_name, planners, iterations, model_path, json_path, device, samples_text, horizons_text, repeats):
     """Planning throughput on the learned model: ms per call, imagined transitions/s, GFLOP/s.
 
     The model plans in its env's action space, from the env's demo start, with its termination.
@@ -652,12 +601,16 @@ def speed(env_name, planner_names, samples_text, horizons_text, iterations, repe
     import planners as planners_pkg
     from benchmarks.report import write_json
     from benchmarks.speed import measure_planning
+    from worldmodel.checks import at_least
     from worldmodel.envs import env_record
 
     resolve_env(env_name)
-    names = _split_names(planner_names, _planner_names(), "planner")
-    sizes = _int_list(samples_text, "--samples")
-    horizons = _int_list(horizons_text, "--horizons")
+    names = split(planners)
+    with bad_values():
+        at_least(1, iterations=iterations, repeats=repeats)
+        for name in names:
+            planners_pkg.planner_class(name)
+    sizes, horizons = int_list(samples_text, "--samples"), int_list(horizons_text, "--horizons")
     device = use_device(device)
     model, _, env = load_model_for(env_name, model_path)
     model = model.folded()
@@ -679,63 +632,32 @@ def speed(env_name, planner_names, samples_text, horizons_text, iterations, repe
         click.echo(f"Wrote {json_path}")
 
 
-MBRL_SETTINGS = {
-    # option name -> MbrlConfig field
-    "env_name": "env", "seed": "seed", "rounds": "rounds", "random_episodes": "random_episodes",
-    "random_steps": "random_steps", "episodes_per_round": "episodes_per_round", "ensemble": "ensemble",
-    "propagation": "propagation", "particles": "particles", "planner_name": "planner", "horizon": "horizon",
-    "samples": "samples", "plan_iterations": "plan_iterations", "first_train_steps": "first_train_steps",
-    "train_steps": "train_steps", "batch_size": "batch_size", "lr": "lr", "normalization": "normalization",
-    "eval_episodes": "eval_episodes", "runner": "runner",
-}
+MBRL_OPTION = {"env": "env_name", "plan_iterations": "iterations"}
+"""``MbrlConfig`` fields whose ``wmplan mbrl`` option has another name; every other field is its own option."""
 
 
 @main.command(context_settings=CONTEXT)
-@env_option
-@click.option("--rounds", "--iterations", "rounds", type=int, default=None, callback=non_negative("--rounds"),
-              help="Rounds of planning, adding data and retraining after the random start (0: the random-data model "
-                   "only). Default: the env's. (--iterations: its old name, deprecated.)")
-@click.option("--episodes-per-round", "--episodes-per-iteration", "episodes_per_round", type=int, default=None,
-              callback=positive("--episodes-per-round"),
-              help="Episodes planned with the current model per round. Default: the env's.")
-@click.option("--random-episodes", type=int, default=None, callback=positive("--random-episodes"),
-              help="Random-action episodes the run starts from. Default: the env's.")
-@click.option("--random-steps", type=int, default=None, callback=positive("--random-steps"),
-              help="Steps of each random episode. Default: the env's.")
-@click.option("--ensemble", type=int, default=None, callback=positive("--ensemble"),
-              help="Members of the world model (1: one model). Default: the env's.")
-@click.option("--propagation", type=click.Choice(["expectation", "ts1", "tsinf"]), default="tsinf", show_default=True,
-              help="How an ensemble imagines each sequence (ignored for one model).")
-@click.option("--particles", type=int, default=None, callback=positive("--particles"),
-              help="Particles per sequence with an ensemble. Default: the members (1 for expectation).")
-@click.option("--planner", "planner_name", default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}.")
-@click.option("--horizon", type=int, default=None, callback=positive("--horizon"), help="Planning horizon. Default: the env's.")
-@click.option("--samples", type=int, default=None, callback=positive("--samples"), help="Imagined sequences per planning iteration. Default: the env's.")
-@click.option("--plan-iterations", type=int, default=None, callback=positive("--plan-iterations"),
-              help="Optimiser iterations per planning call. Default: the planner's own.")
-@click.option("--first-train-steps", type=int, default=None, callback=positive("--first-train-steps"),
-              help="Gradient steps on the random data. Default: the env's.")
-@click.option("--train-steps", type=int, default=None, callback=positive("--train-steps"),
-              help="Gradient steps after every round, from the current weights. Default: the env's.")
-@click.option("--batch-size", type=int, default=None, callback=positive("--batch-size"), help="Default: the env's.")
-@click.option("--lr", type=float, default=None, callback=positive_number("--lr"), help="Adam's learning rate (constant). Default: the env's.")
+@options("env", "planner", "horizon", "samples", "iterations", "ensemble", "propagation", "particles", "batch_size",
+         "lr", "runner", "seed", "out", "json", "plot", "device",
+         out={"help": "Run folder, snapshot after every round (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV."},
+         plot={"help": "Draw the learning curve (return vs environment steps) to a PNG (needs the 'plot' extra)."})
+@renamed("--plan-iterations", "--iterations", "iterations", type=int)
+@renamed("--episodes-per-iteration", "--episodes-per-round", "episodes_per_round", type=int)
+@click.option("--rounds", type=int, default=None, help="Rounds of planning, adding data and retraining after the "
+              "random start (0: the random-data model only). Default: the env's.")
+@click.option("--episodes-per-round", type=int, default=None, help="Episodes planned with the current model per round. Default: the env's.")
+@click.option("--random-episodes", type=int, default=None, help="Random-action episodes the run starts from. Default: the env's.")
+@click.option("--random-steps", type=int, default=None, help="Steps of each random episode. Default: the env's.")
+@click.option("--first-train-steps", type=int, default=None, help="Gradient steps on the random data. Default: the env's.")
+@click.option("--train-steps", type=int, default=None, help="Gradient steps after every round, from the current weights. Default: the env's.")
 @click.option("--normalization", type=click.Choice(["refit", "fixed"]), default=None,
               help="refit: normalisation statistics fit again on all data before every training; fixed: fit on the "
                    "random data only. Default: the env's.")
-@click.option("--eval-episodes", type=int, default=None, callback=positive("--eval-episodes"),
-              help="Evaluation episodes after every round, from the benchmark's starts. Default: the env's.")
-@runner_option
-@click.option("--out", "run_path", type=click.Path(file_okay=False), default=None, callback=output_folder,
-              help="Run folder, snapshot after every round (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV.")
+@click.option("--eval-episodes", type=int, default=None, help="Evaluation episodes after every round, from the benchmark's starts. Default: the env's.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot, up to --rounds "
               "(default: the run's own); other settings given must equal the run's.")
-@click.option("--seed", default=0, show_default=True, callback=seed_range)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, callback=output_file, help="Also write the result as JSON here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, callback=output_file,
-              help="Draw the learning curve (return vs environment steps) to a PNG (needs the 'plot' extra).")
-@device_option
 @friendly_errors
-def mbrl(run_path, resume, json_path, plot_path, device, **options):
+def mbrl(out, resume, json_path, plot_path, device, **options):
     """Model-based RL: learn a world model from the episodes it plans.
 
     Starts from a few random-action episodes; every round then plans episodes with the current
@@ -749,31 +671,29 @@ def mbrl(run_path, resume, json_path, plot_path, device, **options):
     import dataclasses
     import time
 
-    from click.core import ParameterSource
-
     from benchmarks.mbrl_report import curve_table, references_line
+    from benchmarks.plots import plot_learning_curve
     from worldmodel.mbrl import MbrlConfig, default_run_folder, run_mbrl, saved_config
 
     ctx = click.get_current_context()
-    given = {key for key in MBRL_SETTINGS if ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE}
-    settings = {field: options[key] for key, field in MBRL_SETTINGS.items()}
+    option_of = {f.name: MBRL_OPTION.get(f.name, f.name) for f in dataclasses.fields(MbrlConfig)}
+    given = {field for field, name in option_of.items() if options[name] is not None
+             and (ctx.get_parameter_source(name).name == "COMMANDLINE" or name in ctx.meta.get("renamed", {}))}
+    settings = {field: options[name] for field, name in option_of.items() if options[name] is not None}
     env = resolve_env(settings["env"])
-    _split_names(settings["planner"], _planner_names(), "planner")
-    if run_path is None:
-        run_path = default_run_folder(env.name)  # creates $WMPLAN_HOME if missing
+    with bad_values():
+        config = MbrlConfig(**settings)
+    run_path = default_run_folder(env.name) if out is None else out  # creates $WMPLAN_HOME if missing
     if resume:
         saved = saved_config(run_path)
-        for key in sorted(given - {"rounds"}):
-            field = MBRL_SETTINGS[key]
+        for field in sorted(given - {"rounds"}):
             if settings[field] != getattr(saved, field):
-                flag = {p.name: p.opts[0] for p in ctx.command.params}[key]
+                flag = next(p.opts[0] for p in ctx.command.params if p.name == option_of[field])
                 raise click.UsageError(f"--resume: {flag} {settings[field]} differs from the run's {getattr(saved, field)!r}")
         config = dataclasses.replace(saved, rounds=settings["rounds"] if "rounds" in given else saved.rounds)
     else:
-        resolve_runner(env, settings["runner"])
-        config = MbrlConfig(**settings)
-    if plot_path:
-        _require_matplotlib()
+        resolve_runner(env, config.runner)
+    require_matplotlib(plot_path)
     device = use_device(device)
     start = time.perf_counter()
     result = run_mbrl(config, run_path, resume=resume, log=lambda line: click.echo(line, err=True))
@@ -781,29 +701,7 @@ def mbrl(run_path, resume, json_path, plot_path, device, **options):
     click.echo(references_line(result))
     click.echo(f"Episodes in {result['runner']}; {time.perf_counter() - start:.1f} s; device: {device}")
     click.echo(f"Run folder: {run_path}; the last model: {result['model']}")
-    from benchmarks.plots import plot_learning_curve
-
     write_outputs(result, json_path, plot_path, plot_learning_curve)
-
-
-def write_outputs(result: dict, json_path, plot_path, plot) -> None:
-    """``--json``: ``result`` as JSON; ``--plot``: ``plot(result, path)`` (a :mod:`benchmarks.plots` function); each announced."""
-    from benchmarks.report import write_json
-
-    if json_path:
-        write_json(json_path, result)
-        click.echo(f"Wrote {json_path}")
-    if plot_path:
-        plot(result, plot_path)
-        click.echo(f"Wrote {plot_path}")
-
-
-def _require_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise click.ClickException("--plot needs matplotlib: pip install 'wmplan[plot]'") from None
-
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,8 @@ import csv
 
 import numpy as np
 
+from worldmodel.recipe import demo_start
+
 
 class InitStatesError(ValueError):
     """An initial-states file that is missing or malformed."""
@@ -85,3 +87,22 @@ def read_init_states(path: str, env) -> np.ndarray:
         except ValueError as err:
             raise InitStatesError(f"{path} line {line}: {err}") from None
     return np.array(starts, dtype=np.float32)
+
+
+def given_start(env, text: str | None = None, position: tuple | None = None, seed: int = 0) -> tuple[np.ndarray, bool]:
+    """The start ``[S]`` float32 of one episode (``wmplan plan``/``rollout``) and whether it was given:
+    ``text`` (``"a,b,..."``, :func:`parse_start`), else the particle's ``position`` ``(x, v)`` (``None``
+    parts from the demo start), else the env's demo start (:func:`worldmodel.recipe.demo_start` of ``seed``).
+
+    Raises:
+        ValueError: a start outside the env's state box, not numbers, or ``position`` for an env whose state is not ``(x, v)``.
+    """
+    if text is not None:
+        return parse_start(env, text), True
+    if position is None or position == (None, None):
+        return demo_start(env, seed), False
+    if tuple(env.state_names) != ("x", "v"):
+        raise ValueError(f"x and v are the particle's state; {env.name}'s start is {','.join(env.state_names)}")
+    demo = demo_start(env, seed)
+    values = tuple(demo[i] if value is None else value for i, value in enumerate(position))
+    return np.array(check_start(env, values), dtype=np.float32), True

@@ -15,6 +15,7 @@ import mlx.core as mx
 import numpy as np
 
 import planners
+from worldmodel.checks import at_least, check_seed
 from worldmodel.distributed import World, all_max, all_sum, gather_rows, share
 from worldmodel.envs import env_record
 from worldmodel.envs.gymnasium import gym_id, gymnasium_version
@@ -59,10 +60,9 @@ class BenchmarkConfig:
             raise ValueError(f"unknown dynamics {bad[0]!r}; choose from {', '.join(DYNAMICS)}")
         if not self.planners or not self.dynamics:
             raise ValueError("give at least one planner and one dynamics source")
-        for name in ("episodes", "steps", "horizon", "samples", "iterations", "particles"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        at_least(1, episodes=self.episodes, steps=self.steps, horizon=self.horizon, samples=self.samples,
+                 iterations=self.iterations, particles=self.particles)
+        check_seed(self.seed)
         if self.propagation is not None:
             planners.Propagation(self.propagation)  # ValueError naming the modes
 

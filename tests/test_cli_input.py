@@ -165,3 +165,37 @@ def test_init_states_with_a_byte_order_mark(tmp_path):
 def test_seeds_out_of_range_name_the_option(command, seed):
     message = one_error_line(invoke(command, "--seed", seed), 2)
     assert message == f"Invalid value for '--seed': --seed must be an integer from 0 to 2**64 - 1, got {seed}"
+
+
+@pytest.mark.parametrize("module, name, command", [
+    ("benchmarks.suite", "run_benchmark", QUICK),
+    ("worldmodel.recipe", "train_world_model", ["train", "--episodes", "2", "--steps", "2", "--epochs", "1"]),
+])
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, tmp_path, module, name, command):
+    import importlib
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("WMPLAN_HOME", str(tmp_path))
+    monkeypatch.setattr(importlib.import_module(module), name, interrupted)
+    result = invoke(*command)
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines()[-1] == "Interrupted" and "Aborted" not in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--batch-size", "0"], "Invalid value for '--batch-size': --batch-size must be >= 1, got 0"),
+    (["train", "--hidden", "0"], "Invalid value for '--hidden': --hidden must be >= 1, got 0"),
+    (["rollout", "--steps", "0"], "Invalid value for '--steps': --steps must be >= 1, got 0"),
+    (["plan", "--horizon", "0"], "Invalid value for '--horizon': --horizon must be >= 1, got 0"),
+    (["plan", "--planner", "warp"], "Invalid value for '--planner': unknown planner 'warp'"),
+    (["speed", "--repeats", "0"], "Invalid value for '--repeats': --repeats must be >= 1, got 0"),
+    (["benchmark", "--dynamics", "dream"], "Invalid value for '--dynamics': unknown dynamics 'dream'"),
+])
+def test_a_bad_value_is_a_usage_error_naming_its_option(tmp_path, monkeypatch, args, message):
+    """The config or library check finds the bad value; the CLI names the option (exit 2) before any work."""
+    monkeypatch.setenv("WMPLAN_HOME", str(tmp_path))
+    assert one_error_line(invoke(*args), 2).startswith(message)
+    assert os.listdir(tmp_path) == []  # no default model trained

@@ -33,6 +33,17 @@ def test_help_lists_commands():
     assert "--episodes" in invoke("train", "--help").output
 
 
+def test_help_imports_no_mlx():
+    """``wmplan --help`` stays instant: the commands import MLX and the packages only when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cli; from click.testing import CliRunner; "
+            "assert CliRunner().invoke(cli.main, ['--help']).exit_code == 0; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('mlx', 'planners', 'worldmodel', 'benchmarks')]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_version_shows_blas():
     result = invoke("--version")
     assert result.exit_code == 0, result.output

@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 import planners
 from benchmarks.baselines import episode_rngs, random_policy
-from cli import gpu_available, main
+from cli import main
+from worldmodel.device import gpu_available
 from worldmodel import ParticleEnv
 from worldmodel.distributed import LAUNCHER_VARIABLES, World, gather_rows, launched, share
 

@@ -82,11 +82,12 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_old_spellings_run_and_resume(tmp_path):
-    """``--iterations``/``--episodes-per-iteration`` (the old names of ``--rounds``/``--episodes-per-round``)
-    still work, and a run folder written before the rename (its record says ``iterations``) resumes exactly."""
+    """The hidden ``--episodes-per-iteration`` (the old name of ``--episodes-per-round``) still works with a
+    note, and a run folder written before the rename (its record says ``iterations``) resumes exactly."""
     straight, _, _ = run_json(tmp_path, "straight", "--rounds", "2")
-    old, out, _ = run_json(tmp_path, "old", "--iterations", "1", "--episodes-per-iteration", "1")
+    old, out, output = run_json(tmp_path, "old", "--rounds", "1", "--episodes-per-iteration", "1")
     assert old["config"]["rounds"] == 1 and old["curve"] == straight["curve"][:2]
+    assert output.count("Note: --episodes-per-iteration is deprecated; use --episodes-per-round.") == 1
     with open(os.path.join(out, MANIFEST)) as f:
         manifest = json.load(f)
     record = manifest["record"]  # as b765683 wrote it
@@ -99,6 +100,23 @@ def test_old_spellings_run_and_resume(tmp_path):
 
 
 RENAMED_BACK = {"rounds": "iterations", "episodes_per_round": "episodes_per_iteration"}
+
+
+def test_iterations_are_the_planners_as_in_every_command(tmp_path):
+    """``wmplan mbrl --iterations`` sets the planner's iterations (a note says so once: it used to be the
+    loop's count); ``--plan-iterations`` is its hidden old spelling, with a deprecation note."""
+    at = TINY.index("--plan-iterations")
+    args = [*TINY[:at], *TINY[at + 2:], "--rounds", "0", "--out", str(tmp_path / "run")]
+    for flag, note in (("--iterations", "Note: --iterations now sets the planner's iterations; the loop's count is --rounds."),
+                       ("--plan-iterations", "Note: --plan-iterations is deprecated; use --iterations.")):
+        result = invoke(*args, flag, "2", "--json", str(tmp_path / "r.json"))
+        assert result.exit_code == 0, result.output
+        assert result.stderr.splitlines().count(note) == 1, result.stderr
+        with open(tmp_path / "r.json") as f:
+            config = json.load(f)["config"]
+        assert config["plan_iterations"] == 2 and config["rounds"] == 0
+    result = invoke(*args, "--iterations", "0")
+    assert result.exit_code == 2 and "Invalid value for '--iterations': --iterations must be >= 1, got 0" in result.output
 
 
 def test_same_seed_same_curve_and_ensembles(tmp_path):

@@ -39,6 +39,7 @@ import numpy as np
 import planners
 from planners.propagation import MODES
 
+from .checks import at_least, check_seed
 from .data import Transitions
 from .envs import env_record, get_env
 from .envs.gymnasium import gym_id
@@ -105,17 +106,13 @@ class MbrlConfig:
             raise ValueError(f"propagation must be one of {', '.join(MODES)}, got {self.propagation!r}")
         if self.normalization is not None and self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
-        if not 0 <= self.seed < 2**64:
-            raise ValueError(f"seed must be an integer from 0 to 2**64 - 1, got {self.seed}")
-        if self.rounds is not None and self.rounds < 0:
-            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
-        for name in ("random_episodes", "random_steps", "episodes_per_round", "ensemble", "first_train_steps",
-                     "train_steps", "batch_size", "eval_episodes", "particles", "horizon", "samples", "plan_iterations"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_seed(self.seed)
+        at_least(0, rounds=self.rounds)
+        at_least(1, **{name: getattr(self, name) for name in (
+            "random_episodes", "random_steps", "episodes_per_round", "ensemble", "first_train_steps", "train_steps",
+            "batch_size", "eval_episodes", "particles", "horizon", "samples", "plan_iterations")})
         if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
 
     def resolved(self, env) -> "MbrlConfig":
         """A copy with every ``None`` filled in for ``env`` (its budget, sizes, the runner that can run it)."""

@@ -12,9 +12,9 @@ import numpy as np
 
 import planners
 
-from .checkpoint import load_model, save_model
+from .checkpoint import load_model, read_config, save_model
 from .data import generate, uniform_transitions
-from .envs import Environment, env_record, get_env
+from .envs import Environment, env_of_checkpoint, env_record, get_env
 from .model import EnsembleWorldModel, WorldModel
 from .train import TrainConfig, one_step_mse, train
 
@@ -200,3 +200,14 @@ def load_or_train_model(path: str | None, world=None, env_name: str = "particle"
         if several:
             all_max(0.0, world)  # wait until rank 0 has saved it
     return load_model(path), path
+
+
+def load_model_for(env_name: str, path: str | None, world=None, log: Callable[[str], None] | None = print) -> tuple:
+    """``(model, path, env)``: :func:`load_or_train_model` (a missing default model is trained first) and the
+    environment the model was trained on (its checkpoint's), which must be ``env_name``; ``ValueError`` else."""
+    model, path = load_or_train_model(path, world, env_name, log=log)
+    env = env_of_checkpoint(read_config(path))
+    if env.name != env_name:
+        raise ValueError(f"the model at {path} was trained for {env.name}, not {env_name}; "
+                         f"pass --env {env.name} or a model of {env_name}")
+    return model, path, env

@@ -36,3 +36,13 @@ def compare_open_loop(env, model, start, actions) -> tuple[np.ndarray, np.ndarra
         states, rewards = open_loop(dynamics, start, actions)
         rows.append(np.concatenate([states[0, :-1], rewards[0, :, None]], axis=1))
     return rows[0], rows[1]
+
+
+def parse_actions(env, text: str) -> np.ndarray:
+    """``"+1,0,-1"`` -> actions ``[T, A]`` float32 of ``env`` (its ``Discrete`` values, or numbers in its ``Box``);
+    ``ValueError`` ``"actions must be a comma-separated list; ..."`` else."""
+    try:
+        return np.stack([env.encode_action(float(tok)) for tok in text.replace(" ", "").split(",")])
+    except ValueError as err:
+        detail = str(err) if "actions are" in str(err) else f"{env.name}'s actions are numbers"
+        raise ValueError(f"actions must be a comma-separated list; {detail}, got {text!r}") from None

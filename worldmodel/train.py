@@ -26,6 +26,7 @@ from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from planners.runtime import streams
 
+from .checks import at_least, check_seed
 from .data import Transitions
 from .features import state_change
 from .model import WorldModel
@@ -62,16 +63,15 @@ class TrainConfig:
     compile: bool = True
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        at_least(1, epochs=self.epochs, batch_size=self.batch_size)
         if not (self.lr > 0 and self.max_lr > 0):
             raise ValueError(f"learning rates must be positive, got lr={self.lr}, max_lr={self.max_lr}")
         if self.schedule not in ("onecycle", "constant"):
             raise ValueError(f"schedule must be 'onecycle' or 'constant', got {self.schedule!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.balance_bins < 0:
-            raise ValueError(f"balance_bins must be >= 0, got {self.balance_bins}")
+        at_least(0, balance_bins=self.balance_bins)
+        check_seed(self.seed)
 
     def to_dict(self) -> dict:
         return asdict(self)
