@@ -1,21 +1,17 @@
 """The ``wmplan`` command: train, rollout, plan, benchmark, speed, mbrl.
 
-Commands only parse, call one function and print; every option is written once (:data:`OPTIONS`)
-and its value checked once, by the config, recipe or planner it goes to. Heavy imports (MLX, the
-packages) happen inside the commands, so ``wmplan --help`` is instant.
-
-Every expected failure ends in a one-line error: exit 2 for a bad command line (click's usage
-errors: an unknown option, a bad value -- found by the checks the command runs before any work,
-see :func:`bad_values` -- an output path that cannot be written), exit 1 for what goes wrong while
-running (a missing or corrupt checkpoint, a malformed start-states file, a run too large for the
-memory), exit 130 with ``Interrupted`` on Ctrl-C.
+Commands parse, call one function and print. Every shared option is written once (:data:`OPTIONS`)
+and every value checked once, by the config, recipe or planner it goes to; heavy imports happen
+inside the commands, so ``wmplan --help`` is instant. Failures are one line: exit 2 for a bad
+command line (an unknown option, a bad value -- see :func:`bad_values` -- an output path that
+cannot be written; all found before any work), exit 1 for what goes wrong while running (a missing
+or corrupt checkpoint, a malformed start-states file, a run too large for the memory), exit 130
+with ``Interrupted`` on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -23,39 +19,19 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-DEFAULT_ENV = "particle"
-"""The environment of ``--env`` when none is given (the seed's, which ``wmplan train`` trains by default)."""
-
-
-def _version() -> str:
-    try:
-        return version("wmplan")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _print_version(ctx, _param, value):
-    if not value or ctx.resilient_parsing:
-        return
-    import mlx.core as mx
+    if value and not ctx.resilient_parsing:
+        from benchmarks.speed import machine_lines
 
-    import planners.runtime
-
-    blas = planners.runtime.blas.status()
-    try:
-        gflops = planners.runtime.blas.measure_matmul_gflops()
-    except ValueError as err:  # e.g. a malformed WMPLAN_CPU_STREAMS
-        raise click.ClickException(str(err)) from None
-    click.echo(f"wmplan {_version()} (mlx {mx.__version__}, device {mx.default_device()})")
-    threads = planners.runtime.blas.threads()
-    click.echo(f"BLAS: {blas.name}{'' if blas.active else ' — ' + (blas.message or 'not optimised')}"
-               + (f", {blas.kernels} kernels" if blas.kernels else "")
-               + (" (set by OPENBLAS_CORETYPE)" if blas.kernels and os.environ.get("OPENBLAS_CORETYPE") else "")
-               + f", route: {blas.route}" + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""))
-    click.echo(f"Rollouts split over {planners.runtime.streams.default_count()} CPU stream(s) (WMPLAN_CPU_STREAMS)"
-               if mx.default_device() == mx.cpu else "Rollouts on one GPU stream")
-    click.echo(f"float32 matmul 1024x1024: {gflops:.1f} GFLOP/s")
-    ctx.exit()
+        try:
+            click.echo("\n".join(machine_lines(version("wmplan"))))
+        except PackageNotFoundError:
+            click.echo("\n".join(machine_lines("unknown")))
+        except ValueError as err:  # e.g. a malformed WMPLAN_CPU_STREAMS
+            raise click.ClickException(str(err)) from None
+        ctx.exit()
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -88,27 +64,20 @@ def bad_values():
         raise click.BadParameter(message, param=param) from None
 
 
-def friendly_errors(func):
-    """Turn the errors a user can cause while a command runs into one-line messages (exit 1), and merge
-    the values of hidden old spellings (:func:`renamed`) into their options'."""
+class Command(click.Command):
+    """A ``wmplan`` command: the values of hidden old spellings (:func:`renamed`) fill their new options."""
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from worldmodel import CheckpointError, DatasetError
-        from worldmodel.distributed import DistributedError
-
-        for name, value in click.get_current_context().meta.get("renamed", {}).items():
-            kwargs[name] = value if kwargs.get(name) is None else kwargs[name]
-        try:
-            return func(*args, **kwargs)
-        except (CheckpointError, DatasetError, DistributedError, ValueError, FloatingPointError, OSError) as err:
-            raise click.ClickException(_first_line(err)) from None
-
-    return wrapper
+    def invoke(self, ctx):
+        for name, value in ctx.meta.get("renamed", {}).items():
+            ctx.params[name] = value if ctx.params.get(name) is None else ctx.params[name]
+        return super().invoke(ctx)
 
 
 class Group(click.Group):
-    """The ``wmplan`` group: Ctrl-C in any command is ``Interrupted`` on stderr and exit 130 (128 + SIGINT)."""
+    """The ``wmplan`` group, the one place where a running command's failures become messages: the errors a
+    user can cause are one line (exit 1), Ctrl-C is ``Interrupted`` and exit 130 (128 + SIGINT)."""
+
+    command_class = Command
 
     def invoke(self, ctx):
         try:
@@ -116,6 +85,13 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted", err=True)
             raise click.exceptions.Exit(130) from None
+        except Exception as err:
+            from worldmodel import CheckpointError, DatasetError
+            from worldmodel.distributed import DistributedError
+
+            if isinstance(err, (CheckpointError, DatasetError, DistributedError, ValueError, FloatingPointError, OSError)):
+                raise click.ClickException(_first_line(err)) from None
+            raise
 
 
 @click.group(cls=Group, context_settings=CONTEXT)
@@ -134,31 +110,18 @@ def main():
 # --- options, each written once -----------------------------------------------------------------
 
 
-def _planner_names():
-    from planners.registry import PLANNERS
-
-    return tuple(PLANNERS)
-
-
-def _env_names():
-    from worldmodel.envs import ENV_NAMES
-
-    return ENV_NAMES
-
-
 class NamesInHelp(click.Option):
     """An option whose help names the registered planners (``{planners}``) or environments (``{envs}``),
     looked up only when help is shown (importing them loads MLX, which ``wmplan --help`` should not wait for)."""
 
     def get_help_record(self, ctx):
         record = super().get_help_record(ctx)
-        if record is None:
-            return record
-        text = record[1]
-        for key, names in (("{planners}", _planner_names), ("{envs}", _env_names)):
-            if key in text:
-                text = text.replace(key, ", ".join(names()))
-        return record[0], text
+        if record is not None and "{" in record[1]:
+            from planners.registry import PLANNERS
+            from worldmodel.envs import ENV_NAMES
+
+            record = record[0], record[1].format(planners=", ".join(PLANNERS), envs=", ".join(ENV_NAMES))
+        return record
 
 
 def _not_empty(_ctx, param, value):
@@ -169,69 +132,67 @@ def _not_empty(_ctx, param, value):
 
 
 def _writable(check):
-    """Option callback: a path that :mod:`worldmodel.files`' ``check`` (``"check_output_path"`` or
-    ``"check_output_folder"``) accepts, checked now, before any work."""
+    """Option callback: a path that ``worldmodel.files.<check>`` accepts (a file or a folder wmplan can write),
+    checked now, before any work."""
 
     def callback(_ctx, _param, value):
         from worldmodel import files
 
-        if value is not None:
-            try:
+        try:
+            if value is not None:
                 getattr(files, check)(value)
-            except OSError as err:
-                raise click.BadParameter(str(err)) from None
+        except OSError as err:
+            raise click.BadParameter(str(err)) from None
         return value
 
     return callback
 
 
 def _note_iterations(ctx, param, value):
-    """``wmplan mbrl --iterations``: say once that it changed meaning (it used to be the loop's count)."""
+    """``wmplan mbrl --iterations``: say once that it changed meaning (it was the loop's count before ``--rounds``)."""
     if value is not None and ctx.command.name == "mbrl" and ctx.get_parameter_source(param.name).name == "COMMANDLINE":
         click.echo("Note: --iterations now sets the planner's iterations; the loop's count is --rounds.", err=True)
     return value
 
 
-DEFAULT = "Default: the env's."
+ENVS = "Default: the env's."
 OPTIONS = {
-    "env": (("--env", "env_name"), dict(default=DEFAULT_ENV, show_default=True, cls=NamesInHelp, help="Environment: {envs}.")),
+    "env": (("--env", "env_name"), dict(default="particle", show_default=True, cls=NamesInHelp, help="Environment: {envs}.")),
     "planner": (("--planner",), dict(default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}.")),
     "planners": (("--planners",), dict(default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp,
                  help="Comma-separated: {planners}. (benchmark adds the baselines and the reference row.)")),
-    "model": (("--model", "model_path"), dict(type=click.Path(), default=None, callback=_not_empty,
-              help="Checkpoint folder. Default: $WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the "
-                   "others; trained if missing.")),
-    "steps": (("--steps",), dict(type=int, default=None, help="Steps per episode (at most). Default: the env's.")),
-    "horizon": (("--horizon",), dict(type=int, default=None, help=f"Planning horizon. {DEFAULT}")),
-    "samples": (("--samples",), dict(type=int, default=None, help=f"Imagined action sequences per planning iteration. {DEFAULT}")),
-    "iterations": (("--iterations",), dict(type=int, default=None, callback=_note_iterations,
+    "model": (("--model", "model_path"), dict(type=click.Path(), callback=_not_empty, help="Checkpoint folder. Default: "
+              "$WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")),
+    "steps": (("--steps",), dict(type=int, help=f"Steps per episode (at most). {ENVS}")),
+    "horizon": (("--horizon",), dict(type=int, help=f"Planning horizon. {ENVS}")),
+    "samples": (("--samples",), dict(type=int, help=f"Imagined action sequences per planning iteration. {ENVS}")),
+    "iterations": (("--iterations",), dict(type=int, callback=_note_iterations,
                    help="Planner iterations per planning call. Default: the planner's own.")),
-    "ensemble": (("--ensemble",), dict(type=int, default=None, help="Members of the world model, each trained on its "
-                 f"own bootstrap of the data (1: one model). {DEFAULT}")),
-    "propagation": (("--propagation",), dict(type=click.Choice(["expectation", "ts1", "tsinf"]), default=None,
-                    help="How an ensemble imagines each sequence (ignored for one model). Default: benchmark: the "
-                         "members' mean; mbrl: tsinf.")),
-    "particles": (("--particles",), dict(type=int, default=None, help="Particles per sequence with an ensemble. "
-                  "Default: the members (1 for expectation).")),
-    "batch_size": (("--batch-size",), dict(type=int, default=None, help=f"Transitions per training batch. {DEFAULT}")),
-    "lr": (("--lr",), dict(type=float, default=None, help="Adam's learning rate (train: the one-cycle schedule's base). "
-           "Default: train: 1e-3; mbrl: the env's.")),
-    "runner": (("--runner",), dict(type=click.Choice(["mlx", "gymnasium"]), default=None,
-               help="Where episodes run: the env's MLX copy or Gymnasium's env. Default: train: mlx; the others: "
-                    "Gymnasium's when the env mirrors one and gymnasium is installed (the 'gym' extra).")),
+    "ensemble": (("--ensemble",), dict(type=int, help=f"Members of the world model, each trained on its own bootstrap "
+                 f"of the data (1: one model). {ENVS}")),
+    "propagation": (("--propagation",), dict(type=click.Choice(["expectation", "ts1", "tsinf"]), help="How an ensemble "
+                    "imagines each sequence (ignored for one model). Default: benchmark: the members' mean; mbrl: tsinf.")),
+    "particles": (("--particles",), dict(type=int, help="Particles per sequence with an ensemble. Default: the members "
+                  "(1 for expectation).")),
+    "batch_size": (("--batch-size",), dict(type=int, help=f"Transitions per training batch. {ENVS}")),
+    "lr": (("--lr",), dict(type=float, help="Adam's learning rate (train: the one-cycle schedule's base). Default: "
+           "train: 1e-3; mbrl: the env's.")),
+    "runner": (("--runner",), dict(type=click.Choice(["mlx", "gymnasium"]), help="Where episodes run: the env's MLX "
+               "copy or Gymnasium's env. Default: train: mlx; the others: Gymnasium's when the env mirrors one and "
+               "gymnasium is installed (the 'gym' extra).")),
     "seed": (("--seed",), dict(type=int, default=0, show_default=True, help="Seeds every random draw of the command.")),
-    "device": (("--device",), dict(type=click.Choice(["cpu", "gpu"]), default=None,
-               help="Where MLX computes. Default: MLX's default device (the GPU when this MLX build has one).")),
-    "json": (("--json", "json_path"), dict(type=click.Path(dir_okay=False), default=None,
-             callback=_writable("check_output_path"), help="Also write the result as JSON here.")),
-    "plot": (("--plot", "plot_path"), dict(type=click.Path(dir_okay=False), default=None,
-             callback=_writable("check_output_path"), help="Draw the result to a PNG (needs the 'plot' extra).")),
-    "out": (("--out", "out"), dict(type=click.Path(file_okay=False), default=None, callback=_writable("check_output_folder"),
+    "device": (("--device",), dict(type=click.Choice(["cpu", "gpu"]), help="Where MLX computes. Default: MLX's "
+               "default device (the GPU when this MLX build has one).")),
+    "json": (("--json", "json_path"), dict(type=click.Path(dir_okay=False), callback=_writable("check_output_path"),
+             help="Also write the result as JSON here.")),
+    "plot": (("--plot", "plot_path"), dict(type=click.Path(dir_okay=False), callback=_writable("check_output_path"),
+             help="Draw the result to a PNG (needs the 'plot' extra).")),
+    "out": (("--out",), dict(type=click.Path(file_okay=False), callback=_writable("check_output_folder"),
             help="Output folder (its parent must exist). Default: in $WMPLAN_HOME.")),
-    "x0": (("--x0",), dict(type=float, default=None, help="The particle's start x (default 1).")),
-    "v0": (("--v0",), dict(type=float, default=None, help="The particle's start v (default 0).")),
-    "start": (("--start",), dict(default=None, help="Start state, one number per state variable, e.g. 3.1,0 for the "
-              "pendulum (theta,theta_dot). Default: where reset(seed=--seed) puts the env (the particle: x = 1, v = 0).")),
+    "x0": (("--x0",), dict(type=float, help="The particle's start x (default 1).")),
+    "v0": (("--v0",), dict(type=float, help="The particle's start v (default 0).")),
+    "start": (("--start",), dict(help="Start state, one number per state variable, e.g. 3.1,0 for the pendulum "
+              "(theta,theta_dot). Default: where reset(seed=--seed) puts the env (the particle: x = 1, v = 0).")),
 }
 """Every shared option: name -> (declarations, attributes); a command takes them with :func:`options`."""
 
@@ -242,8 +203,7 @@ def options(*names, **changed):
 
     def decorate(func):
         for name in reversed(names):
-            decls, attrs = OPTIONS[name]
-            func = click.option(*decls, **{**attrs, **changed.get(name, {})})(func)
+            func = click.option(*OPTIONS[name][0], **{**OPTIONS[name][1], **changed.get(name, {})})(func)
         return func
 
     return decorate
@@ -254,14 +214,11 @@ def renamed(old: str, new: str, dest: str, type=None, convert=None):
     ``new`` is not given) with a one-line deprecation note; ``convert`` maps old values to new ones."""
 
     def callback(ctx, _param, value):
-        if value is None:
-            return None
-        value = convert(value) if convert else value
-        click.echo(f"Note: {old} is deprecated; use {new}.", err=True)
-        ctx.meta.setdefault("renamed", {})[dest] = value
-        return value
+        if value is not None:
+            ctx.meta.setdefault("renamed", {})[dest] = convert(value) if convert else value
+            click.echo(f"Note: {old} is deprecated; use {new}.", err=True)
 
-    return click.option(old, type=type, default=None, hidden=True, expose_value=False, callback=callback)
+    return click.option(old, type=type, hidden=True, expose_value=False, callback=callback)
 
 
 def _old_source(value):
@@ -273,25 +230,27 @@ def _old_source(value):
 # --- what the commands share --------------------------------------------------------------------
 
 
-def resolve_env(name):
-    """The environment ``name`` with its default options; a usage error naming the choices else."""
+def prepare(env_name, runner="any", plot_path=None):
+    """``(env, runner)``: the environment ``env_name`` and where its episodes run (``runner`` as
+    :func:`worldmodel.envs.runner.choose_runner` takes it; ``"any"``: no runner needed); with ``--plot``,
+    matplotlib must be there. Each failure is a one-line error before any work."""
     from worldmodel.envs import get_env
-
-    with bad_values():
-        return get_env(name)
-
-
-def resolve_runner(env, requested):
-    """``"gymnasium"`` or ``"mlx"`` for ``env`` (:func:`worldmodel.envs.runner.choose_runner`): a usage
-    error for an env without a Gymnasium counterpart, a one-line error when Gymnasium is missing."""
     from worldmodel.envs.runner import choose_runner
 
-    if requested == "gymnasium" and env.gymnasium is None:
+    with bad_values():
+        env = get_env(env_name)
+    if runner == "gymnasium" and env.gymnasium is None:
         raise click.BadParameter(f"{env.name} has no Gymnasium counterpart; use --runner mlx", param_hint="'--runner'")
     try:
-        return choose_runner(env, requested)
+        runner = runner if runner == "any" else choose_runner(env, runner)
     except ValueError as err:
-        raise click.ClickException(f"--runner {requested}: {err}") from None
+        raise click.ClickException(f"--runner {runner}: {err}") from None
+    if plot_path:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise click.ClickException("--plot needs matplotlib: pip install 'wmplan[plot]'") from None
+    return env, runner
 
 
 def resolve_start(env, x0, v0, start, seed):
@@ -310,15 +269,20 @@ def resolve_start(env, x0, v0, start, seed):
         raise click.BadParameter(f"the start {err}", param_hint=hint) from None
 
 
-def recheck_start(env, start, given):
-    """The start checked again against ``env`` (a checkpoint's env may have another state box)."""
+def load_model_for(env_name, path, device, world=None, start=None):
+    """``(model, path, env, device)``: the device chosen (:func:`worldmodel.device.use_device`; a one-line error where
+    there is no GPU), then :func:`worldmodel.recipe.load_model_for` (a missing default model trained first,
+    its progress on stderr) and, when the user gave a ``start``, the start checked in the model's env."""
     from benchmarks.starts import check_start
+    from worldmodel.recipe import load_model_for as load
 
-    if given:
-        try:
-            check_start(env, start)
-        except ValueError as err:
-            raise click.BadParameter(f"the start {err} (in the model's env, {env!r})") from None
+    device = use_device(device)
+    model, path, env = load(env_name, path, world, log=lambda line: click.echo(line, err=True))
+    try:
+        check_start(env, start) if start is not None else None
+    except ValueError as err:
+        raise click.BadParameter(f"the start {err} (in the model's env, {env!r})") from None
+    return model, path, env, device
 
 
 def use_device(name):
@@ -331,18 +295,10 @@ def use_device(name):
         raise click.ClickException(f"--device {name}: {err}") from None
 
 
-def load_model_for(env_name, path, world=None):
-    """:func:`worldmodel.recipe.load_model_for`, its training progress (a missing default model) on stderr."""
-    from worldmodel.recipe import load_model_for as load
-
-    return load(env_name, path, world, log=lambda line: click.echo(line, err=True))
-
-
 def device_line(device, world) -> str:
     """``Device: cpu`` and, with several processes, how many and over what."""
-    if world.size == 1:
-        return f"Device: {device}"
-    return f"Device: {device}; {world.size} processes (mx.distributed, {world.backend} backend)"
+    several = f"; {world.size} processes (mx.distributed, {world.backend} backend)" if world.size > 1 else ""
+    return f"Device: {device}{several}"
 
 
 def split(text) -> tuple:
@@ -361,56 +317,42 @@ def int_list(text, option):
     return values
 
 
-def require_matplotlib(plot_path):
-    """With ``--plot``: a one-line error now, before any work, when matplotlib is missing."""
-    if plot_path:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise click.ClickException("--plot needs matplotlib: pip install 'wmplan[plot]'") from None
-
-
-def write_outputs(result: dict, json_path, plot_path, plot) -> None:
+def write_outputs(result: dict, json_path, plot_path=None, plot=None) -> None:
     """``--json``: ``result`` as JSON; ``--plot``: ``plot(result, path)`` (a :mod:`benchmarks.plots` function); each announced."""
     from benchmarks.report import write_json
 
-    if json_path:
-        write_json(json_path, result)
-        click.echo(f"Wrote {json_path}")
-    if plot_path:
-        plot(result, plot_path)
-        click.echo(f"Wrote {plot_path}")
+    for path, write in ((json_path, write_json), (plot_path, lambda path, result: plot(result, path))):
+        if path:
+            write(path, result)
+            click.echo(f"Wrote {path}")
 
 
 # --- the commands -------------------------------------------------------------------------------
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @options("env", "runner", "steps", "batch_size", "lr", "ensemble", "seed", "out", "device", lr={"default": 1e-3},
          out={"help": "Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model for the particle, "
                       "$WMPLAN_HOME/model-ENV for the others."})
 @renamed("--source", "--runner mlx|gymnasium", "runner", convert=_old_source)
-@click.option("--episodes", type=int, default=None, help="Random-action episodes to record. Default: the env's training budget.")
-@click.option("--epochs", type=int, default=None, help="Passes over the data. Default: the env's training budget.")
+@click.option("--episodes", type=int, help="Random-action episodes to record. Default: the env's training budget.")
+@click.option("--epochs", type=int, help="Passes over the data. Default: the env's training budget.")
 @click.option("--max-lr", default=2e-2, show_default=True, help="Peak of the one-cycle schedule.")
-@click.option("--schedule", default="onecycle", show_default=True, type=click.Choice(["onecycle", "constant"]),
+@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
               help="'constant' keeps --lr throughout, as the seed did.")
-@click.option("--hidden", type=int, default=None, help="Units in each of the two hidden layers. Default: the env's training budget.")
+@click.option("--hidden", type=int, help="Units in each of the two hidden layers. Default: the env's training budget.")
 @click.option("--angle-features/--raw-angles", default=None,
               help="Feed the env's angles to the model as (cos, sin), or as they are. Default: the env's choice.")
 @click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
-@friendly_errors
-def train(env_name, runner, episodes, steps, batch_size, lr, ensemble, seed, out, device, epochs, max_lr, schedule,
+def train(env_name, runner, steps, batch_size, lr, ensemble, seed, out, device, episodes, epochs, max_lr, schedule,
           hidden, angle_features, balance_bins, compile):
     """Generate random-action data, train the world model, report held-out accuracy, save it.
 
     The data are random-action episodes from states drawn uniformly over the env's training box
-    (restarted from a new draw where an episode terminates); the held-out one-step MSE is measured
-    on 20,000 single transitions drawn the same way. The checkpoint records the env.
-
-    Under mlx.launch (several processes) the training is data-parallel: each process takes its
-    share of every batch, gradients are averaged; rank 0 prints and saves.
+    (restarted where an episode terminates); the held-out one-step MSE is measured on 20,000 single
+    transitions drawn the same way. The checkpoint records the env. Under mlx.launch the training
+    is data-parallel (each process takes its share of every batch); rank 0 prints and saves.
     """
     import time
 
@@ -418,15 +360,14 @@ def train(env_name, runner, episodes, steps, batch_size, lr, ensemble, seed, out
     from worldmodel.distributed import world as current_world
     from worldmodel.recipe import default_model_path, held_out_line, train_config, train_world_model
 
-    env = resolve_env(env_name)
-    runner = resolve_runner(env, runner or "mlx")
-    if angle_features and not env.angles:
-        raise click.BadParameter(f"{env_name} has no angles", param_hint="'--angle-features'")
+    env, runner = prepare(env_name, runner or "mlx")
     with bad_values():
         at_least(1, episodes=episodes, steps=steps, hidden=hidden, ensemble=ensemble)
         sizes = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
         config = train_config(env, lr=lr, max_lr=max_lr, schedule=schedule, balance_bins=balance_bins, seed=seed,
                               compile=compile, **sizes)
+    if angle_features and not env.angles:
+        raise click.BadParameter(f"{env_name} has no angles", param_hint="'--angle-features'")
     device, world = use_device(device), current_world()
     if config.batch_size < world.size:
         raise click.BadParameter(f"--batch-size {config.batch_size} is smaller than the {world.size} processes")
@@ -436,50 +377,39 @@ def train(env_name, runner, episodes, steps, batch_size, lr, ensemble, seed, out
                                    config=config, env=env, log=click.echo, world=world if world.size > 1 else None,
                                    runner=runner, angles=angle_features, ensemble=ensemble)
     if world.is_root:
-        click.echo(held_out_line(env, metrics))
-        click.echo(device_line(device, world))
+        click.echo(f"{held_out_line(env, metrics)}\n{device_line(device, world)}")
         click.echo(f"Saved model to {out} ({time.perf_counter() - start:.1f} s)")
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @options("env", "model", "steps", "x0", "v0", "start", "seed", "device",
          steps={"default": 15, "show_default": True, "help": "Steps of random actions (ignored with --actions)."})
-@click.option("--actions", default=None, help="Actions to apply, one step each: the particle's pushes +1,+1,-1,0; "
-              "CartPole's forces -10,10; a Box's numbers, e.g. 0.5,-2 for the pendulum's torques.")
-@friendly_errors
+@click.option("--actions", help="Actions to apply, one step each: the particle's pushes +1,+1,-1,0; CartPole's "
+              "forces -10,10; a Box's numbers, e.g. 0.5,-2 for the pendulum's torques.")
 def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
     """Open-loop rollout: the true physics and the model's imagination side by side."""
     import numpy as np
 
     from worldmodel.checks import at_least, check_seed
-    from worldmodel.rollout import compare_open_loop, parse_actions
+    from worldmodel.rollout import compare_open_loop, comparison_lines, parse_actions
 
-    env = resolve_env(env_name)
+    env, _ = prepare(env_name)
     with bad_values():
         at_least(1, steps=steps)
         check_seed(seed)
         chosen = parse_actions(env, actions) if actions else None
     start, given = resolve_start(env, x0, v0, start, seed)
     chosen = env.sample_actions(np.random.default_rng(seed), steps) if chosen is None else chosen
-    device = use_device(device)
-    model, _, env = load_model_for(env_name, model_path)
-    recheck_start(env, start, given)
-    true, imagined = compare_open_loop(env, model, start, chosen)
-    names = [*env.state_names, "r"]
-    for t, action in enumerate(chosen):
-        row = lambda values: ", ".join(f"{n}={v:+.3f}" for n, v in zip(names, values))  # noqa: E731
-        click.echo(f"t={t:02d} a={env.describe_action(action)} | TRUE {row(true[t])}  ||  MODEL {row(imagined[t])}")
-    err = np.abs(true - imagined).max(axis=0)
-    click.echo(f"Max |error| over {len(chosen)} steps: " + ", ".join(f"{n} = {e:.4f}" for n, e in zip(names, err)))
+    model, _, env, device = load_model_for(env_name, model_path, device, start=start if given else None)
+    click.echo("\n".join(comparison_lines(env, chosen, *compare_open_loop(env, model, start, chosen))))
     click.echo(f"Device: {device}")
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @options("env", "planner", "x0", "v0", "start", "steps", "horizon", "samples", "iterations", "model", "runner", "seed",
          "plot", "device", plot={"help": "Draw the state variables, the actions and the one-step predictions over the "
                                          "episode to a PNG (needs the 'plot' extra)."})
 @click.option("--dynamics", type=click.Choice(["model", "true"]), default="model", show_default=True, help="What the planner imagines with.")
-@friendly_errors
 def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed, plot_path,
          device, dynamics):
     """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
@@ -488,18 +418,16 @@ def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, 
     from worldmodel.envs.gymnasium import gym_id
     from worldmodel.envs.runner import describe_runner, run_episodes
 
-    env = resolve_env(env_name)
+    env, runner = prepare(env_name, runner, plot_path)
     with bad_values():
         config = BenchmarkConfig(planners=(planner,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
-                                 samples=samples, iterations=iterations, seed=seed)
+                                 samples=samples, iterations=iterations, seed=seed, runner=runner)
     start, given = resolve_start(env, x0, v0, start, seed)
-    config.runner = resolve_runner(env, runner)
-    require_matplotlib(plot_path)
-    device, source = use_device(device), env
     if dynamics == "model":
-        model, _, env = load_model_for(env_name, model_path)
-        recheck_start(env, start, given)
+        model, _, env, device = load_model_for(env_name, model_path, device, start=start if given else None)
         source = model.folded()
+    else:
+        source, device = env, use_device(device)
     config = config.for_env(env)
     recorder = PlanRecorder(make_planner(planner, source, env, config), source)
     optimum = env.defaults.benchmark.optimum
@@ -508,39 +436,34 @@ def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, 
     click.echo(f"{planner} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, gym_id(env))} "
                f"from ({state_text(env, start)}), {config.steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
     ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[seed], set_starts=given)
-    for line in episode_lines(env, ep, recorder.expected_returns, start, best):
-        click.echo(line)
-    length = int(ep.lengths[0])
+    click.echo("\n".join(episode_lines(env, ep, recorder.expected_returns, start, best)))
     if plot_path:
         from benchmarks.plots import plot_episode
 
+        length = int(ep.lengths[0])
         plot_episode(env, ep.states[0, : length + 1], recorder.predictions()[:length], ep.actions[0, :length], plot_path,
                      title=f"{env.name}: {planner} planning with the {dynamics} dynamics, return {ep.returns[0]:.2f}")
         click.echo(f"Wrote {plot_path}")
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @options("env", "planners", "steps", "horizon", "samples", "iterations", "model", "runner", "propagation", "particles",
          "seed", "json", "plot", "device", plot={"help": "Draw the return distributions to a PNG (needs the 'plot' extra)."})
 @click.option("--dynamics", default="model,true", show_default=True, help="Comma-separated: model (the learned world model), true (the env's own dynamics).")
-@click.option("--episodes", default=20, show_default=True,
-              help="Episodes: episode i starts from reset(seed=--seed + i) (the particle: 6 hard starts, then uniform draws); overridden by --init-states.")
-@click.option("--init-states", type=click.Path(), default=None, callback=_not_empty,
+@click.option("--episodes", default=20, show_default=True, help="Episodes: episode i starts from reset(seed=--seed + i) "
+              "(the particle: 6 hard starts, then uniform draws); overridden by --init-states.")
+@click.option("--init-states", type=click.Path(), callback=_not_empty,
               help="CSV whose header names the env's state variables (the particle: x,v) and with one start per row.")
-@friendly_errors
 def benchmark(env_name, planners, steps, horizon, samples, iterations, model_path, runner, propagation, particles, seed,
               json_path, plot_path, device, dynamics, episodes, init_states):
     """Closed-loop planner benchmark in the real environment.
 
-    Every planner plans with every dynamics source; all episodes step together (one planning call
-    per step for all of them), in Gymnasium's environment or the env's MLX copy (--runner). Rows
-    report the return, the env's score against the reference row (cost ratio, return ratio or gap),
-    the final |x| and success rate where the env defines them, the model gap (return with true
-    dynamics minus return with the model), the planning time per step and the imagined transitions
-    per second.
-
-    Under mlx.launch (several processes) each process runs a contiguous share of the episodes;
-    rank 0 gathers them and prints and writes the results, identical per episode to one process's.
+    Every planner plans with every dynamics source; all episodes step together, in Gymnasium's
+    environment or the env's MLX copy (--runner). Rows report the return, the env's score against
+    the reference row (cost ratio, return ratio or gap), the final |x| and success rate where the env
+    defines them, the model gap (true dynamics minus model), the planning time per step and the
+    imagined transitions per second. Under mlx.launch each process runs a contiguous share of the
+    episodes; rank 0 gathers, prints and writes them, identical per episode to one process's.
     """
     import time
 
@@ -550,155 +473,123 @@ def benchmark(env_name, planners, steps, horizon, samples, iterations, model_pat
     from benchmarks.suite import BenchmarkConfig, check_memory, count_runs, run_benchmark
     from worldmodel.distributed import world as current_world
 
-    env = resolve_env(env_name)
+    env, runner = prepare(env_name, runner, plot_path)
     if particles is not None and propagation is None:
         raise click.BadParameter("--particles needs --propagation", param_hint="'--particles'")
     with bad_values():
         config = BenchmarkConfig(planners=split(planners), dynamics=split(dynamics), episodes=episodes, steps=steps,
                                  horizon=horizon, samples=samples, iterations=iterations, seed=seed, model=model_path,
-                                 init_states=init_states, propagation=propagation, particles=particles)
-    config.runner = resolve_runner(env, runner)
-    require_matplotlib(plot_path)
-    device, world = use_device(device), current_world()
+                                 init_states=init_states, runner=runner, propagation=propagation, particles=particles)
+    world, model = current_world(), None
     starts = read_init_states(init_states, env) if init_states else env.benchmark_starts(episodes, seed)
     check_memory(config.for_env(env), env, len(starts))  # before a model is trained or loaded
-    model = None
     if "model" in config.dynamics:
-        model, config.model, env = load_model_for(env_name, model_path, world)
-        model = model.folded()  # same function, normalisations folded into the weights: faster planning
+        model, config.model, env, device = load_model_for(env_name, model_path, device, world)
+        model = model.folded()  # the same function, normalisations folded into the weights: faster planning
         if propagation is not None and not config.model_options(model):
             click.echo(f"Note: --propagation {propagation} ignored: the model is a single model, not an ensemble.", err=True)
             config.propagation = config.particles = None
-        if init_states:
-            starts = read_init_states(init_states, env)  # the model's env may have another state box
+        starts = read_init_states(init_states, env) if init_states else starts  # the model's env may have another box
+    else:
+        device = use_device(device)
     start = time.perf_counter()
     if not world.is_root:
         run_benchmark(config, env, model, starts, world=world)
         return  # rank 0 prints and writes
     with click.progressbar(length=count_runs(config, env) * config.for_env(env).steps, label="benchmark", file=sys.stderr) as bar:
         result = run_benchmark(config, env, model, starts, on_step=bar.update, world=world)
-    result["config"]["wall_seconds"] = round(time.perf_counter() - start, 2)
-    result["config"]["device"] = device
-    click.echo(table(result))
-    click.echo(f"{footer(result)}; {result['config']['wall_seconds']:.1f} s")
-    click.echo(device_line(device, world))
+    result["config"].update(wall_seconds=round(time.perf_counter() - start, 2), device=device)
+    click.echo(f"{table(result)}\n{footer(result)}; {result['config']['wall_seconds']:.1f} s\n{device_line(device, world)}")
     write_outputs(result, json_path, plot_path, plot_returns)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @options("env", "planners", "iterations", "model", "json", "device")
 @click.option("--samples", "samples_text", default="256,1024,4096,16384", show_default=True, help="Comma-separated N.")
 @click.option("--horizons", "horizons_text", default="15,30", show_default=True, help="Comma-separated H.")
 @click.option("--repeats", default=5, show_default=True, help="Timed calls per cell (the median is shown).")
-@friendly_errors
 def speed(env_name, planners, iterations, model_path, json_path, device, samples_text, horizons_text, repeats):
     """Planning throughput on the learned model: ms per call, imagined transitions/s, GFLOP/s.
 
     The model plans in its env's action space, from the env's demo start, with its termination.
     """
-    from tabulate import tabulate
-
     import planners as planners_pkg
-    from benchmarks.report import write_json
-    from benchmarks.speed import measure_planning
+    from benchmarks.speed import measure_planning, speed_table
     from worldmodel.checks import at_least
     from worldmodel.envs import env_record
 
-    resolve_env(env_name)
-    names = split(planners)
+    prepare(env_name)
     with bad_values():
         at_least(1, iterations=iterations, repeats=repeats)
+        names = split(planners)
         for name in names:
             planners_pkg.planner_class(name)
     sizes, horizons = int_list(samples_text, "--samples"), int_list(horizons_text, "--horizons")
-    device = use_device(device)
-    model, _, env = load_model_for(env_name, model_path)
-    model = model.folded()
-    blas = planners_pkg.runtime.blas.status()
-    peak = planners_pkg.runtime.blas.measure_matmul_gflops()
-    click.echo(f"Device: {device}")
-    click.echo(f"BLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
+    model, _, env, device = load_model_for(env_name, model_path, device)
+    model, blas, peak = model.folded(), planners_pkg.runtime.blas.status(), planners_pkg.runtime.blas.measure_matmul_gflops()
+    click.echo(f"Device: {device}\nBLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
                f"model: {model.flops_per_transition()} FLOP per transition; env: {env!r}")
     rows = measure_planning(model, env, names, sizes, horizons, iterations, repeats, peak)
-    click.echo(tabulate(
-        [(r["planner"], r["samples"], r["horizon"], r["iterations"], f"{r['ms_per_call']:.1f}",
-          f"{r['transitions_per_s']:.3g}", f"{r['gflops']:.1f}", f"{r['percent_of_peak']:.0f}%") for r in rows],
-        headers=("planner", "N", "H", "iters", "ms/call", "transitions/s", "GFLOP/s", "of peak"),
-        disable_numparse=True,
-    ))
-    if json_path:
-        write_json(json_path, {"device": device, "env": env_record(env), "blas": blas.name, "matmul_peak_gflops": peak,
-                               "rows": rows})
-        click.echo(f"Wrote {json_path}")
+    click.echo(speed_table(rows))
+    write_outputs({"device": device, "env": env_record(env), "blas": blas.name, "matmul_peak_gflops": peak, "rows": rows},
+                  json_path)
 
 
 MBRL_OPTION = {"env": "env_name", "plan_iterations": "iterations"}
 """``MbrlConfig`` fields whose ``wmplan mbrl`` option has another name; every other field is its own option."""
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @options("env", "planner", "horizon", "samples", "iterations", "ensemble", "propagation", "particles", "batch_size",
          "lr", "runner", "seed", "out", "json", "plot", "device",
          out={"help": "Run folder, snapshot after every round (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV."},
          plot={"help": "Draw the learning curve (return vs environment steps) to a PNG (needs the 'plot' extra)."})
 @renamed("--plan-iterations", "--iterations", "iterations", type=int)
 @renamed("--episodes-per-iteration", "--episodes-per-round", "episodes_per_round", type=int)
-@click.option("--rounds", type=int, default=None, help="Rounds of planning, adding data and retraining after the "
-              "random start (0: the random-data model only). Default: the env's.")
-@click.option("--episodes-per-round", type=int, default=None, help="Episodes planned with the current model per round. Default: the env's.")
-@click.option("--random-episodes", type=int, default=None, help="Random-action episodes the run starts from. Default: the env's.")
-@click.option("--random-steps", type=int, default=None, help="Steps of each random episode. Default: the env's.")
-@click.option("--first-train-steps", type=int, default=None, help="Gradient steps on the random data. Default: the env's.")
-@click.option("--train-steps", type=int, default=None, help="Gradient steps after every round, from the current weights. Default: the env's.")
-@click.option("--normalization", type=click.Choice(["refit", "fixed"]), default=None,
-              help="refit: normalisation statistics fit again on all data before every training; fixed: fit on the "
-                   "random data only. Default: the env's.")
-@click.option("--eval-episodes", type=int, default=None, help="Evaluation episodes after every round, from the benchmark's starts. Default: the env's.")
+@click.option("--rounds", type=int, help="Rounds of planning, adding data and retraining after the random start "
+              "(0: the random-data model only). Default: the env's.")
+@click.option("--episodes-per-round", type=int, help="Episodes planned with the current model per round. Default: the env's.")
+@click.option("--random-episodes", type=int, help="Random-action episodes the run starts from. Default: the env's.")
+@click.option("--random-steps", type=int, help="Steps of each random episode. Default: the env's.")
+@click.option("--first-train-steps", type=int, help="Gradient steps on the random data. Default: the env's.")
+@click.option("--train-steps", type=int, help="Gradient steps after every round, from the current weights. Default: the env's.")
+@click.option("--normalization", type=click.Choice(["refit", "fixed"]), help="refit: normalisation statistics fit "
+              "again on all data before every training; fixed: fit on the random data only. Default: the env's.")
+@click.option("--eval-episodes", type=int, help="Evaluation episodes after every round, from the benchmark's starts. Default: the env's.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot, up to --rounds "
               "(default: the run's own); other settings given must equal the run's.")
-@friendly_errors
 def mbrl(out, resume, json_path, plot_path, device, **options):
     """Model-based RL: learn a world model from the episodes it plans.
 
-    Starts from a few random-action episodes; every round then plans episodes with the current
-    model in the real environment (Gymnasium's, or the MLX copy: --runner), adds their transitions,
-    retrains from the current weights for a fixed number of gradient steps, and evaluates the model
-    with the planner from the benchmark's starts. Prints the return per round against the
-    environment steps so far (random ones included) and the references: the planner with the true
-    dynamics, the exact optimum where known, the random-data model. The run folder is snapshot
-    atomically after every round; --resume continues an interrupted run exactly.
+    Starts from a few random-action episodes; every round then plans episodes with the current model
+    in the real environment (--runner), adds their transitions, retrains from the current weights
+    for a fixed number of gradient steps, and evaluates the model with the planner from the
+    benchmark's starts. Prints the return per round against the environment steps so far and the
+    references (the planner with the true dynamics, the exact optimum where known, the random-data
+    model). The run folder is snapshot after every round; --resume continues a run exactly.
     """
     import dataclasses
     import time
 
     from benchmarks.mbrl_report import curve_table, references_line
     from benchmarks.plots import plot_learning_curve
-    from worldmodel.mbrl import MbrlConfig, default_run_folder, run_mbrl, saved_config
+    from worldmodel.mbrl import MbrlConfig, default_run_folder, resume_config, run_mbrl
 
     ctx = click.get_current_context()
     option_of = {f.name: MBRL_OPTION.get(f.name, f.name) for f in dataclasses.fields(MbrlConfig)}
-    given = {field for field, name in option_of.items() if options[name] is not None
-             and (ctx.get_parameter_source(name).name == "COMMANDLINE" or name in ctx.meta.get("renamed", {}))}
     settings = {field: options[name] for field, name in option_of.items() if options[name] is not None}
-    env = resolve_env(settings["env"])
+    given = {field: settings[field] for field, name in option_of.items()
+             if ctx.get_parameter_source(name).name == "COMMANDLINE" or name in ctx.meta.get("renamed", {})}
+    env, _ = prepare(settings["env"], plot_path=plot_path)
     with bad_values():
         config = MbrlConfig(**settings)
-    run_path = default_run_folder(env.name) if out is None else out  # creates $WMPLAN_HOME if missing
-    if resume:
-        saved = saved_config(run_path)
-        for field in sorted(given - {"rounds"}):
-            if settings[field] != getattr(saved, field):
-                flag = next(p.opts[0] for p in ctx.command.params if p.name == option_of[field])
-                raise click.UsageError(f"--resume: {flag} {settings[field]} differs from the run's {getattr(saved, field)!r}")
-        config = dataclasses.replace(saved, rounds=settings["rounds"] if "rounds" in given else saved.rounds)
-    else:
-        resolve_runner(env, config.runner)
-    require_matplotlib(plot_path)
-    device = use_device(device)
-    start = time.perf_counter()
+        run_path = default_run_folder(env.name) if out is None else out  # creates $WMPLAN_HOME if missing
+        config = resume_config(run_path, **given) if resume else config
+    if not resume:
+        prepare(env.name, config.runner)
+    device, start = use_device(device), time.perf_counter()
     result = run_mbrl(config, run_path, resume=resume, log=lambda line: click.echo(line, err=True))
-    click.echo(curve_table(result))
-    click.echo(references_line(result))
+    click.echo(f"{curve_table(result)}\n{references_line(result)}")
     click.echo(f"Episodes in {result['runner']}; {time.perf_counter() - start:.1f} s; device: {device}")
     click.echo(f"Run folder: {run_path}; the last model: {result['model']}")
     write_outputs(result, json_path, plot_path, plot_learning_curve)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -53,3 +54,37 @@ def measure_planning(model, env, names, sizes, horizons, iterations, repeats: in
             "gflops": gflops, "percent_of_peak": 100 * gflops / peak_gflops,
         })
     return rows
+
+
+def speed_table(rows: list[dict]) -> str:
+    """The rows of :func:`measure_planning` as the table ``wmplan speed`` prints."""
+    from tabulate import tabulate
+
+    return tabulate(
+        [(r["planner"], r["samples"], r["horizon"], r["iterations"], f"{r['ms_per_call']:.1f}",
+          f"{r['transitions_per_s']:.3g}", f"{r['gflops']:.1f}", f"{r['percent_of_peak']:.0f}%") for r in rows],
+        headers=("planner", "N", "H", "iters", "ms/call", "transitions/s", "GFLOP/s", "of peak"),
+        disable_numparse=True,
+    )
+
+
+def machine_lines(version: str) -> list[str]:
+    """What ``wmplan --version`` prints: wmplan's and MLX's versions and device, the active BLAS (its route and
+    threads), the CPU streams rollouts split over, and the measured float32 matmul GFLOP/s.
+
+    Raises:
+        ValueError: a malformed ``WMPLAN_CPU_STREAMS`` (or another runtime setting).
+    """
+    from planners.runtime import blas, streams
+
+    status, gflops, threads = blas.status(), blas.measure_matmul_gflops(), blas.threads()
+    coretype = " (set by OPENBLAS_CORETYPE)" if status.kernels and os.environ.get("OPENBLAS_CORETYPE") else ""
+    return [
+        f"wmplan {version} (mlx {mx.__version__}, device {mx.default_device()})",
+        f"BLAS: {status.name}{'' if status.active else ' — ' + (status.message or 'not optimised')}"
+        + (f", {status.kernels} kernels" if status.kernels else "") + coretype + f", route: {status.route}"
+        + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""),
+        f"Rollouts split over {streams.default_count()} CPU stream(s) (WMPLAN_CPU_STREAMS)"
+        if mx.default_device() == mx.cpu else "Rollouts on one GPU stream",
+        f"float32 matmul 1024x1024: {gflops:.1f} GFLOP/s",
+    ]

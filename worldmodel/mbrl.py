@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import mlx.core as mx
 import numpy as np
@@ -156,6 +156,16 @@ def saved_config(folder: str) -> MbrlConfig:
         return MbrlConfig.from_dict(record["config"])
     except (KeyError, TypeError, ValueError) as err:
         raise RunFolderError(f"corrupt run folder {folder}: its settings {err}") from None
+
+
+def resume_config(folder: str, **changes) -> MbrlConfig:
+    """The settings of the run in ``folder`` with ``changes``, which may differ from the run's own only in
+    :data:`RESUMABLE` (``ValueError`` ``"NAME VALUE differs from the run's SAVED"`` else)."""
+    saved = saved_config(folder)
+    for name, value in sorted(changes.items()):
+        if name not in RESUMABLE and value != getattr(saved, name):
+            raise ValueError(f"{name} {value} differs from the run's {getattr(saved, name)!r}")
+    return replace(saved, **changes)
 
 
 @dataclass

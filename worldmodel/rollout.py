@@ -46,3 +46,17 @@ def parse_actions(env, text: str) -> np.ndarray:
     except ValueError as err:
         detail = str(err) if "actions are" in str(err) else f"{env.name}'s actions are numbers"
         raise ValueError(f"actions must be a comma-separated list; {detail}, got {text!r}") from None
+
+
+def comparison_lines(env, actions, true: np.ndarray, imagined: np.ndarray) -> list[str]:
+    """What ``wmplan rollout`` prints of :func:`compare_open_loop`: one line per step (the action, the true and
+    the imagined state and reward), then the largest |error| of each column."""
+    names = [*env.state_names, "r"]
+
+    def row(values):
+        return ", ".join(f"{n}={v:+.3f}" for n, v in zip(names, values))
+
+    lines = [f"t={t:02d} a={env.describe_action(action)} | TRUE {row(true[t])}  ||  MODEL {row(imagined[t])}"
+             for t, action in enumerate(actions)]
+    err = np.abs(true - imagined).max(axis=0)
+    return [*lines, f"Max |error| over {len(actions)} steps: " + ", ".join(f"{n} = {e:.4f}" for n, e in zip(names, err))]
