@@ -230,10 +230,11 @@ def _old_source(value):
 # --- what the commands share --------------------------------------------------------------------
 
 
-def prepare(env_name, runner="any", plot_path=None):
-    """``(env, runner)``: the environment ``env_name`` and where its episodes run (``runner`` as
-    :func:`worldmodel.envs.runner.choose_runner` takes it; ``"any"``: no runner needed); with ``--plot``,
-    matplotlib must be there. Each failure is a one-line error before any work."""
+def prepare(env_name, runner="any", plot_path=None, device=None):
+    """``(env, runner, device)``: the environment ``env_name``, where its episodes run (``runner`` as
+    :func:`worldmodel.envs.runner.choose_runner` takes it; ``"any"``: none needed) and the device MLX computes
+    on (:func:`worldmodel.device.use_device`); with ``--plot``, matplotlib must be there. One-line errors."""
+    from worldmodel.device import use_device
     from worldmodel.envs import get_env
     from worldmodel.envs.runner import choose_runner
 
@@ -245,12 +246,16 @@ def prepare(env_name, runner="any", plot_path=None):
         runner = runner if runner == "any" else choose_runner(env, runner)
     except ValueError as err:
         raise click.ClickException(f"--runner {runner}: {err}") from None
+    try:
+        device = use_device(device)
+    except ValueError as err:
+        raise click.ClickException(f"--device {device}: {err}") from None
     if plot_path:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise click.ClickException("--plot needs matplotlib: pip install 'wmplan[plot]'") from None
-    return env, runner
+    return env, runner, device
 
 
 def resolve_start(env, x0, v0, start, seed):
@@ -269,30 +274,18 @@ def resolve_start(env, x0, v0, start, seed):
         raise click.BadParameter(f"the start {err}", param_hint=hint) from None
 
 
-def load_model_for(env_name, path, device, world=None, start=None):
-    """``(model, path, env, device)``: the device chosen (:func:`worldmodel.device.use_device`; a one-line error where
-    there is no GPU), then :func:`worldmodel.recipe.load_model_for` (a missing default model trained first,
-    its progress on stderr) and, when the user gave a ``start``, the start checked in the model's env."""
+def load_model_for(env_name, path, world=None, start=None):
+    """``(model, path, env)`` of :func:`worldmodel.recipe.load_model_for` (training a missing default model, its
+    progress on stderr); a ``start`` the user gave is checked again in the model's env (it may have another box)."""
     from benchmarks.starts import check_start
     from worldmodel.recipe import load_model_for as load
 
-    device = use_device(device)
     model, path, env = load(env_name, path, world, log=lambda line: click.echo(line, err=True))
     try:
         check_start(env, start) if start is not None else None
     except ValueError as err:
         raise click.BadParameter(f"the start {err} (in the model's env, {env!r})") from None
-    return model, path, env, device
-
-
-def use_device(name):
-    """:func:`worldmodel.device.use_device`: the device's name; a one-line error (exit 1) where there is no GPU."""
-    from worldmodel.device import use_device as use
-
-    try:
-        return use(name)
-    except ValueError as err:
-        raise click.ClickException(f"--device {name}: {err}") from None
+    return model, path, env
 
 
 def device_line(device, world) -> str:
@@ -360,7 +353,7 @@ def train(env_name, runner, steps, batch_size, lr, ensemble, seed, out, device, 
     from worldmodel.distributed import world as current_world
     from worldmodel.recipe import default_model_path, held_out_line, train_config, train_world_model
 
-    env, runner = prepare(env_name, runner or "mlx")
+    env, runner, device = prepare(env_name, runner or "mlx", device=device)
     with bad_values():
         at_least(1, episodes=episodes, steps=steps, hidden=hidden, ensemble=ensemble)
         sizes = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
@@ -368,7 +361,7 @@ def train(env_name, runner, steps, batch_size, lr, ensemble, seed, out, device, 
                               compile=compile, **sizes)
     if angle_features and not env.angles:
         raise click.BadParameter(f"{env_name} has no angles", param_hint="'--angle-features'")
-    device, world = use_device(device), current_world()
+    world = current_world()
     if config.batch_size < world.size:
         raise click.BadParameter(f"--batch-size {config.batch_size} is smaller than the {world.size} processes")
     out = default_model_path(env_name) if out is None else out
@@ -393,14 +386,14 @@ def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
     from worldmodel.checks import at_least, check_seed
     from worldmodel.rollout import compare_open_loop, comparison_lines, parse_actions
 
-    env, _ = prepare(env_name)
+    env, _, device = prepare(env_name, device=device)
     with bad_values():
         at_least(1, steps=steps)
         check_seed(seed)
         chosen = parse_actions(env, actions) if actions else None
     start, given = resolve_start(env, x0, v0, start, seed)
     chosen = env.sample_actions(np.random.default_rng(seed), steps) if chosen is None else chosen
-    model, _, env, device = load_model_for(env_name, model_path, device, start=start if given else None)
+    model, _, env = load_model_for(env_name, model_path, start=start if given else None)
     click.echo("\n".join(comparison_lines(env, chosen, *compare_open_loop(env, model, start, chosen))))
     click.echo(f"Device: {device}")
 
@@ -418,16 +411,15 @@ def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, 
     from worldmodel.envs.gymnasium import gym_id
     from worldmodel.envs.runner import describe_runner, run_episodes
 
-    env, runner = prepare(env_name, runner, plot_path)
+    env, runner, device = prepare(env_name, runner, plot_path, device)
     with bad_values():
         config = BenchmarkConfig(planners=(planner,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
                                  samples=samples, iterations=iterations, seed=seed, runner=runner)
     start, given = resolve_start(env, x0, v0, start, seed)
+    source = env
     if dynamics == "model":
-        model, _, env, device = load_model_for(env_name, model_path, device, start=start if given else None)
+        model, _, env = load_model_for(env_name, model_path, start=start if given else None)
         source = model.folded()
-    else:
-        source, device = env, use_device(device)
     config = config.for_env(env)
     recorder = PlanRecorder(make_planner(planner, source, env, config), source)
     optimum = env.defaults.benchmark.optimum
@@ -473,7 +465,7 @@ def benchmark(env_name, planners, steps, horizon, samples, iterations, model_pat
     from benchmarks.suite import BenchmarkConfig, check_memory, count_runs, run_benchmark
     from worldmodel.distributed import world as current_world
 
-    env, runner = prepare(env_name, runner, plot_path)
+    env, runner, device = prepare(env_name, runner, plot_path, device)
     if particles is not None and propagation is None:
         raise click.BadParameter("--particles needs --propagation", param_hint="'--particles'")
     with bad_values():
@@ -484,14 +476,12 @@ def benchmark(env_name, planners, steps, horizon, samples, iterations, model_pat
     starts = read_init_states(init_states, env) if init_states else env.benchmark_starts(episodes, seed)
     check_memory(config.for_env(env), env, len(starts))  # before a model is trained or loaded
     if "model" in config.dynamics:
-        model, config.model, env, device = load_model_for(env_name, model_path, device, world)
+        model, config.model, env = load_model_for(env_name, model_path, world)
         model = model.folded()  # the same function, normalisations folded into the weights: faster planning
         if propagation is not None and not config.model_options(model):
             click.echo(f"Note: --propagation {propagation} ignored: the model is a single model, not an ensemble.", err=True)
             config.propagation = config.particles = None
         starts = read_init_states(init_states, env) if init_states else starts  # the model's env may have another box
-    else:
-        device = use_device(device)
     start = time.perf_counter()
     if not world.is_root:
         run_benchmark(config, env, model, starts, world=world)
@@ -518,14 +508,14 @@ def speed(env_name, planners, iterations, model_path, json_path, device, samples
     from worldmodel.checks import at_least
     from worldmodel.envs import env_record
 
-    prepare(env_name)
+    _, _, device = prepare(env_name, device=device)
     with bad_values():
         at_least(1, iterations=iterations, repeats=repeats)
         names = split(planners)
         for name in names:
             planners_pkg.planner_class(name)
     sizes, horizons = int_list(samples_text, "--samples"), int_list(horizons_text, "--horizons")
-    model, _, env, device = load_model_for(env_name, model_path, device)
+    model, _, env = load_model_for(env_name, model_path)
     model, blas, peak = model.folded(), planners_pkg.runtime.blas.status(), planners_pkg.runtime.blas.measure_matmul_gflops()
     click.echo(f"Device: {device}\nBLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
                f"model: {model.flops_per_transition()} FLOP per transition; env: {env!r}")
@@ -580,14 +570,12 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
     settings = {field: options[name] for field, name in option_of.items() if options[name] is not None}
     given = {field: settings[field] for field, name in option_of.items()
              if ctx.get_parameter_source(name).name == "COMMANDLINE" or name in ctx.meta.get("renamed", {})}
-    env, _ = prepare(settings["env"], plot_path=plot_path)
+    env, _, device = prepare(settings["env"], "any" if resume else options["runner"], plot_path, device)
     with bad_values():
         config = MbrlConfig(**settings)
         run_path = default_run_folder(env.name) if out is None else out  # creates $WMPLAN_HOME if missing
         config = resume_config(run_path, **given) if resume else config
-    if not resume:
-        prepare(env.name, config.runner)
-    device, start = use_device(device), time.perf_counter()
+    start = time.perf_counter()
     result = run_mbrl(config, run_path, resume=resume, log=lambda line: click.echo(line, err=True))
     click.echo(f"{curve_table(result)}\n{references_line(result)}")
     click.echo(f"Episodes in {result['runner']}; {time.perf_counter() - start:.1f} s; device: {device}")
