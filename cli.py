@@ -1,12 +1,8 @@
 """The ``wmplan`` command: train, rollout, plan, benchmark, speed, mbrl.
 
-Commands parse, call one function and print. Every shared option is written once (:data:`OPTIONS`)
-and every value checked once, by the config, recipe or planner it goes to; heavy imports happen
-inside the commands, so ``wmplan --help`` is instant. Failures are one line: exit 2 for a bad
-command line (an unknown option, a bad value -- see :func:`bad_values` -- an output path that
-cannot be written; all found before any work), exit 1 for what goes wrong while running (a missing
-or corrupt checkpoint, a malformed start-states file, a run too large for the memory), exit 130
-with ``Interrupted`` on Ctrl-C.
+Commands parse, call one function and print; each shared option is written once (:data:`OPTIONS`), each value
+checked once, by the config, recipe or planner it goes to (:func:`bad_values` names the option). Failures are one
+line: exit 2 for a bad command line (before any work), 1 while running, 130 on Ctrl-C. ``--help`` loads no MLX.
 """
 
 from __future__ import annotations
@@ -14,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 import click
 
@@ -26,15 +21,10 @@ def _print_version(ctx, _param, value):
         from benchmarks.speed import machine_lines
 
         try:
-            click.echo("\n".join(machine_lines(version("wmplan"))))
-        except PackageNotFoundError:
-            click.echo("\n".join(machine_lines("unknown")))
+            click.echo("\n".join(machine_lines()))
         except ValueError as err:  # e.g. a malformed WMPLAN_CPU_STREAMS
             raise click.ClickException(str(err)) from None
         ctx.exit()
-
-
-# --- errors -------------------------------------------------------------------------------------
 
 
 def _first_line(err) -> str:
@@ -47,9 +37,8 @@ NAMED = {"environment": "env_name", "env": "env_name", "plan_iterations": "itera
 
 @contextlib.contextmanager
 def bad_values():
-    """Run a command's checks of its values (building its config): a ``ValueError`` becomes a usage error
-    (exit 2) naming the option when the message starts with its name (``batch_size must be >= 1`` ->
-    ``Invalid value for '--batch-size': --batch-size must be >= 1``) or says ``unknown NAME``."""
+    """A command's checks of its values: a ``ValueError`` is a usage error (exit 2), naming the option its message
+    starts with (``batch_size must be >= 1`` -> ``Invalid value for '--batch-size': --batch-size must ...``)."""
     try:
         yield
     except ValueError as err:
@@ -65,7 +54,7 @@ def bad_values():
 
 
 class Command(click.Command):
-    """A ``wmplan`` command: the values of hidden old spellings (:func:`renamed`) fill their new options."""
+    """A ``wmplan`` command: hidden old spellings (:func:`renamed`) fill their new options."""
 
     def invoke(self, ctx):
         for name, value in ctx.meta.get("renamed", {}).items():
@@ -74,8 +63,7 @@ class Command(click.Command):
 
 
 class Group(click.Group):
-    """The ``wmplan`` group, the one place where a running command's failures become messages: the errors a
-    user can cause are one line (exit 1), Ctrl-C is ``Interrupted`` and exit 130 (128 + SIGINT)."""
+    """The one place where a command's failures become messages: one line, exit 1; Ctrl-C: exit 130 (128 + SIGINT)."""
 
     command_class = Command
 
@@ -100,19 +88,13 @@ class Group(click.Group):
 def main():
     """wmplan: train small MLX world models and plan with them.
 
-    Planners (random shooting, CEM/iCEM, MPPI, gradient) run on any batched MLX dynamics; the
-    benchmark compares them in closed loop in the real environment (the 1-D particle, or Gymnasium's
-    pendulum, cartpole, acrobot and mountain car) against baselines and the exact optimum or a
-    large-budget reference planner.
+    Planners (random shooting, CEM/iCEM, MPPI, gradient) on any batched MLX dynamics, benchmarked in closed
+    loop in the real environment (the particle, Gymnasium's pendulum, cartpole, acrobot, mountain car).
     """
 
 
-# --- options, each written once -----------------------------------------------------------------
-
-
 class NamesInHelp(click.Option):
-    """An option whose help names the registered planners (``{planners}``) or environments (``{envs}``),
-    looked up only when help is shown (importing them loads MLX, which ``wmplan --help`` should not wait for)."""
+    """An option whose help names the planners (``{planners}``) or envs (``{envs}``), looked up only when shown."""
 
     def get_help_record(self, ctx):
         record = super().get_help_record(ctx)
@@ -132,15 +114,14 @@ def _not_empty(_ctx, param, value):
 
 
 def _writable(check):
-    """Option callback: a path that ``worldmodel.files.<check>`` accepts (a file or a folder wmplan can write),
-    checked now, before any work."""
+    """Option callback: an output ``path`` or ``folder`` wmplan can write (``worldmodel.files``), before any work."""
 
     def callback(_ctx, _param, value):
         from worldmodel import files
 
         try:
             if value is not None:
-                getattr(files, check)(value)
+                getattr(files, f"check_output_{check}")(value)
         except OSError as err:
             raise click.BadParameter(str(err)) from None
         return value
@@ -157,83 +138,61 @@ def _note_iterations(ctx, param, value):
 
 ENVS = "Default: the env's."
 OPTIONS = {
-    "env": (("--env", "env_name"), dict(default="particle", show_default=True, cls=NamesInHelp, help="Environment: {envs}.")),
-    "planner": (("--planner",), dict(default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}.")),
-    "planners": (("--planners",), dict(default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp,
-                 help="Comma-separated: {planners}. (benchmark adds the baselines and the reference row.)")),
-    "model": (("--model", "model_path"), dict(type=click.Path(), callback=_not_empty, help="Checkpoint folder. Default: "
-              "$WMPLAN_HOME/model (the particle's), $WMPLAN_HOME/model-ENV for the others; trained if missing.")),
-    "steps": (("--steps",), dict(type=int, help=f"Steps per episode (at most). {ENVS}")),
-    "horizon": (("--horizon",), dict(type=int, help=f"Planning horizon. {ENVS}")),
-    "samples": (("--samples",), dict(type=int, help=f"Imagined action sequences per planning iteration. {ENVS}")),
-    "iterations": (("--iterations",), dict(type=int, callback=_note_iterations,
-                   help="Planner iterations per planning call. Default: the planner's own.")),
-    "ensemble": (("--ensemble",), dict(type=int, help=f"Members of the world model, each trained on its own bootstrap "
-                 f"of the data (1: one model). {ENVS}")),
-    "propagation": (("--propagation",), dict(type=click.Choice(["expectation", "ts1", "tsinf"]), help="How an ensemble "
-                    "imagines each sequence (ignored for one model). Default: benchmark: the members' mean; mbrl: tsinf.")),
-    "particles": (("--particles",), dict(type=int, help="Particles per sequence with an ensemble. Default: the members "
-                  "(1 for expectation).")),
-    "batch_size": (("--batch-size",), dict(type=int, help=f"Transitions per training batch. {ENVS}")),
-    "lr": (("--lr",), dict(type=float, help="Adam's learning rate (train: the one-cycle schedule's base). Default: "
-           "train: 1e-3; mbrl: the env's.")),
-    "runner": (("--runner",), dict(type=click.Choice(["mlx", "gymnasium"]), help="Where episodes run: the env's MLX "
-               "copy or Gymnasium's env. Default: train: mlx; the others: Gymnasium's when the env mirrors one and "
-               "gymnasium is installed (the 'gym' extra).")),
-    "seed": (("--seed",), dict(type=int, default=0, show_default=True, help="Seeds every random draw of the command.")),
-    "device": (("--device",), dict(type=click.Choice(["cpu", "gpu"]), help="Where MLX computes. Default: MLX's "
-               "default device (the GPU when this MLX build has one).")),
-    "json": (("--json", "json_path"), dict(type=click.Path(dir_okay=False), callback=_writable("check_output_path"),
-             help="Also write the result as JSON here.")),
-    "plot": (("--plot", "plot_path"), dict(type=click.Path(dir_okay=False), callback=_writable("check_output_path"),
-             help="Draw the result to a PNG (needs the 'plot' extra).")),
-    "out": (("--out",), dict(type=click.Path(file_okay=False), callback=_writable("check_output_folder"),
-            help="Output folder (its parent must exist). Default: in $WMPLAN_HOME.")),
-    "x0": (("--x0",), dict(type=float, help="The particle's start x (default 1).")),
-    "v0": (("--v0",), dict(type=float, help="The particle's start v (default 0).")),
-    "start": (("--start",), dict(help="Start state, one number per state variable, e.g. 3.1,0 for the pendulum "
-              "(theta,theta_dot). Default: where reset(seed=--seed) puts the env (the particle: x = 1, v = 0).")),
+    "env": dict(dest="env_name", default="particle", show_default=True, cls=NamesInHelp, help="Environment: {envs}."),
+    "planner": dict(default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}."),
+    "planners": dict(default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp, help="Comma-separated: {planners}."),
+    "model": dict(dest="model_path", type=click.Path(), callback=_not_empty,
+                  help="Checkpoint folder. Default: $WMPLAN_HOME/model[-ENV], trained if missing."),
+    "steps": dict(type=int, help=f"Steps per episode (at most). {ENVS}"),
+    "horizon": dict(type=int, help=f"Planning horizon. {ENVS}"),
+    "samples": dict(type=int, help=f"Imagined action sequences per planning iteration. {ENVS}"),
+    "iterations": dict(type=int, callback=_note_iterations, help="Planner iterations per planning call. Default: the planner's own."),
+    "ensemble": dict(type=int, help=f"Members of the world model, each trained on its own bootstrap of the data (1: one model). {ENVS}"),
+    "propagation": dict(type=click.Choice(["expectation", "ts1", "tsinf"]), help="How an ensemble imagines (benchmark: "
+                        "default the members' mean; mbrl: tsinf)."),
+    "particles": dict(type=int, help="Particles per sequence with an ensemble. Default: the members (1 for expectation)."),
+    "batch_size": dict(type=int, help=f"Transitions per training batch. {ENVS}"),
+    "lr": dict(type=float, help="Adam's learning rate (train: the one-cycle schedule's base). Default: train: 1e-3; mbrl: the env's."),
+    "runner": dict(type=click.Choice(["mlx", "gymnasium"]), help="Where episodes run. Default: train: mlx; else gymnasium where it can."),
+    "seed": dict(type=int, default=0, show_default=True, help="Seeds every random draw of the command."),
+    "device": dict(type=click.Choice(["cpu", "gpu"]), help="Where MLX computes. Default: MLX's (the GPU where this MLX build has one)."),
+    "json": dict(dest="json_path", type=click.Path(dir_okay=False), callback=_writable("path"), help="Also write the result as JSON here."),
+    "plot": dict(dest="plot_path", type=click.Path(dir_okay=False), callback=_writable("path"), help="Draw the result to a PNG."),
+    "out": dict(type=click.Path(file_okay=False), callback=_writable("folder"), help="Output folder (its parent must exist)."),
+    "x0": dict(type=float, help="The particle's start x (default 1)."),
+    "v0": dict(type=float, help="The particle's start v (default 0)."),
+    "start": dict(help="Start state, e.g. 3.1,0 for the pendulum (theta,theta_dot). Default: the env's demo start."),
 }
-"""Every shared option: name -> (declarations, attributes); a command takes them with :func:`options`."""
+"""Every shared option: its name (``batch_size``: ``--batch-size``) -> click's attributes, ``dest`` its parameter's name."""
 
 
 def options(*names, **changed):
-    """The options ``names`` of :data:`OPTIONS` (``--help`` lists them in this order); ``changed`` maps an
-    option's name to the attributes that differ in this command (a default, a meaning)."""
+    """The options ``names`` of :data:`OPTIONS` in this order; ``changed[name]``: the attributes that differ in this command."""
 
     def decorate(func):
         for name in reversed(names):
-            func = click.option(*OPTIONS[name][0], **{**OPTIONS[name][1], **changed.get(name, {})})(func)
+            attrs = {**OPTIONS[name], **changed.get(name, {})}
+            func = click.option("--" + name.replace("_", "-"), attrs.pop("dest", name), **attrs)(func)
         return func
 
     return decorate
 
 
-def renamed(old: str, new: str, dest: str, type=None, convert=None):
-    """The hidden option ``old``, an old spelling of ``new`` kept for one release: it sets ``dest`` (when
-    ``new`` is not given) with a one-line deprecation note; ``convert`` maps old values to new ones."""
+def renamed(old: str, new: str, dest: str, type=None, values=None):
+    """The hidden ``old`` spelling of ``new`` (kept a release): sets ``dest`` (old ``values`` -> new) with a note."""
 
     def callback(ctx, _param, value):
+        if values is not None and value is not None and value not in values:
+            raise click.BadParameter(f"unknown {old[2:]} {value!r}; choose from {', '.join(values)}")
         if value is not None:
-            ctx.meta.setdefault("renamed", {})[dest] = convert(value) if convert else value
+            ctx.meta.setdefault("renamed", {})[dest] = values[value] if values else value
             click.echo(f"Note: {old} is deprecated; use {new}.", err=True)
 
     return click.option(old, type=type, hidden=True, expose_value=False, callback=callback)
 
 
-def _old_source(value):
-    if value not in ("mlx", "gym"):
-        raise click.BadParameter(f"unknown source {value!r}; choose from mlx, gym")
-    return "gymnasium" if value == "gym" else value
-
-
-# --- what the commands share --------------------------------------------------------------------
-
-
 def prepare(env_name, runner="any", plot_path=None, device=None):
-    """``(env, runner, device)``: the environment ``env_name``, where its episodes run (``runner`` as
-    :func:`worldmodel.envs.runner.choose_runner` takes it; ``"any"``: none needed) and the device MLX computes
-    on (:func:`worldmodel.device.use_device`); with ``--plot``, matplotlib must be there. One-line errors."""
+    """``(env, runner, device)`` (``runner="any"``: none needed); with ``--plot``, matplotlib must be there."""
     from worldmodel.device import use_device
     from worldmodel.envs import get_env
     from worldmodel.envs.runner import choose_runner
@@ -275,23 +234,17 @@ def resolve_start(env, x0, v0, start, seed):
 
 
 def load_model_for(env_name, path, world=None, start=None):
-    """``(model, path, env)`` of :func:`worldmodel.recipe.load_model_for` (training a missing default model, its
-    progress on stderr); a ``start`` the user gave is checked again in the model's env (it may have another box)."""
+    """``(model, path, env)`` of ``worldmodel.recipe.load_model_for`` (progress on stderr), a given ``start`` rechecked."""
     from benchmarks.starts import check_start
     from worldmodel.recipe import load_model_for as load
 
     model, path, env = load(env_name, path, world, log=lambda line: click.echo(line, err=True))
     try:
-        check_start(env, start) if start is not None else None
+        if start is not None:
+            check_start(env, start)  # the model's env may have another box
     except ValueError as err:
         raise click.BadParameter(f"the start {err} (in the model's env, {env!r})") from None
     return model, path, env
-
-
-def device_line(device, world) -> str:
-    """``Device: cpu`` and, with several processes, how many and over what."""
-    several = f"; {world.size} processes (mx.distributed, {world.backend} backend)" if world.size > 1 else ""
-    return f"Device: {device}{several}"
 
 
 def split(text) -> tuple:
@@ -299,19 +252,8 @@ def split(text) -> tuple:
     return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
-def int_list(text, option):
-    """``"256,1024"`` -> ``[256, 1024]``: positive integers; a usage error for ``option`` else."""
-    try:
-        values = [int(tok) for tok in text.split(",") if tok.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{option} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"{option} must be positive integers, got {text!r}")
-    return values
-
-
 def write_outputs(result: dict, json_path, plot_path=None, plot=None) -> None:
-    """``--json``: ``result`` as JSON; ``--plot``: ``plot(result, path)`` (a :mod:`benchmarks.plots` function); each announced."""
+    """``--json``: ``result`` as JSON; ``--plot``: ``plot(result, path)``; each announced."""
     from benchmarks.report import write_json
 
     for path, write in ((json_path, write_json), (plot_path, lambda path, result: plot(result, path))):
@@ -320,32 +262,23 @@ def write_outputs(result: dict, json_path, plot_path=None, plot=None) -> None:
             click.echo(f"Wrote {path}")
 
 
-# --- the commands -------------------------------------------------------------------------------
-
-
 @main.command()
 @options("env", "runner", "steps", "batch_size", "lr", "ensemble", "seed", "out", "device", lr={"default": 1e-3},
-         out={"help": "Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model for the particle, "
-                      "$WMPLAN_HOME/model-ENV for the others."})
-@renamed("--source", "--runner mlx|gymnasium", "runner", convert=_old_source)
+         out={"help": "Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model[-ENV]."})
+@renamed("--source", "--runner mlx|gymnasium", "runner", values={"mlx": "mlx", "gym": "gymnasium"})
 @click.option("--episodes", type=int, help="Random-action episodes to record. Default: the env's training budget.")
 @click.option("--epochs", type=int, help="Passes over the data. Default: the env's training budget.")
 @click.option("--max-lr", default=2e-2, show_default=True, help="Peak of the one-cycle schedule.")
-@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
-              help="'constant' keeps --lr throughout, as the seed did.")
+@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True, help="constant: --lr throughout.")
 @click.option("--hidden", type=int, help="Units in each of the two hidden layers. Default: the env's training budget.")
-@click.option("--angle-features/--raw-angles", default=None,
-              help="Feed the env's angles to the model as (cos, sin), or as they are. Default: the env's choice.")
+@click.option("--angle-features/--raw-angles", default=None, help="The env's angles as (cos, sin), or raw. Default: the env's.")
 @click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
 def train(env_name, runner, steps, batch_size, lr, ensemble, seed, out, device, episodes, epochs, max_lr, schedule,
           hidden, angle_features, balance_bins, compile):
     """Generate random-action data, train the world model, report held-out accuracy, save it.
 
-    The data are random-action episodes from states drawn uniformly over the env's training box
-    (restarted where an episode terminates); the held-out one-step MSE is measured on 20,000 single
-    transitions drawn the same way. The checkpoint records the env. Under mlx.launch the training
-    is data-parallel (each process takes its share of every batch); rank 0 prints and saves.
+    Episodes start from uniform draws over the env's training box, as the 20,000 held-out transitions do.
     """
     import time
 
@@ -356,9 +289,8 @@ def train(env_name, runner, steps, batch_size, lr, ensemble, seed, out, device, 
     env, runner, device = prepare(env_name, runner or "mlx", device=device)
     with bad_values():
         at_least(1, episodes=episodes, steps=steps, hidden=hidden, ensemble=ensemble)
-        sizes = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
-        config = train_config(env, lr=lr, max_lr=max_lr, schedule=schedule, balance_bins=balance_bins, seed=seed,
-                              compile=compile, **sizes)
+        config = train_config(env, epochs=epochs, batch_size=batch_size, lr=lr, max_lr=max_lr, schedule=schedule,
+                              balance_bins=balance_bins, seed=seed, compile=compile)
     if angle_features and not env.angles:
         raise click.BadParameter(f"{env_name} has no angles", param_hint="'--angle-features'")
     world = current_world()
@@ -370,15 +302,14 @@ def train(env_name, runner, steps, batch_size, lr, ensemble, seed, out, device, 
                                    config=config, env=env, log=click.echo, world=world if world.size > 1 else None,
                                    runner=runner, angles=angle_features, ensemble=ensemble)
     if world.is_root:
-        click.echo(f"{held_out_line(env, metrics)}\n{device_line(device, world)}")
-        click.echo(f"Saved model to {out} ({time.perf_counter() - start:.1f} s)")
+        click.echo(f"{held_out_line(env, metrics)}\n{world.describe(device)}\nSaved model to {out} "
+                   f"({time.perf_counter() - start:.1f} s)")
 
 
 @main.command()
 @options("env", "model", "steps", "x0", "v0", "start", "seed", "device",
          steps={"default": 15, "show_default": True, "help": "Steps of random actions (ignored with --actions)."})
-@click.option("--actions", help="Actions to apply, one step each: the particle's pushes +1,+1,-1,0; CartPole's "
-              "forces -10,10; a Box's numbers, e.g. 0.5,-2 for the pendulum's torques.")
+@click.option("--actions", help="Actions, one a step: the particle's +1,+1,-1,0; CartPole's -10,10; the pendulum's 0.5,-2.")
 def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
     """Open-loop rollout: the true physics and the model's imagination side by side."""
     import numpy as np
@@ -400,12 +331,12 @@ def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
 
 @main.command()
 @options("env", "planner", "x0", "v0", "start", "steps", "horizon", "samples", "iterations", "model", "runner", "seed",
-         "plot", "device", plot={"help": "Draw the state variables, the actions and the one-step predictions over the "
-                                         "episode to a PNG (needs the 'plot' extra)."})
+         "plot", "device", plot={"help": "Draw the states, actions and one-step predictions of the episode to a PNG."})
 @click.option("--dynamics", type=click.Choice(["model", "true"]), default="model", show_default=True, help="What the planner imagines with.")
 def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed, plot_path,
          device, dynamics):
     """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
+    from benchmarks.plots import plot_episode
     from benchmarks.report import episode_lines, state_text
     from benchmarks.suite import BenchmarkConfig, PlanRecorder, make_planner
     from worldmodel.envs.gymnasium import gym_id
@@ -430,8 +361,6 @@ def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, 
     ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[seed], set_starts=given)
     click.echo("\n".join(episode_lines(env, ep, recorder.expected_returns, start, best)))
     if plot_path:
-        from benchmarks.plots import plot_episode
-
         length = int(ep.lengths[0])
         plot_episode(env, ep.states[0, : length + 1], recorder.predictions()[:length], ep.actions[0, :length], plot_path,
                      title=f"{env.name}: {planner} planning with the {dynamics} dynamics, return {ep.returns[0]:.2f}")
@@ -440,22 +369,16 @@ def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, 
 
 @main.command()
 @options("env", "planners", "steps", "horizon", "samples", "iterations", "model", "runner", "propagation", "particles",
-         "seed", "json", "plot", "device", plot={"help": "Draw the return distributions to a PNG (needs the 'plot' extra)."})
+         "seed", "json", "plot", "device", plot={"help": "Draw the return distributions to a PNG."})
 @click.option("--dynamics", default="model,true", show_default=True, help="Comma-separated: model (the learned world model), true (the env's own dynamics).")
-@click.option("--episodes", default=20, show_default=True, help="Episodes: episode i starts from reset(seed=--seed + i) "
-              "(the particle: 6 hard starts, then uniform draws); overridden by --init-states.")
-@click.option("--init-states", type=click.Path(), callback=_not_empty,
-              help="CSV whose header names the env's state variables (the particle: x,v) and with one start per row.")
+@click.option("--episodes", default=20, show_default=True, help="Episode i starts from reset(seed=--seed + i).")
+@click.option("--init-states", type=click.Path(), callback=_not_empty, help="CSV of starts, its header the env's state names (x,v).")
 def benchmark(env_name, planners, steps, horizon, samples, iterations, model_path, runner, propagation, particles, seed,
               json_path, plot_path, device, dynamics, episodes, init_states):
     """Closed-loop planner benchmark in the real environment.
 
-    Every planner plans with every dynamics source; all episodes step together, in Gymnasium's
-    environment or the env's MLX copy (--runner). Rows report the return, the env's score against
-    the reference row (cost ratio, return ratio or gap), the final |x| and success rate where the env
-    defines them, the model gap (true dynamics minus model), the planning time per step and the
-    imagined transitions per second. Under mlx.launch each process runs a contiguous share of the
-    episodes; rank 0 gathers, prints and writes them, identical per episode to one process's.
+    Every planner with every dynamics, against baselines and the optimum or a large-budget reference
+    row: returns, the env's score, the model gap, ms per step. Under mlx.launch episodes are shared.
     """
     import time
 
@@ -489,22 +412,19 @@ def benchmark(env_name, planners, steps, horizon, samples, iterations, model_pat
     with click.progressbar(length=count_runs(config, env) * config.for_env(env).steps, label="benchmark", file=sys.stderr) as bar:
         result = run_benchmark(config, env, model, starts, on_step=bar.update, world=world)
     result["config"].update(wall_seconds=round(time.perf_counter() - start, 2), device=device)
-    click.echo(f"{table(result)}\n{footer(result)}; {result['config']['wall_seconds']:.1f} s\n{device_line(device, world)}")
+    click.echo(f"{table(result)}\n{footer(result)}; {result['config']['wall_seconds']:.1f} s\n{world.describe(device)}")
     write_outputs(result, json_path, plot_path, plot_returns)
 
 
 @main.command()
 @options("env", "planners", "iterations", "model", "json", "device")
-@click.option("--samples", "samples_text", default="256,1024,4096,16384", show_default=True, help="Comma-separated N.")
-@click.option("--horizons", "horizons_text", default="15,30", show_default=True, help="Comma-separated H.")
+@click.option("--samples", default="256,1024,4096,16384", show_default=True, help="Comma-separated N.")
+@click.option("--horizons", default="15,30", show_default=True, help="Comma-separated H.")
 @click.option("--repeats", default=5, show_default=True, help="Timed calls per cell (the median is shown).")
-def speed(env_name, planners, iterations, model_path, json_path, device, samples_text, horizons_text, repeats):
-    """Planning throughput on the learned model: ms per call, imagined transitions/s, GFLOP/s.
-
-    The model plans in its env's action space, from the env's demo start, with its termination.
-    """
+def speed(env_name, planners, iterations, model_path, json_path, device, samples, horizons, repeats):
+    """Planning throughput on the learned model, from the env's demo start: ms per call, transitions/s, GFLOP/s."""
     import planners as planners_pkg
-    from benchmarks.speed import measure_planning, speed_table
+    from benchmarks.speed import grid_sizes, measure_planning, speed_table
     from worldmodel.checks import at_least
     from worldmodel.envs import env_record
 
@@ -514,12 +434,12 @@ def speed(env_name, planners, iterations, model_path, json_path, device, samples
         names = split(planners)
         for name in names:
             planners_pkg.planner_class(name)
-    sizes, horizons = int_list(samples_text, "--samples"), int_list(horizons_text, "--horizons")
+        samples, horizons = grid_sizes(samples, "samples"), grid_sizes(horizons, "horizons")
     model, _, env = load_model_for(env_name, model_path)
     model, blas, peak = model.folded(), planners_pkg.runtime.blas.status(), planners_pkg.runtime.blas.measure_matmul_gflops()
     click.echo(f"Device: {device}\nBLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
                f"model: {model.flops_per_transition()} FLOP per transition; env: {env!r}")
-    rows = measure_planning(model, env, names, sizes, horizons, iterations, repeats, peak)
+    rows = measure_planning(model, env, names, samples, horizons, iterations, repeats, peak)
     click.echo(speed_table(rows))
     write_outputs({"device": device, "env": env_record(env), "blas": blas.name, "matmul_peak_gflops": peak, "rows": rows},
                   json_path)
@@ -532,31 +452,24 @@ MBRL_OPTION = {"env": "env_name", "plan_iterations": "iterations"}
 @main.command()
 @options("env", "planner", "horizon", "samples", "iterations", "ensemble", "propagation", "particles", "batch_size",
          "lr", "runner", "seed", "out", "json", "plot", "device",
-         out={"help": "Run folder, snapshot after every round (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV."},
-         plot={"help": "Draw the learning curve (return vs environment steps) to a PNG (needs the 'plot' extra)."})
+         out={"help": "Run folder (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV."},
+         plot={"help": "Draw the learning curve (return vs env steps) to a PNG."})
 @renamed("--plan-iterations", "--iterations", "iterations", type=int)
 @renamed("--episodes-per-iteration", "--episodes-per-round", "episodes_per_round", type=int)
-@click.option("--rounds", type=int, help="Rounds of planning, adding data and retraining after the random start "
-              "(0: the random-data model only). Default: the env's.")
+@click.option("--rounds", type=int, help="Rounds of planning, adding data and retraining (0: the random data only). Default: the env's.")
 @click.option("--episodes-per-round", type=int, help="Episodes planned with the current model per round. Default: the env's.")
 @click.option("--random-episodes", type=int, help="Random-action episodes the run starts from. Default: the env's.")
 @click.option("--random-steps", type=int, help="Steps of each random episode. Default: the env's.")
 @click.option("--first-train-steps", type=int, help="Gradient steps on the random data. Default: the env's.")
 @click.option("--train-steps", type=int, help="Gradient steps after every round, from the current weights. Default: the env's.")
-@click.option("--normalization", type=click.Choice(["refit", "fixed"]), help="refit: normalisation statistics fit "
-              "again on all data before every training; fixed: fit on the random data only. Default: the env's.")
+@click.option("--normalization", type=click.Choice(["refit", "fixed"]), help="Statistics fit on all data every round, or fixed.")
 @click.option("--eval-episodes", type=int, help="Evaluation episodes after every round, from the benchmark's starts. Default: the env's.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot, up to --rounds "
-              "(default: the run's own); other settings given must equal the run's.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out up to --rounds; other settings must be the run's.")
 def mbrl(out, resume, json_path, plot_path, device, **options):
     """Model-based RL: learn a world model from the episodes it plans.
 
-    Starts from a few random-action episodes; every round then plans episodes with the current model
-    in the real environment (--runner), adds their transitions, retrains from the current weights
-    for a fixed number of gradient steps, and evaluates the model with the planner from the
-    benchmark's starts. Prints the return per round against the environment steps so far and the
-    references (the planner with the true dynamics, the exact optimum where known, the random-data
-    model). The run folder is snapshot after every round; --resume continues a run exactly.
+    After random episodes, every round plans episodes with the current model, adds them, retrains and
+    evaluates; the run folder is snapshot after every round (--resume continues it exactly).
     """
     import dataclasses
     import time
@@ -577,8 +490,8 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
         config = resume_config(run_path, **given) if resume else config
     start = time.perf_counter()
     result = run_mbrl(config, run_path, resume=resume, log=lambda line: click.echo(line, err=True))
-    click.echo(f"{curve_table(result)}\n{references_line(result)}")
-    click.echo(f"Episodes in {result['runner']}; {time.perf_counter() - start:.1f} s; device: {device}")
+    click.echo(f"{curve_table(result)}\n{references_line(result)}\nEpisodes in {result['runner']}; "
+               f"{time.perf_counter() - start:.1f} s; device: {device}")
     click.echo(f"Run folder: {run_path}; the last model: {result['model']}")
     write_outputs(result, json_path, plot_path, plot_learning_curve)
 

@@ -14,6 +14,17 @@ from worldmodel.recipe import demo_start
 from .suite import CountingDynamics
 
 
+def grid_sizes(text: str, name: str) -> list[int]:
+    """``"256,1024"`` -> ``[256, 1024]`` (the sizes ``name`` of a speed grid); ``ValueError`` unless positive integers."""
+    try:
+        values = [int(tok) for tok in text.split(",") if tok.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{name} must be positive integers, got {text!r}")
+    return values
+
+
 def measure_planning(model, env, names, sizes, horizons, iterations, repeats: int, peak_gflops: float) -> list[dict]:
     """Median time of ``repeats`` ``optimize`` calls (after one warm-up) for every planner x N x H.
 
@@ -68,19 +79,25 @@ def speed_table(rows: list[dict]) -> str:
     )
 
 
-def machine_lines(version: str) -> list[str]:
+def machine_lines() -> list[str]:
     """What ``wmplan --version`` prints: wmplan's and MLX's versions and device, the active BLAS (its route and
     threads), the CPU streams rollouts split over, and the measured float32 matmul GFLOP/s.
 
     Raises:
         ValueError: a malformed ``WMPLAN_CPU_STREAMS`` (or another runtime setting).
     """
+    from importlib.metadata import PackageNotFoundError, version
+
     from planners.runtime import blas, streams
 
+    try:
+        wmplan = version("wmplan")
+    except PackageNotFoundError:
+        wmplan = "unknown"
     status, gflops, threads = blas.status(), blas.measure_matmul_gflops(), blas.threads()
     coretype = " (set by OPENBLAS_CORETYPE)" if status.kernels and os.environ.get("OPENBLAS_CORETYPE") else ""
     return [
-        f"wmplan {version} (mlx {mx.__version__}, device {mx.default_device()})",
+        f"wmplan {wmplan} (mlx {mx.__version__}, device {mx.default_device()})",
         f"BLAS: {status.name}{'' if status.active else ' — ' + (status.message or 'not optimised')}"
         + (f", {status.kernels} kernels" if status.kernels else "") + coretype + f", route: {status.route}"
         + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""),

@@ -52,6 +52,11 @@ class World:
     def backend(self) -> str:
         return "none" if self.size == 1 else ("ring" if os.environ.get("MLX_HOSTFILE") else "mx.distributed")
 
+    def describe(self, device: str) -> str:
+        """``Device: cpu`` and, with several processes, how many and over what (the line commands print)."""
+        several = f"; {self.size} processes (mx.distributed, {self.backend} backend)" if self.size > 1 else ""
+        return f"Device: {device}{several}"
+
 
 _WORLD: Optional[World] = None
 

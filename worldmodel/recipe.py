@@ -60,9 +60,10 @@ def planner_for(name: str, dynamics, env: Environment, *, horizon: int | None = 
 
 
 def train_config(env: Environment, **settings) -> TrainConfig:
-    """The :class:`TrainConfig` of ``env``'s training budget (epochs, batch size), ``settings`` overriding it."""
+    """The :class:`TrainConfig` of ``env``'s training budget (epochs, batch size), ``settings`` not ``None`` overriding it."""
     budget = env.defaults.training
-    return TrainConfig(**{"epochs": budget.epochs, "batch_size": budget.batch_size, **settings})
+    return TrainConfig(**{"epochs": budget.epochs, "batch_size": budget.batch_size,
+                          **{k: v for k, v in settings.items() if v is not None}})
 
 
 def model_for(env: Environment, ensemble: int | None = None, probabilistic: bool = False, hidden: tuple | None = None,
