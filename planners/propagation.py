@@ -42,7 +42,7 @@ import mlx.core as mx
 
 from . import execution
 from .checks import check_float, check_int
-from .dynamics import TerminalValue, Termination, finite_or_neg_inf
+from .dynamics import RowStep, TerminalValue, Termination, finite_or_neg_inf, imagine
 
 __all__ = ["EnsembleDynamics", "Propagation", "PropagatingEvaluate", "MODES", "AGGREGATES", "propagate"]
 
@@ -222,16 +222,16 @@ def propagate(
     width = _width(num * particles, size, propagation.mode)
     # [E, 2H + 1, 2]: the first deal, then per step t its noise (2t + 1) and the next deal (2t + 2)
     step_keys = mx.vmap(lambda k: mx.random.split(k, 2 * horizon + 1))(keys)
-
-    def build(start, stop):
-        return _propagate_envs(
-            ensemble, propagation, particles, width, state[start:stop], actions[start:stop], step_keys[start:stop],
-            discount, terminal_value, termination,
-        )
-
-    minimum = max(1, -(-execution.MIN_SHARD_ROWS // width))
-    parts = execution.map_rows_in_steps(build, envs, streams, minimum=minimum)
-    return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=0)
+    return imagine(
+        lambda first, stop: ParticleStep(ensemble, propagation, particles, width, actions[first:stop], step_keys[first:stop]),
+        mx.repeat(state, width, axis=0),
+        horizon,
+        discount=discount,
+        terminal_value=terminal_value,
+        termination=termination,
+        streams=streams,
+        group=width,
+    )
 
 
 def _width(particles: int, size: int, mode: str) -> int:
@@ -256,55 +256,55 @@ def _deal_evenly(keys: mx.array, width: int, size: int) -> mx.array:
     return (slot % rows) * size + (slot // rows - shift[:, None]) % size
 
 
-def _propagate_envs(ensemble, propagation, particles, width, state, actions, keys, discount, terminal_value, termination):
-    """:func:`propagate` for a shard of environments; ``keys [E, 2H + 1, 2]``. A generator that yields
-    each step's arrays and returns ``[E, N, P]`` (see :func:`planners.execution.map_rows_in_steps`)."""
-    envs, num, horizon, _ = actions.shape
-    count = num * particles
-    dealt = propagation.mode != "expectation"
-    if propagation.mode == "tsinf":
-        order = _deal_evenly(keys[:, 0], width, ensemble.ensemble_size)
-    elif propagation.mode == "ts1":
-        order = _deal(keys[:, 0], width)
-    else:
-        order = mx.broadcast_to(mx.arange(width, dtype=mx.int32), (envs, width))
-    x = mx.broadcast_to(state[:, None], (envs, width, state.shape[-1]))  # [E, W, S]
-    outputs = state.shape[-1] + 1  # noise per state dimension and the reward
-    total = mx.zeros((envs, width), dtype=mx.float32)
-    alive = None  # [E, W] float32 while any particle may have terminated (with ``termination``)
-    weight = 1.0
-    for t in range(horizon):
-        if propagation.mode == "ts1" and t > 0:  # deal again; move every particle's state and return along
-            new = _deal(keys[:, 2 * t], width)
-            source = mx.take_along_axis(mx.argsort(order, axis=1), new % count, axis=1)
-            x = mx.take_along_axis(x, source[..., None], axis=1)
-            total = mx.take_along_axis(total, source, axis=1)
-            alive = None if alive is None else mx.take_along_axis(alive, source, axis=1)
-            order = new
-        sequence = (order % count) // particles  # [E, W] the sequence each slot imagines
-        action = mx.take_along_axis(actions[:, :, t], sequence[..., None], axis=1)  # [E, W, A]
+class ParticleStep(RowStep):
+    """The step transform of :func:`propagate` for a shard of ``E`` environments: rows ``[E * W, S]``,
+    environment ``e``'s ``W`` slots holding its particles in the order its current deal gives.
+
+    Args:
+        actions: sequences ``[E, N, H, A]``; particle ``j`` imagines sequence ``j // P``.
+        keys: ``[E, 2H + 1, 2]``: the first deal, then per step ``t`` its noise (``2t + 1``) and,
+            for ``ts1``, the next deal (``2t + 2``).
+    """
+
+    def __init__(self, ensemble, propagation: Propagation, particles: int, width: int, actions: mx.array, keys: mx.array):
+        self.ensemble, self.propagation, self.particles, self.width = ensemble, propagation, particles, width
+        self.actions, self.keys = actions, keys
+        self.envs, num = actions.shape[:2]
+        self.count = num * particles
+        if propagation.mode == "tsinf":
+            self.order = _deal_evenly(keys[:, 0], width, ensemble.ensemble_size)
+        elif propagation.mode == "ts1":
+            self.order = _deal(keys[:, 0], width)
+        else:
+            self.order = mx.broadcast_to(mx.arange(width, dtype=mx.int32), (self.envs, width))
+
+    def moves(self, t: int) -> Optional[mx.array]:
+        """``ts1`` deals again before every step after the first; the particles' rows move along."""
+        if self.propagation.mode != "ts1" or t == 0:
+            return None
+        new = _deal(self.keys[:, 2 * t], self.width)
+        source = mx.take_along_axis(mx.argsort(self.order, axis=1), new % self.count, axis=1)  # [E, W]
+        self.order = new
+        return (source + mx.arange(self.envs, dtype=mx.int32)[:, None] * self.width).reshape(-1)
+
+    def __call__(self, t: int, state: mx.array) -> tuple[mx.array, mx.array]:
+        envs, width = self.envs, self.width
+        x = state.reshape(envs, width, -1)
+        sequence = (self.order % self.count) // self.particles  # [E, W] the sequence each slot imagines
+        action = mx.take_along_axis(self.actions[:, :, t], sequence[..., None], axis=1)  # [E, W, A]
         noise = None
-        if propagation.sample_noise:
-            noise = mx.vmap(lambda k: mx.random.normal((width, outputs), key=k))(keys[:, 2 * t + 1])
-        next_x, reward = (_dealt_step if dealt else _mean_step)(ensemble, x, action, noise)
-        if alive is not None:  # terminated particles keep their state and add nothing
-            next_x = mx.where(alive[..., None] > 0, next_x, x)
-            reward = mx.where(alive > 0, reward, 0.0)
-        x = next_x
-        total = total + (reward if weight == 1.0 else weight * reward)
-        weight *= discount
-        if termination is not None:
-            done = termination(x.reshape(envs * width, -1)).reshape(envs, width)
-            alive = (1.0 - done.astype(mx.float32)) if alive is None else alive * (1.0 - done.astype(mx.float32))
-        yield [x, total, order] if alive is None else [x, total, order, alive]
-    if terminal_value is not None:
-        value = terminal_value(x.reshape(envs * width, -1))
-        if tuple(value.shape) != (envs * width,):
-            raise ValueError(f"terminal_value returned shape {tuple(value.shape)}, expected ({envs * width},)")
-        value = value.astype(mx.float32).reshape(envs, width)
-        total = total + weight * (value if alive is None else mx.where(alive > 0, value, 0.0))
-    slot = mx.argsort(order, axis=1)[:, :count]  # where each particle ended
-    return mx.take_along_axis(total, slot, axis=1).reshape(envs, num, particles)
+        if self.propagation.sample_noise:
+            outputs = x.shape[-1] + 1  # noise per state dimension and the reward
+            noise = mx.vmap(lambda k: mx.random.normal((width, outputs), key=k))(self.keys[:, 2 * t + 1])
+        dealt = self.propagation.mode != "expectation"
+        next_x, reward = (_dealt_step if dealt else _mean_step)(self.ensemble, x, action, noise)
+        return next_x.reshape(envs * width, -1), reward.reshape(envs * width)
+
+    def finish(self, total: mx.array) -> mx.array:
+        """Every particle's return ``[E, N, P]`` from the slots' returns ``[E * W]``."""
+        slot = mx.argsort(self.order, axis=1)[:, : self.count]  # where each particle ended
+        num = self.count // self.particles
+        return mx.take_along_axis(total.reshape(self.envs, self.width), slot, axis=1).reshape(self.envs, num, self.particles)
 
 
 def _to_members(x: mx.array, size: int) -> mx.array:
