@@ -310,7 +310,7 @@ def _planned_episodes(config: MbrlConfig, env, run: _Run, iteration: int) -> Epi
 
     def policy(observed: np.ndarray) -> np.ndarray:
         nonlocal state
-        plan, state = planner.optimize(observed, planner_state=state)
+        plan, state = planner.step(observed, state)
         return np.array(plan.actions[:, 0])
 
     episodes = _run(config, env, policy, episode_numbers(config, iteration), env.steps)

@@ -1,7 +1,7 @@
 """Imagining with an ensemble: particles, trajectory sampling, and risk-aware returns (PETS).
 
     propagation = Propagation("tsinf", particles=10, aggregate="cvar", alpha=0.2)
-    planner = CEM(ensemble, space, horizon=15, num_samples=500, propagation=propagation)
+    planner = CEM(ensemble, space, horizon=15, samples=500, propagation=propagation)
 
 Each action sequence is imagined by ``P`` particles; the planner sees one return per sequence, the
 particles' returns aggregated, so the search itself does not change.
@@ -137,11 +137,11 @@ class Propagation:
 class PropagatingEvaluate:
     """``evaluate(state [E, S], actions [E, N, H, A]) -> returns [E, N]`` with particles, fed per-environment keys.
 
-    :meth:`start` takes the planning call's keys ``[E, 2]`` (one per environment), keeps a share for
-    the particles and hands the rest back to the search; every evaluation then splits each
-    environment's particle key once, so environment ``e``'s draws depend only on its key and on
-    how many evaluations came before in the call. :class:`~planners.base.Planner` does this when
-    given ``propagation=``.
+    :meth:`bind` takes the planning call's keys ``[E, 2]`` (one per environment), keeps a share for
+    the particles and hands the rest back to the search with the call's evaluate; every evaluation
+    then splits each environment's particle key once, so environment ``e``'s draws depend only on
+    its key and on how many evaluations came before in the call. :class:`~planners.base.Planner`
+    does this when given ``propagation=``; :meth:`start` and calling the object are the stateful form.
 
     Args:
         ensemble: an :class:`EnsembleDynamics`.
@@ -161,26 +161,42 @@ class PropagatingEvaluate:
         self.ensemble, self.propagation = ensemble, propagation
         self.discount, self.terminal_value, self.streams = discount, terminal_value, streams
         self.termination = termination
-        self._keys: Optional[mx.array] = None
+        self._bound = None  # the evaluate of the last start()
+
+    def bind(self, keys: mx.array) -> tuple:
+        """``(evaluate, search keys [E, 2])`` for one planning call with per-environment keys ``[E, 2]``.
+
+        ``evaluate(state [E, S], actions [E, N, H, A]) -> [E, N]`` owns the particles' share of the
+        keys (nothing is stored here, so a planner's call stays pure); the rest goes to the search.
+        """
+        pairs = mx.vmap(lambda k: mx.random.split(k))(keys)
+        particle_keys = [pairs[:, 1]]
+
+        def evaluate(state: mx.array, actions: mx.array) -> mx.array:
+            envs = actions.shape[0]
+            if particle_keys[0].shape[0] != envs:
+                raise ValueError(f"bound to {particle_keys[0].shape[0]} environment(s), asked to evaluate {envs}")
+            split = mx.vmap(lambda k: mx.random.split(k))(particle_keys[0])
+            particle_keys[0] = split[:, 0]
+            returns = propagate(
+                self.ensemble, self.propagation, state, actions, split[:, 1],
+                discount=self.discount, terminal_value=self.terminal_value, streams=self.streams,
+                termination=self.termination,
+            )
+            return self.propagation.reduce(returns)
+
+        return evaluate, pairs[:, 0]
 
     def start(self, keys: mx.array) -> mx.array:
-        """Begin a planning call with per-environment keys ``[E, 2]``; returns the search's keys ``[E, 2]``."""
-        pairs = mx.vmap(lambda k: mx.random.split(k))(keys)
-        self._keys = pairs[:, 1]
-        return pairs[:, 0]
+        """Begin evaluating by calls (``self(state, actions)``) with keys ``[E, 2]``; returns the search's keys.
+        (:meth:`bind` is the form that keeps no state.)"""
+        self._bound, search_keys = self.bind(keys)
+        return search_keys
 
     def __call__(self, state: mx.array, actions: mx.array) -> mx.array:
-        envs = actions.shape[0]
-        if self._keys is None or self._keys.shape[0] != envs:
-            raise ValueError(f"call start(keys [{envs}, 2]) before evaluating {envs} environment(s) with particles")
-        pairs = mx.vmap(lambda k: mx.random.split(k))(self._keys)
-        self._keys = pairs[:, 0]
-        returns = propagate(
-            self.ensemble, self.propagation, state, actions, pairs[:, 1],
-            discount=self.discount, terminal_value=self.terminal_value, streams=self.streams,
-            termination=self.termination,
-        )
-        return self.propagation.reduce(returns)
+        if self._bound is None:
+            raise ValueError(f"call start(keys [{actions.shape[0]}, 2]) before evaluating environments with particles")
+        return self._bound(state, actions)
 
 
 def propagate(

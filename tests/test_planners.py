@@ -134,7 +134,7 @@ def test_warm_start_is_the_shifted_plan_and_reset_forgets_it(cls, kind, monkeypa
 
     seen = []
     search = planner._search
-    monkeypatch.setattr(planner, "_search", lambda state, warm, key: seen.append(warm) or search(state, warm, key))
+    monkeypatch.setattr(planner, "_search", lambda state, warm, *rest: seen.append(warm) or search(state, warm, *rest))
     env, _ = env_and_space(kind)
     state, _ = env(STARTS, first.actions[:, 0])
     second = planner.optimize(state)
@@ -207,7 +207,7 @@ def test_wrong_dynamics_shapes_raise(cls, kind, bad, message):
 
 
 COMMON_BAD = [
-    ("num_samples", 0), ("horizon", -1), ("horizon", 2.5), ("iterations", 0), ("seed", -1),
+    ("samples", 0), ("num_samples", 0), ("horizon", -1), ("horizon", 2.5), ("iterations", 0), ("seed", -1),
     ("discount", 0.0), ("discount", 1.5),
 ]
 SPECIFIC_BAD = {
