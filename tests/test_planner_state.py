@@ -143,3 +143,24 @@ def test_the_fallback_warns_after_the_search_for_nan_dynamics():
 def test_from_arrays_rejects_other_files():
     with pytest.raises(ValueError, match="not a planner state: no 'keys'"):
         PlannerState.from_arrays({"weights": mx.zeros((2,))})
+
+
+@pytest.mark.slow  # the first compiled call of a process builds C++ kernels (seconds)
+@pytest.mark.parametrize("cls", [planners.MPPI, planners.ICEM])
+def test_a_compiled_call_gives_the_same_numbers(cls):
+    if not planners.execution.compile_works():
+        pytest.skip("mx.compile cannot build kernels here")
+    plain, compiled = make(cls, compile=False), make(cls, compile=True)
+    assert compiled.compiles() and not plain.compiles()
+    ours, theirs = plain.init(np.arange(4)), compiled.init(np.arange(4))
+    for _ in range(2):  # the second call starts from a warm start (another compiled program)
+        a, ours = plain.step(STARTS, ours)
+        b, theirs = compiled.step(STARTS, theirs)
+        assert np.array_equal(np.array(a.actions), np.array(b.actions))
+        assert np.array_equal(np.array(a.expected_return), np.array(b.expected_return))
+        assert np.array_equal(np.array(ours.keys), np.array(theirs.keys))
+
+
+def test_compile_must_be_a_bool_or_none():
+    with pytest.raises(ValueError, match="compile must be True, False or None"):
+        make(planners.CEM, compile="yes")
