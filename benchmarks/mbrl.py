@@ -306,7 +306,7 @@ def _planned_episodes(config: MbrlConfig, env, run: _Run, iteration: int) -> Epi
     """Iteration ``i``'s episodes, planned with the current model; the planner's key streams continue ``run.collector``."""
     planner = _planner(config, env, run.model.folded(), _propagation(config))
     ids = COLLECT_IDS + np.arange(config.episodes_per_iteration)
-    state = planner.init_state(ids) if run.collector is None else run.collector.without_warm_start()
+    state = planner.init(ids) if run.collector is None else run.collector.without_warm_start()
 
     def policy(observed: np.ndarray) -> np.ndarray:
         nonlocal state

@@ -69,7 +69,8 @@ JAX_UNROLLED = Worker(  # MPPI has one iteration: the same program as "jax"
 )
 WMPLAN = Worker("wmplan", "wmplan (MLX)", "benchmarks.peers.mlx_planners", "folded", ("mlx",))
 WMPLAN_LINEAR = Worker("wmplan_linear", "wmplan (MLX, nn.Linear)", "benchmarks.peers.mlx_planners", "linear", ("mlx",))
-WORKERS = {w.name: w for w in (TORCH, PYTORCH_MPPI, JAX, JAX_UNROLLED, WMPLAN, WMPLAN_LINEAR)}
+WMPLAN_COMPILED = Worker("wmplan_compiled", "wmplan (MLX, compiled)", "benchmarks.peers.mlx_planners", "compiled", ("mlx",))
+WORKERS = {w.name: w for w in (TORCH, PYTORCH_MPPI, JAX, JAX_UNROLLED, WMPLAN, WMPLAN_LINEAR, WMPLAN_COMPILED)}
 DEFAULT_WORKERS = ("torch", "pytorch_mppi", "jax", "wmplan")
 
 

@@ -7,6 +7,7 @@ import warnings
 from typing import Callable, NamedTuple, Optional
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 
 from .checks import check_float, check_int
@@ -233,8 +234,11 @@ class Planner:
         compile: run each planning call as one ``mx.compile``-d program (``True``), the plain way
             (``False``), or as measured fastest for this planner (``None``, the class's
             :attr:`compile_by_default`). Where MLX cannot compile here
-            (:func:`~planners.execution.compile_works`), the plain way. Results are the same numbers
-            either way (the compiled program may fuse element-wise operations: see :meth:`step`).
+            (:func:`~planners.execution.compile_works`), the plain way. The numbers measured
+            bit-identical here (CEM, iCEM, MPPI, random shooting, gradient, ensembles); a compiled
+            program may fuse element-wise operations, so elsewhere they may differ in the last bits.
+            Dynamics that are an ``nn.Module`` are read afresh every call (their weights may
+            change); arrays held by other dynamics are frozen into the program at its first call.
         **distribution_options: for :func:`~planners.distributions.make_distribution` (subclasses
             name the ones they use: ``init_std``, ``spread``, ``noise_beta``, ``colored_fraction``).
 
@@ -388,7 +392,8 @@ class Planner:
             return plan, PlannerState(keys, planner_state.ids, warm), failed
         shape = (warm is not None, warm is not None and warm.elites is not None)
         if shape not in self._compiled:
-            self._compiled[shape] = mx.compile(lambda *arrays: self._flat_graph(shape, *arrays))
+            weights = self.dynamics.state if isinstance(self.dynamics, nn.Module) else None  # read at every call
+            self._compiled[shape] = mx.compile(lambda *arrays: self._flat_graph(shape, *arrays), inputs=weights)
         arrays = [state, planner_state.keys] + ([] if warm is None else [warm.actions]) + ([warm.elites] if shape[1] else [])
         out = self._compiled[shape](*arrays)
         elites = out[4] if len(out) == 6 else None

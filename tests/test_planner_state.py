@@ -4,6 +4,7 @@ import warnings
 
 import mlx.core as mx
 import numpy as np
+from mlx.utils import tree_map
 import pytest
 
 import planners
@@ -159,6 +160,23 @@ def test_a_compiled_call_gives_the_same_numbers(cls):
         assert np.array_equal(np.array(a.actions), np.array(b.actions))
         assert np.array_equal(np.array(a.expected_return), np.array(b.expected_return))
         assert np.array_equal(np.array(ours.keys), np.array(theirs.keys))
+
+
+@pytest.mark.slow
+def test_a_compiled_call_reads_a_modules_weights_afresh():
+    if not planners.execution.compile_works():
+        pytest.skip("mx.compile cannot build kernels here")
+    from worldmodel import WorldModel
+
+    mx.random.seed(0)
+    model = WorldModel(hidden=(8,))
+    planner = planners.MPPI(model, ENV.action_space, horizon=3, samples=16, iterations=1, compile=True)
+    before, _ = planner.step(STARTS, planner.init(np.arange(4)))
+    model.update(tree_map(lambda w: w * 2.0, model.parameters()))
+    after, _ = planner.step(STARTS, planner.init(np.arange(4)))
+    plain, _ = planners.MPPI(model, ENV.action_space, horizon=3, samples=16, iterations=1).step(STARTS, planner.init(np.arange(4)))
+    assert not np.array_equal(np.array(before.expected_return), np.array(after.expected_return))
+    assert np.array_equal(np.array(after.expected_return), np.array(plain.expected_return))
 
 
 def test_compile_must_be_a_bool_or_none():
