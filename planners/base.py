@@ -254,10 +254,11 @@ class Planner:
 
     compile_by_default = False
     """Whether ``compile=None`` compiles each call. Off for every planner, as measured on the Linux
-    CPU backend (speed_compare's MLP, CEM and MPPI): once built, a compiled call took 0.74-0.76x
-    the time at (N, H) = (1000, 15) but 1.12-1.13x at (16384, 30), and building it costs a C++
-    kernel compile on the first call of a process (~18 s) and a trace per new planner and shape
-    (~0.1 s). ``compile=True`` pays off for long control loops at small sizes."""
+    CPU backend (speed_compare's MLP, CEM and MPPI, three interleaved runs on 2 shared cores): once
+    built, a compiled call took 0.74-0.97x the time at (N, H) = (1000, 15) and 0.92-1.13x at
+    (16384, 30), but building it costs a C++ kernel compile on the first call of a process (~18 s)
+    and a trace per new planner and warm-start shape (0.1-2.5 s). ``compile=True`` pays off for
+    long control loops at small sizes."""
 
     def __init__(
         self,
