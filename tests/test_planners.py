@@ -30,7 +30,7 @@ def _all_planners():
 
 PLANNERS = _all_planners()
 SPACES = ["discrete", "box"]
-SMALL = dict(horizon=5, num_samples=32, iterations=2)
+SMALL = dict(horizon=5, samples=32, iterations=2)
 BOX = Box(-0.5, 0.5, shape=(1,))  # narrower than the push range: the bounds bind
 STARTS = mx.array([[1.0, 0.0], [-1.5, -1.0], [0.3, 0.5]])
 
@@ -135,7 +135,7 @@ def test_warm_start_is_the_shifted_plan_and_reset_forgets_it(cls, kind, monkeypa
 
     seen = []
     search = planner._search
-    monkeypatch.setattr(planner, "_search", lambda state, warm, key: seen.append(warm) or search(state, warm, key))
+    monkeypatch.setattr(planner, "_search", lambda state, warm, *rest: seen.append(warm) or search(state, warm, *rest))
     env, _ = env_and_space(kind)
     state, _ = env(STARTS, first.actions[:, 0])
     second = planner.optimize(state)
@@ -158,7 +158,7 @@ def test_warm_start_is_the_shifted_plan_and_reset_forgets_it(cls, kind, monkeypa
 def test_nan_returns_are_never_chosen(cls, kind):
     dynamics = Switchable(kind)
     dynamics.bad = forbidden(kind)
-    planner = make(cls, kind, dynamics, num_samples=64)
+    planner = make(cls, kind, dynamics, samples=64)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         for _ in range(3):
@@ -208,7 +208,7 @@ def test_wrong_dynamics_shapes_raise(cls, kind, bad, message):
 
 
 COMMON_BAD = [
-    ("num_samples", 0), ("horizon", -1), ("horizon", 2.5), ("iterations", 0), ("seed", -1),
+    ("samples", 0), ("samples", 0), ("horizon", -1), ("horizon", 2.5), ("iterations", 0), ("seed", -1),
     ("discount", 0.0), ("discount", 1.5),
 ]
 SPECIFIC_BAD = {
@@ -263,7 +263,7 @@ def test_any_user_model_linear_quadratic(cls):
     model = LinearQuadratic()
     space = Box(-1.0, 1.0, shape=(2,))
     starts = mx.array([[1.0, -1.0, 0.5, 0.5], [-0.5, 0.8, -1.0, 0.2]])
-    planner = cls(model, space, horizon=8, num_samples=200)
+    planner = cls(model, space, horizon=8, samples=200)
     plan = planner.optimize(starts)
     assert plan.actions.shape == (2, 8, 2)
     zero = np.array(rollout(model, starts, mx.zeros((2, 8, 2))))
@@ -275,7 +275,7 @@ def test_any_user_model_linear_quadratic(cls):
 @pytest.mark.parametrize("cls", [planners.CEM, planners.MPPI], ids=lambda c: c.__name__)
 def test_centres_the_particle(cls):
     env = ParticleEnv()
-    planner = cls(env, env.action_space, horizon=15, num_samples=300)
+    planner = cls(env, env.action_space, horizon=15, samples=300)
     state, total = mx.array([[1.0, 0.0]]), 0.0
     for _ in range(30):
         state, reward = env(state, planner.act(state))

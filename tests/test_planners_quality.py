@@ -32,7 +32,7 @@ def quality_starts(num: int, seed: int = 0) -> np.ndarray:
 def test_cost_ratio_against_the_optimum(cls):
     env = ParticleEnv()
     starts = quality_starts(EPISODES)
-    planner = cls(env, env.action_space, horizon=15, num_samples=1000)
+    planner = cls(env, env.action_space, horizon=15, samples=1000)
     returns = run_episodes(planner_policy(planner), env, starts, STEPS).returns
     ratio = np.sum(-returns) / np.sum(-optimal_returns(env, starts, STEPS))
     print(f"\n{cls.__name__}: cost ratio {ratio:.4f} over {EPISODES} episodes")
