@@ -2,7 +2,7 @@
 
 Cost ratio = sum over episodes of (-return) / sum of (-optimal return); 50 steps, horizon 15,
 1000 samples, every episode stepped together (one ``act`` per step). A bigger run by hand:
-``WMPLAN_QUALITY_EPISODES=100 pytest tests/test_planners_quality.py -m slow -s`` (prints the ratios).
+``WMPLAN_QUALITY_EPISODES=100 pytest tests/planners/test_quality.py -m slow -s`` (prints the ratios).
 """
 
 from __future__ import annotations
