@@ -14,6 +14,7 @@ from planners import Box, Discrete, Plan, Planner, SamplingPlanner, rollout
 from planners.base import shift
 from planners.distributions import colored_noise_basis
 from worldmodel.envs import ParticleEnv
+from worldmodel.envs.particle import one_hot_pushes
 
 
 def _all_planners():
@@ -318,6 +319,11 @@ def test_colored_noise_has_unit_variance_and_correlates_in_time():
     assert lag1 > 0.5  # white noise: 0
 
 
-def test_particle_env_is_dynamics():
-    assert isinstance(ParticleEnv(), planners.Dynamics)
-    assert isinstance(Discrete(3), Discrete)
+def test_particle_env_is_dynamics_a_planner_can_imagine_with():
+    """Two +1 pushes from (1, 0), by hand: v = 0.1, x = 1.1; v = 0.2, x = 1.3; rewards -|x|."""
+    returns, states, rewards = planners.rollout(
+        ParticleEnv(), mx.array([[1.0, 0.0]]), one_hot_pushes([[1, 1]]), return_trajectory=True
+    )
+    np.testing.assert_allclose(np.array(states[0]), [[1.0, 0.0], [1.1, 0.1], [1.3, 0.2]], atol=1e-6)
+    np.testing.assert_allclose(np.array(rewards[0]), [-1.1, -1.3], atol=1e-6)
+    np.testing.assert_allclose(np.array(returns), [-2.4], atol=1e-6)
