@@ -39,7 +39,7 @@ def train_timed(build, data, config: TrainConfig) -> tuple:
 
 def closed_loop_row(name: str, dynamics, env, starts, steps: int, samples: int, seed: int, optimal_cost: float, propagation=None) -> dict:
     """CEM with ``dynamics`` (and ``propagation``) for ``steps`` steps from ``starts``: one result row."""
-    planner = planners.CEM(dynamics, env.action_space, num_samples=samples, seed=seed, propagation=propagation)
+    planner = planners.CEM(dynamics, env.action_space, samples=samples, seed=seed, propagation=propagation)
     episodes = run_episodes(planner_policy(planner), env, starts, steps)
     return {
         "name": name,

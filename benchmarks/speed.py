@@ -41,7 +41,7 @@ def measure_planning(model, env, names, sizes, horizons, iterations, repeats: in
         for horizon in horizons:
             for samples in sizes:
                 counted = CountingDynamics(model)
-                options = {"horizon": horizon, "num_samples": samples}
+                options = {"horizon": horizon, "samples": samples}
                 if iterations is not None:
                     options["iterations"] = iterations
                 planner = planners.make_planner(name, counted, env.action_space, seed=0, termination=env.termination, **options)

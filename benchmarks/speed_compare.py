@@ -69,7 +69,8 @@ JAX_UNROLLED = Worker(  # MPPI has one iteration: the same program as "jax"
 )
 WMPLAN = Worker("wmplan", "wmplan (MLX)", "benchmarks.peers.mlx_planners", "folded", ("mlx",))
 WMPLAN_LINEAR = Worker("wmplan_linear", "wmplan (MLX, nn.Linear)", "benchmarks.peers.mlx_planners", "linear", ("mlx",))
-WORKERS = {w.name: w for w in (TORCH, PYTORCH_MPPI, JAX, JAX_UNROLLED, WMPLAN, WMPLAN_LINEAR)}
+WMPLAN_COMPILED = Worker("wmplan_compiled", "wmplan (MLX, compiled)", "benchmarks.peers.mlx_planners", "compiled", ("mlx",))
+WORKERS = {w.name: w for w in (TORCH, PYTORCH_MPPI, JAX, JAX_UNROLLED, WMPLAN, WMPLAN_LINEAR, WMPLAN_COMPILED)}
 DEFAULT_WORKERS = ("torch", "pytorch_mppi", "jax", "wmplan")
 
 
@@ -189,7 +190,7 @@ def build_tables(cases: list[common.Case], runs: dict[str, dict], names: list[st
     peak = max((runs[n].get("peak", {}).get("gflops") or 0.0 for n in names), default=0.0)
     time_rows, rate_rows = [], []
     for case in cases:
-        name = f"{case.planner} x{case.iterations} ({case.num_samples}, {case.horizon})"
+        name = f"{case.planner} x{case.iterations} ({case.samples}, {case.horizon})"
         cells = {n: by_key[n].get(case.key) for n in names}
         base = cells.get("wmplan")
         time_row = [name, *(f"{c['median_ms']:.1f}" if c else "–" for c in cells.values())]

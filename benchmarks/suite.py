@@ -148,7 +148,7 @@ def reference_planner(dynamics, env, config: BenchmarkConfig):
     """The ``reference`` row's planner: :data:`REFERENCE_PLANNER` with :data:`REFERENCE_SCALE` times the
     samples and iterations that ``config`` (or the env, or the planner's defaults) gives it."""
     base = make_planner(REFERENCE_PLANNER, dynamics, env, config)
-    return make_planner(REFERENCE_PLANNER, dynamics, env, config, num_samples=REFERENCE_SCALE * base.num_samples,
+    return make_planner(REFERENCE_PLANNER, dynamics, env, config, samples=REFERENCE_SCALE * base.samples,
                         iterations=REFERENCE_SCALE * base.iterations)
 
 
@@ -260,7 +260,7 @@ def _config_record(config: BenchmarkConfig, env, episodes: int, w: World) -> dic
     else:
         planner = reference_planner(env, env, config)
         record["reference"] = {"planner": REFERENCE_PLANNER, "dynamics": "true", "horizon": planner.horizon,
-                               "samples": planner.num_samples, "iterations": planner.iterations}
+                               "samples": planner.samples, "iterations": planner.iterations}
     return record
 
 

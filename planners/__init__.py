@@ -4,7 +4,7 @@ Planners: :class:`RandomShooting`, :class:`CEM` (and the iCEM preset :class:`ICE
 :class:`GradientPlanner` and the CEM + gradient hybrid :class:`CEMGradient`, by name through
 :data:`PLANNERS` / :func:`make_planner`. Each works with ``Discrete`` and ``Box`` action spaces::
 
-    planner = CEM(env, env.action_space, horizon=15, num_samples=1000)
+    planner = CEM(env, env.action_space, horizon=15, samples=1000)
     action = planner.act(state)          # [E, S] -> [E, A], warm-started from the previous call
     plan = planner.optimize(state)       # Plan(actions [E, H, A], expected_return [E])
 

@@ -1,23 +1,26 @@
-"""Machinery every planner shares: the :class:`Plan`, option checks, warm start and shift, NaN fallback."""
+"""Machinery every planner shares: the pure core (:meth:`Planner.init`, :meth:`Planner.step`), the
+:class:`Plan`, option checks, warm start and shift, the NaN fallback, and the whole-call compile."""
 
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 
 from .checks import check_float, check_int
 from .distributions import make_distribution
-from .dynamics import Dynamics, TerminalValue, Termination, check_options, check_sizes, make_evaluate
+from .dynamics import Dynamics, Evaluate, TerminalValue, Termination, check_options, check_sizes, make_evaluate
 from .runtime.memory import check_fits
+from .runtime.streams import compile_works
 
-__all__ = ["Plan", "Planner", "PlannerState", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
+__all__ = ["Plan", "Planner", "PlannerState", "SearchCall", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
 
 
 class Plan(NamedTuple):
-    """The result of :meth:`Planner.optimize`.
+    """The result of :meth:`Planner.step` and :meth:`Planner.optimize`.
 
     Attributes:
         actions: planned action sequences ``[E, H, A]`` (one-hot for ``Discrete``).
@@ -44,7 +47,7 @@ class PlannerState(NamedTuple):
         ids: the environments' ids ``[E]`` (int64 numpy): global indices, distinct.
         warm: the shifted previous plan (and elites) to start from, or ``None``.
 
-    A value, not a handle: :meth:`Planner.optimize` with ``planner_state=`` returns a new one. Rows
+    A value, not a handle: :meth:`Planner.step` returns a new one. Rows
     can be selected (:meth:`rows`) and joined (:meth:`concatenate`), so a controller can be sharded
     over processes and put back together, and saved with :meth:`to_arrays` / :meth:`from_arrays`.
     """
@@ -165,6 +168,26 @@ class PerEnvDraws:
         return f"PerEnvDraws({self.wrapped!r})"
 
 
+class SearchCall(NamedTuple):
+    """What one planning call's search works with.
+
+    Attributes:
+        evaluate: ``evaluate(state [E, S], actions [E, N, H, A]) -> returns [E, N]`` for this call
+            (with an ensemble, bound to the call's particle keys).
+        sync: ``sync(*arrays)`` between a gradient planner's Adam steps: ``mx.eval`` on the eager
+            path (the backward graphs would pile up otherwise), nothing when the whole call is
+            compiled into one program. Population searches build one graph and never call it
+            (an eval per iteration measured no faster, with the same peak memory).
+    """
+
+    evaluate: Evaluate
+    sync: Callable
+
+
+def _no_sync(*arrays) -> None:
+    """Between iterations of a compiled call: nothing (the search stays one graph)."""
+
+
 POPULATION_COPIES = 4
 """float32 copies of a population ``[E, N, H, A]`` alive at once in a search step (measured: about 2.7)."""
 ROW_BYTES = 512
@@ -188,7 +211,8 @@ class Planner:
         dynamics: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])`` (:class:`Dynamics`).
         action_space: ``Discrete(n)`` or ``Box(low, high)``.
         horizon: plan length ``H``.
-        num_samples: sequences ``N`` imagined per environment and iteration.
+        samples: sequences ``N`` imagined per environment and iteration (``num_samples``: its old
+            name, still accepted with a ``DeprecationWarning``).
         iterations: search iterations per call.
         seed: seed of the planners' random keys. Every environment has its own key stream, started
             from ``(seed, env id)`` and split once per call, so the same seed and env ids give the
@@ -207,15 +231,34 @@ class Planner:
             by particles whose returns are aggregated (the search still sees returns ``[E, N]``); the
             particles' draws come from the environments' key streams. Gradient planners follow
             ``mx.grad`` of the members' mean and select with the propagated returns.
+        compile: run each planning call as one ``mx.compile``-d program (``True``), the plain way
+            (``False``), or as measured fastest for this planner (``None``, the class's
+            :attr:`compile_by_default`). Where MLX cannot compile here
+            (:func:`~planners.runtime.streams.compile_works`), the plain way. The numbers measured
+            bit-identical here (CEM, iCEM, MPPI, random shooting, gradient, ensembles); a compiled
+            program may fuse element-wise operations, so elsewhere they may differ in the last bits.
+            Dynamics that are an ``nn.Module`` are read afresh every call (their weights may
+            change); arrays held by other dynamics are frozen into the program at its first call.
         **distribution_options: for :func:`~planners.distributions.make_distribution` (subclasses
             name the ones they use: ``init_std``, ``spread``, ``noise_beta``, ``colored_fraction``).
 
-    Use :meth:`act` for one MPC step (warm-started from the previous call's shifted plan),
-    :meth:`optimize` for the whole :class:`Plan`, :meth:`reset` to forget the warm start. Both take
-    optional ``env_ids`` ``[E]``: distinct global indices of the environments (default
-    ``0 .. E-1``); a share of the episodes planned elsewhere (another process) with their global ids
-    gets exactly the noise, and so the actions, it gets in one batch with all of them.
+    The pure core: :meth:`init` ``(env_ids) -> PlannerState`` and :meth:`step` ``(state,
+    planner_state) -> (Plan, PlannerState)``, which leaves the planner unchanged. On top, the
+    stateful :meth:`act` (one MPC step, warm-started from the previous call's shifted plan) and
+    :meth:`optimize` (the whole :class:`Plan`) keep a :class:`PlannerState` in the planner;
+    :meth:`reset` forgets the warm start. Both take optional ``env_ids`` ``[E]``: distinct global
+    indices of the environments (default ``0 .. E-1``); a share of the episodes planned elsewhere
+    (another process) with their global ids gets exactly the noise, and so the actions, it gets in
+    one batch with all of them.
     """
+
+    compile_by_default = False
+    """Whether ``compile=None`` compiles each call. Off for every planner, as measured on the Linux
+    CPU backend (speed_compare's MLP, CEM and MPPI, three interleaved runs on 2 shared cores): once
+    built, a compiled call took 0.74-0.97x the time at (N, H) = (1000, 15) and 0.92-1.13x at
+    (16384, 30), but building it costs a C++ kernel compile on the first call of a process (~18 s)
+    and a trace per new planner and warm-start shape (0.1-2.5 s). ``compile=True`` pays off for
+    long control loops at small sizes."""
 
     def __init__(
         self,
@@ -223,21 +266,23 @@ class Planner:
         action_space,
         *,
         horizon: int,
-        num_samples: int,
         iterations: int,
+        samples: Optional[int] = None,
+        num_samples: Optional[int] = None,
         seed: int = 0,
         discount: float = 1.0,
         terminal_value: Optional[TerminalValue] = None,
         streams: Optional[int] = None,
         termination: Optional[Termination] = None,
         propagation=None,
+        compile: Optional[bool] = None,
         **distribution_options,
     ):
         self.discount, self.streams = check_options(dynamics, discount, terminal_value, streams, termination)
         self.dynamics = dynamics
         self.action_space = action_space
         self.horizon = check_int("horizon", horizon)
-        self.num_samples = check_int("num_samples", num_samples)
+        self.samples = population_size(samples, num_samples)
         self.iterations = check_int("iterations", iterations)
         self.seed = check_int("seed", seed, minimum=0)
         self.terminal_value = terminal_value
@@ -256,9 +301,18 @@ class Planner:
         self.evaluate = build(
             dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams, termination=termination
         )
+        if compile not in (None, True, False):
+            raise ValueError(f"compile must be True, False or None, got {compile!r}")
+        self.compile = compile
+        self._compiled: dict = {}  # (warm start?, elites?) -> the mx.compile-d call (a cache)
         self._state: Optional[PlannerState] = None  # the last call's environments (stateful use)
         self._parked: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call
         self._memory_checked: Optional[int] = None  # the number of environments last checked
+
+    @property
+    def num_samples(self) -> int:
+        """The population size :attr:`samples` (its old name)."""
+        return self.samples
 
     @property
     def warm_start(self) -> Optional[WarmStart]:
@@ -275,66 +329,109 @@ class Planner:
         if self._state is not None:
             self._state = self._state.without_warm_start()
 
-    def init_state(self, env_ids) -> PlannerState:
+    def init(self, env_ids) -> PlannerState:
         """A fresh :class:`PlannerState` for environments ``env_ids`` ``[E]``: keys from ``(seed, id)``, no warm start."""
         ids = self._check_ids(env_ids, len(np.atleast_1d(np.asarray(env_ids))))
         keys = [env_key(self.seed, i) for i in ids.tolist()]
         return PlannerState(mx.array(np.stack(keys)) if keys else mx.zeros((0, 2), dtype=mx.uint32), ids)
 
+    init_state = init  # its former name
+
+    def step(self, state, planner_state: PlannerState) -> tuple[Plan, PlannerState]:
+        """Plan from ``state [E, S]`` and ``planner_state`` (one row each; see :meth:`init`): ``(Plan, next PlannerState)``.
+
+        Pure: the planner is left unchanged, so the same arguments give the same result. The
+        search builds one graph (no host synchronisation inside it, with :attr:`compile` one
+        compiled program); it is evaluated once at the end, and only then is the fallback
+        warned about: where no finite imagined return was found, the plan is the warm start (or
+        the initial mode) with return ``-inf``, and a ``RuntimeWarning`` says for how many.
+        """
+        state = _states(state)
+        envs = state.shape[0]
+        self._check_state(planner_state, envs)
+        check_sizes(self.dynamics, state_size=state.shape[1])
+        if envs == 0:  # nothing to plan for: no search, no change to the warm start or the keys
+            return Plan(mx.zeros((0, self.horizon, self.action_space.dim)), mx.zeros((0,))), planner_state
+        if envs != self._memory_checked:  # a cache: the check reads the machine's free memory
+            self.check_memory(envs)
+            self._memory_checked = envs
+        plan, after, failed = self._call(state, planner_state)
+        mx.eval(plan, after.keys, after.warm, failed)
+        count = int(np.sum(np.array(failed)))
+        if count:
+            warnings.warn(
+                f"planner found no finite imagined return for {count} of {envs} environment(s); keeping the previous plan",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return plan, after
+
     def act(self, state, env_ids=None) -> mx.array:
         """One MPC step for ``E`` environments: ``state [E, S] -> action [E, A]`` (``env_ids``: see :meth:`optimize`)."""
         return self.optimize(state, env_ids).actions[:, 0]
 
-    def optimize(self, state, env_ids=None, *, planner_state: Optional[PlannerState] = None):
+    def optimize(self, state, env_ids=None, *, planner_state=None) -> Plan:
         """Plan from ``state [E, S]``: a :class:`Plan` with ``actions [E, H, A]`` and ``expected_return [E]``.
 
         ``env_ids``: ``[E]`` distinct non-negative integers naming the environments (default
         ``0 .. E-1``). Each one's random draws come from its own key stream; the warm start is
-        used only when the ids are those of the previous call.
-
-        ``planner_state``: plan from this :class:`PlannerState` (one row per state; see
-        :meth:`init_state`) instead of the planner's own, and return ``(plan, next_planner_state)``
-        -- the planner itself is left unchanged (the init/update shape of optax).
+        used only when the ids are those of the previous call. The planner keeps the next
+        :class:`PlannerState` (:attr:`state`); :meth:`step` is the pure form.
         """
-        state = mx.array(state, dtype=mx.float32)
-        if state.ndim != 2:
-            raise ValueError(f"state must be [E, S], got shape {tuple(state.shape)}")
         if planner_state is not None:
-            self._check_state(planner_state, state.shape[0], env_ids)
-            return self._plan(state, planner_state)
+            raise TypeError("optimize() no longer takes planner_state=; use step(state, planner_state) -> (Plan, PlannerState)")
+        state = _states(state)
         ids = self._check_ids(env_ids, state.shape[0])
-        plan, self._state = self._plan(state, self._continued(ids))
+        plan, self._state = self.step(state, self._continued(ids))
         return plan
 
-    def _plan(self, state: mx.array, planner_state: PlannerState) -> tuple:
-        """One search from ``state [E, S]`` and ``planner_state``: ``(Plan, next PlannerState)``."""
-        check_sizes(self.dynamics, state_size=state.shape[1])
-        envs = state.shape[0]
-        if envs == 0:  # nothing to plan for: no search, no change to the warm start or the keys
-            return Plan(mx.zeros((0, self.horizon, self.action_space.dim)), mx.zeros((0,))), planner_state
-        if envs != self._memory_checked:
-            self.check_memory(envs)
-            self._memory_checked = envs
+    def _call(self, state: mx.array, planner_state: PlannerState) -> tuple:
+        """The search as one graph: ``(Plan, next PlannerState, failed [E] bool)``, compiled where :meth:`compiles`."""
         warm = planner_state.warm
-        pairs = mx.vmap(lambda k: mx.random.split(k))(planner_state.keys)  # [E, 2, 2]
-        key = pairs[:, 1]
-        if self.propagation is not None:
-            key = self.evaluate.start(key)  # a share of each environment's key for its particles
-        plan, elites = self._search(state, warm, key)
-        plan = self._fallback(plan, warm, envs)
-        after = PlannerState(
-            pairs[:, 0], planner_state.ids, WarmStart(shift(plan.actions), None if elites is None else shift(elites))
-        )
-        mx.eval(plan, after.keys, after.warm)
-        return plan, after
+        if not self.compiles():
+            plan, keys, warm, failed = self._graph(state, planner_state.keys, warm, mx.eval)
+            return plan, PlannerState(keys, planner_state.ids, warm), failed
+        shape = (warm is not None, warm is not None and warm.elites is not None)
+        if shape not in self._compiled:
+            weights = self.dynamics.state if isinstance(self.dynamics, nn.Module) else None  # read at every call
+            self._compiled[shape] = mx.compile(lambda *arrays: self._flat_graph(shape, *arrays), inputs=weights)
+        arrays = [state, planner_state.keys] + ([] if warm is None else [warm.actions]) + ([warm.elites] if shape[1] else [])
+        out = self._compiled[shape](*arrays)
+        elites = out[4] if len(out) == 6 else None
+        return Plan(out[0], out[1]), PlannerState(out[2], planner_state.ids, WarmStart(out[3], elites)), out[-1]
 
-    def _check_state(self, planner_state, envs: int, env_ids) -> None:
+    def compiles(self) -> bool:
+        """Whether :meth:`step` runs each call as one ``mx.compile``-d program (see the ``compile`` option)."""
+        wanted = type(self).compile_by_default if self.compile is None else self.compile
+        return wanted and compile_works()
+
+    def _flat_graph(self, shape: tuple, state, keys, *warm_arrays) -> list:
+        """:meth:`_graph` on and to flat lists of arrays (what ``mx.compile`` traces)."""
+        warm = WarmStart(warm_arrays[0], warm_arrays[1] if shape[1] else None) if shape[0] else None
+        plan, keys, warm, failed = self._graph(state, keys, warm, _no_sync)
+        elites = [] if warm.elites is None else [warm.elites]
+        return [plan.actions, plan.expected_return, keys, warm.actions, *elites, failed]
+
+    def _graph(self, state: mx.array, keys: mx.array, warm: Optional[WarmStart], sync: Callable) -> tuple:
+        """One planning call, pure: ``(Plan, next keys [E, 2], next WarmStart, failed [E] bool)``."""
+        envs = state.shape[0]
+        pairs = mx.vmap(lambda k: mx.random.split(k))(keys)  # [E, 2, 2]
+        key = pairs[:, 1]
+        evaluate = self.evaluate
+        if self.propagation is not None:
+            evaluate, key = self.evaluate.bind(key)  # a share of each environment's key for its particles
+        plan, elites = self._search(state, warm, key, SearchCall(evaluate, sync))
+        failed = ~mx.isfinite(plan.expected_return)  # keep the previous plan there (warned about after the call)
+        actions = mx.where(failed[:, None, None], self._first_guess(envs, warm).actions, plan.actions)
+        plan = Plan(actions, mx.where(failed, -mx.inf, plan.expected_return))
+        warm = WarmStart(shift(plan.actions), None if elites is None else shift(elites))
+        return plan, pairs[:, 0], warm, failed
+
+    def _check_state(self, planner_state, envs: int) -> None:
         if not isinstance(planner_state, PlannerState):
-            raise ValueError(f"planner_state must be a PlannerState (see Planner.init_state), got {type(planner_state).__name__}")
+            raise ValueError(f"planner_state must be a PlannerState (see Planner.init), got {type(planner_state).__name__}")
         if planner_state.envs != envs or tuple(planner_state.keys.shape) != (envs, 2):
             raise ValueError(f"planner_state holds {planner_state.envs} environment(s), the state {envs}")
-        if env_ids is not None and not np.array_equal(self._check_ids(env_ids, envs), planner_state.ids):
-            raise ValueError("env_ids differ from the planner_state's ids")
         warm = planner_state.warm
         if warm is not None and tuple(warm.actions.shape) != (envs, self.horizon, self.action_space.dim):
             raise ValueError(
@@ -343,18 +440,18 @@ class Planner:
             )
 
     def memory_estimate(self, envs: int) -> int:
-        """Rough peak bytes of one :meth:`optimize` call for ``envs`` environments (:mod:`planners.memory`):
+        """Rough peak bytes of one :meth:`optimize` call for ``envs`` environments (:mod:`planners.runtime.memory`):
         the populations, each imagined row and, for gradient planners, every step kept for the backward pass."""
-        rows = envs * self.num_samples
+        rows = envs * self.samples
         population = 4 * POPULATION_COPIES * self.horizon * self.action_space.dim
         return rows * (population + ROW_BYTES) + self._gradient_rows(envs) * self.horizon * GRADIENT_STEP_BYTES
 
     def check_memory(self, envs: int) -> None:
-        """:class:`~planners.memory.MemoryBudgetError` when planning for ``envs`` environments would need
+        """:class:`~planners.runtime.memory.MemoryBudgetError` when planning for ``envs`` environments would need
         more memory than is available (:meth:`optimize` checks this itself before its first search)."""
         check_fits(
             self.memory_estimate(envs),
-            f"planning {envs} environment(s) x {self.num_samples} samples x horizon {self.horizon}",
+            f"planning {envs} environment(s) x {self.samples} samples x horizon {self.horizon}",
         )
 
     def _gradient_rows(self, envs: int) -> int:
@@ -388,23 +485,12 @@ class Planner:
         rows = [env_key(self.seed, i) if row is None else row for i, row in zip(ids.tolist(), rows)]
         return mx.array(np.stack(rows).astype(np.uint32)) if rows else mx.zeros((0, 2), dtype=mx.uint32)
 
-    def _search(self, state: mx.array, warm: Optional[WarmStart], key: mx.array):
-        """Return ``(Plan, elites [E, K, H, A] or None)`` for ``state [E, S]``; subclasses implement it."""
-        raise NotImplementedError
+    def _search(self, state: mx.array, warm: Optional[WarmStart], key: mx.array, call: SearchCall):
+        """Return ``(Plan, elites [E, K, H, A] or None)`` for ``state [E, S]``; subclasses implement it.
 
-    def _fallback(self, plan: Plan, warm: Optional[WarmStart], envs: int) -> Plan:
-        """Where no finite return was found, keep the previous (shifted) plan and warn."""
-        failed = ~mx.isfinite(plan.expected_return)
-        if not mx.any(failed).item():
-            return plan
-        warnings.warn(
-            f"planner found no finite imagined return for {mx.sum(failed).item()} of {envs} environment(s); "
-            "keeping the previous plan",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        actions = mx.where(failed[:, None, None], self._first_guess(envs, warm).actions, plan.actions)
-        return Plan(actions, mx.where(failed, -mx.inf, plan.expected_return))
+        Build a graph only: no ``.item()``, numpy conversion or ``mx.eval`` (``call.sync`` between
+        gradient steps is the one place that may evaluate)."""
+        raise NotImplementedError
 
     def _initial(self, envs: int, warm: Optional[WarmStart]):
         """Distribution parameters to start from: around the warm start, else the space's default."""
@@ -419,7 +505,7 @@ class Planner:
 
     def __repr__(self):
         return (
-            f"{type(self).__name__}(horizon={self.horizon}, num_samples={self.num_samples}, "
+            f"{type(self).__name__}(horizon={self.horizon}, samples={self.samples}, "
             f"iterations={self.iterations}, action_space={self.action_space!r})"
         )
 
@@ -458,7 +544,7 @@ class SamplingPlanner(Planner):
 
     shift_elites = False  # hand the sequences carried by the last iteration to the next call
 
-    def _search(self, state, warm, key):
+    def _search(self, state, warm, key, call):
         envs = state.shape[0]
         params = self._initial(envs, warm)
         best = self._first_guess(envs, warm)
@@ -466,24 +552,43 @@ class SamplingPlanner(Planner):
         *step_keys, finish_key = split_keys(key, self.iterations + 1)
         for step_key in step_keys:
             samples = inject(self._sample(step_key, params, envs), extra)
-            returns = self.evaluate(state, samples)
+            returns = call.evaluate(state, samples)
             best = improve(best, samples, returns)
             params, extra = self._update(params, samples, returns)
-            mx.eval(params, best, extra)
-        return self._finish(state, params, best, finish_key), (extra if self.shift_elites else None)
+        return self._finish(state, params, best, finish_key, call), (extra if self.shift_elites else None)
 
     def _sample(self, key: mx.array, params, envs: int) -> mx.array:
         """A population ``[E, N, H, A]``."""
-        return self.distribution.sample(key, params, self.num_samples)
+        return self.distribution.sample(key, params, self.samples)
 
     def _update(self, params, samples: mx.array, returns: mx.array):
         """New distribution parameters and the sequences ``[E, K, H, A]`` (or ``None``) to carry on."""
         raise NotImplementedError
 
-    def _finish(self, state: mx.array, params, best: Plan, key: mx.array) -> Plan:
+    def _finish(self, state: mx.array, params, best: Plan, key: mx.array, call: SearchCall) -> Plan:
         """The plan to return: by default the best sequence evaluated."""
         return best
 
-    def _evaluate_plan(self, state: mx.array, actions: mx.array) -> Plan:
-        """``actions [E, H, A]`` with their returns."""
-        return Plan(actions, self.evaluate(state, actions[:, None])[:, 0])
+
+def evaluate_plan(call: SearchCall, state: mx.array, actions: mx.array) -> Plan:
+    """``actions [E, H, A]`` with their returns under ``call.evaluate``."""
+    return Plan(actions, call.evaluate(state, actions[:, None])[:, 0])
+
+
+def population_size(samples: Optional[int], num_samples: Optional[int] = None) -> int:
+    """The population size from ``samples`` or its deprecated name ``num_samples`` (a ``DeprecationWarning``)."""
+    name = "samples"
+    if num_samples is not None:
+        warnings.warn("num_samples= is deprecated; use samples=", DeprecationWarning, stacklevel=4)
+        samples, name = num_samples, "num_samples"
+    if samples is None:
+        raise ValueError("samples (the population size) must be given")
+    return check_int(name, samples)
+
+
+def _states(state) -> mx.array:
+    """``state`` as float32 ``[E, S]``, else ``ValueError``."""
+    state = mx.array(state, dtype=mx.float32)
+    if state.ndim != 2:
+        raise ValueError(f"state must be [E, S], got shape {tuple(state.shape)}")
+    return state

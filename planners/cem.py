@@ -6,7 +6,7 @@ from typing import Optional
 
 import mlx.core as mx
 
-from .base import Plan, SamplingPlanner, check_float
+from .base import Plan, SamplingPlanner, check_float, evaluate_plan
 from .distributions import blend, select
 from .spaces import Box
 
@@ -24,7 +24,7 @@ class CEM(SamplingPlanner):
     Args:
         dynamics, action_space, seed, discount, terminal_value, termination: see :class:`~planners.base.Planner`.
         horizon: plan length. Default: ``15``.
-        num_samples: population size per iteration. Default: ``1000``.
+        samples: population size per iteration (``num_samples``: its deprecated name). Default: ``1000``.
         iterations: refits per call. Default: ``5``.
         elite_fraction: fraction of the population refitted to, in ``(0, 1]``. Default: ``0.1``.
         momentum: weight of the old parameters in each refit, in ``[0, 1)``. Default: ``0.1``.
@@ -47,7 +47,7 @@ class CEM(SamplingPlanner):
         action_space,
         *,
         horizon: int = 15,
-        num_samples: int = 1000,
+        samples: int = 1000,
         iterations: int = 5,
         elite_fraction: float = 0.1,
         momentum: float = 0.1,
@@ -60,13 +60,13 @@ class CEM(SamplingPlanner):
         **options,
     ):
         super().__init__(
-            dynamics, action_space, horizon=horizon, num_samples=num_samples, iterations=iterations,
+            dynamics, action_space, horizon=horizon, samples=samples, iterations=iterations,
             init_std=init_std, noise_beta=noise_beta, colored_fraction=colored_fraction, **options,
         )
         self.elite_fraction = check_float("elite_fraction", elite_fraction, 0.0, 1.0, low_open=True)
         self.momentum = check_float("momentum", momentum, 0.0, 1.0, high_open=True)
         self.keep_elites = check_float("keep_elites", keep_elites, 0.0, 1.0)
-        self.num_elites = max(1, round(self.elite_fraction * self.num_samples))
+        self.num_elites = max(1, round(self.elite_fraction * self.samples))
         self.num_kept = round(self.keep_elites * self.num_elites)
         self.shift_elites = bool(shift_elites)
         self.keep_best = bool(keep_best)
@@ -81,8 +81,8 @@ class CEM(SamplingPlanner):
         params = select(count[:, 0] > 0, blend(params, fitted, self.momentum), params)
         return params, (elites[:, : self.num_kept] if self.num_kept else None)
 
-    def _finish(self, state, params, best, key) -> Plan:
-        return best if self.keep_best else self._evaluate_plan(state, self.distribution.mode(params))
+    def _finish(self, state, params, best, key, call) -> Plan:
+        return best if self.keep_best else evaluate_plan(call, state, self.distribution.mode(params))
 
 
 class ICEM(CEM):

@@ -9,11 +9,11 @@ import mlx.core as mx
 import numpy as np
 
 from .checks import check_float, check_int
-from .runtime import streams as execution
+from .runtime.streams import MIN_SHARD_ROWS, in_chunks, map_rows_in_steps
 
 __all__ = [
     "Dynamics", "TerminalValue", "Termination", "Evaluate", "KnownReward", "CheckedDynamics", "check_options",
-    "check_sizes", "check_output", "check_step", "rollout", "make_evaluate",
+    "check_sizes", "check_output", "check_step", "rollout", "imagine", "RowStep", "ActionStep", "make_evaluate",
 ]
 
 
@@ -172,9 +172,9 @@ def rollout(
         streams: split the ``B`` rows into up to this many contiguous shards, each rolled out on its
             own CPU stream (thread) -- the rows must be independent, as they are for any per-sample
             dynamics. ``None``: the dynamics' own ``rollout_streams`` attribute if it has one (e.g.
-            ``1`` for very light dynamics), else :func:`planners.execution.default_count` (the CPU
+            ``1`` for very light dynamics), else :func:`planners.runtime.streams.default_count` (the CPU
             cores; 1 on a GPU). ``1`` also keeps each step in one call: use it for dynamics that
-            mix the batch. Otherwise a step over many rows runs in slices (:mod:`planners.execution`).
+            mix the batch. Otherwise a step over many rows runs in slices (:mod:`planners.runtime.streams`).
         termination: optional ``done(next_state [B, S]) -> [B]`` bool. A row that reaches a
             terminal state is absorbed there: the reward of the step that reached it counts, its
             later steps keep the state and add nothing (their rewards read ``0`` in the
@@ -202,13 +202,85 @@ def rollout(
     dynamics = dynamics if isinstance(dynamics, CheckedDynamics) else CheckedDynamics(dynamics)
     if streams is None:
         streams = getattr(dynamics, "rollout_streams", None)
-    step = dynamics if streams == 1 else (lambda s, a: execution.in_chunks(dynamics, s, a))
-    parts = execution.map_rows_in_steps(
-        lambda start, stop: _rollout_rows(
-            step, state[start:stop], actions[start:stop], discount, terminal_value, return_trajectory, termination
+    chunked = streams != 1
+    return imagine(
+        lambda start, stop: ActionStep(dynamics, actions[start:stop], chunked),
+        state,
+        actions.shape[1],
+        discount=discount,
+        terminal_value=terminal_value,
+        termination=termination,
+        return_trajectory=return_trajectory,
+        streams=streams,
+    )
+
+
+class RowStep:
+    """How one shard of rows takes its imagined steps in :func:`imagine`; subclasses write ``__call__``.
+
+    ``step(t, state [B, S]) -> (next_state [B, S], reward [B])`` is step ``t``. :meth:`moves` may
+    reorder the rows before a step (the loop moves their states, returns and alive flags along),
+    and :meth:`finish` turns the shard's returns ``[B]`` into its result.
+    """
+
+    def __call__(self, t: int, state: mx.array) -> tuple[mx.array, mx.array]:
+        raise NotImplementedError
+
+    def moves(self, t: int) -> Optional[mx.array]:
+        """Row indices ``[B]`` (int32) to gather the rows by before step ``t``, or ``None`` (they stay)."""
+        return None
+
+    def finish(self, total: mx.array):
+        """The shard's result from its returns ``[B]`` (the rows' final order): by default the returns."""
+        return total
+
+
+class ActionStep(RowStep):
+    """Step ``t`` of every row with its own action ``actions[:, t]`` (``actions [B, H, A]``); ``chunked``:
+    steps over many rows run in slices (:func:`planners.runtime.streams.in_chunks`)."""
+
+    def __init__(self, dynamics: Dynamics, actions: mx.array, chunked: bool = True):
+        self.dynamics, self.actions, self.chunked = dynamics, actions, chunked
+
+    def __call__(self, t: int, state: mx.array) -> tuple[mx.array, mx.array]:
+        if self.chunked:
+            return in_chunks(self.dynamics, state, self.actions[:, t])
+        return self.dynamics(state, self.actions[:, t])
+
+
+def imagine(
+    shard_step: Callable[[int, int], RowStep],
+    state: mx.array,
+    horizon: int,
+    *,
+    discount: float = 1.0,
+    terminal_value: Optional[TerminalValue] = None,
+    termination: Optional[Termination] = None,
+    return_trajectory: bool = False,
+    streams: Optional[int] = None,
+    group: int = 1,
+):
+    """THE imagination loop: ``horizon`` steps of rows ``state [B, S]``, with termination, discount and terminal value.
+
+    The rows are split into contiguous shards (each on its own CPU stream, kept in lockstep by
+    :func:`planners.runtime.streams.map_rows_in_steps`) of whole groups of ``group`` rows (``B`` a
+    multiple of it; e.g. one environment's particles). ``shard_step(first, stop)`` builds the
+    :class:`RowStep` of groups ``first .. stop - 1``: plain dynamics (:class:`ActionStep`) or an
+    ensemble's particles (:mod:`planners.propagation`). Options as :func:`rollout`.
+
+    Returns:
+        the shards' :meth:`RowStep.finish` results joined along axis 0 (``returns [B]`` by default),
+        and with ``return_trajectory`` also ``states [B, H+1, S]`` and ``rewards [B, H]``.
+    """
+    minimum = max(1, -(-MIN_SHARD_ROWS // group))
+    parts = map_rows_in_steps(
+        lambda first, stop: _imagine_rows(
+            shard_step(first, stop), state[first * group : stop * group], horizon,
+            discount, terminal_value, termination, return_trajectory,
         ),
-        state.shape[0],
+        state.shape[0] // group,
         streams,
+        minimum=minimum,
     )
     if len(parts) == 1:
         return parts[0]
@@ -217,15 +289,18 @@ def rollout(
     return tuple(mx.concatenate(pieces, axis=0) for pieces in zip(*parts))
 
 
-def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_trajectory, termination=None):
-    """:func:`rollout` of one shard on the current stream: a generator that yields each step's
-    ``[state, total(, alive)]`` and returns the shard's result (see :func:`planners.execution.map_rows_in_steps`)."""
+def _imagine_rows(step: RowStep, state, horizon, discount, terminal_value, termination, return_trajectory):
+    """:func:`imagine` of one shard on the current stream: a generator that yields each step's
+    ``[state, total(, alive)]`` and returns the shard's result (see :func:`planners.runtime.streams.map_rows_in_steps`)."""
     total = None  # the first reward starts the sum; no multiply while the weight is 1 (fewer ops per step)
     alive = None  # [B] float32, 1 until a row has terminated, then 0; None: all alive (or no termination)
     states, rewards = [state], []
     weight = 1.0
-    for t in range(actions.shape[1]):
-        next_state, reward = dynamics(state, actions[:, t])
+    for t in range(horizon):
+        index = step.moves(t)
+        if index is not None:  # rows moved: their states, returns and alive flags go along
+            state, total, alive = (None if x is None else mx.take(x, index, axis=0) for x in (state, total, alive))
+        next_state, reward = step(t, state)
         if t == 0:
             check_step(state, next_state, reward)
         next_state = next_state.astype(mx.float32)
@@ -255,6 +330,7 @@ def _rollout_rows(dynamics, state, actions, discount, terminal_value, return_tra
             raise ValueError(f"terminal_value returned shape {tuple(value.shape)}, expected ({state.shape[0]},)")
         value = value.astype(mx.float32)
         total = total + weight * (value if alive is None else mx.where(alive > 0, value, 0.0))
+    total = step.finish(total)
     if not return_trajectory:
         return total
     reward_array = mx.stack(rewards, axis=1) if rewards else mx.zeros((state.shape[0], 0), dtype=mx.float32)

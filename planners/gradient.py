@@ -5,21 +5,25 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.optimizers as optim
 
-from .base import Plan, Planner, candidates, check_float, check_int, improve, inject
+from .base import Plan, Planner, SearchCall, candidates, check_float, check_int, improve, inject
 from .cem import CEM
 from .dynamics import rollout
 
 __all__ = ["GradientPlanner", "CEMGradient", "refine"]
 
 
-def refine(planner: Planner, state: mx.array, samples: mx.array, best: Plan, steps: int, learning_rate: float) -> Plan:
+def refine(
+    planner: Planner, state: mx.array, samples: mx.array, best: Plan, steps: int, learning_rate: float, call: SearchCall
+) -> Plan:
     """Improve sequences ``samples [E, M, H, A]`` by ``steps`` Adam steps on their imagined returns.
 
     The sequences are optimised in free parameters (logits under a softmax for ``Discrete`` -- the
     dynamics get the probability vectors -- or ``tanh``-squashed values for ``Box``). After every
     step the hard sequences (arg-max one-hot, or the values) are evaluated, and ``best`` is replaced
     per environment where one of them is better. Non-finite returns and gradients count as zero
-    in the step and as ``-inf`` in the selection. Returns the best :class:`Plan`.
+    in the step and as ``-inf`` in the selection; the hard sequences are scored by ``call.evaluate``,
+    and ``call.sync`` runs after every step (on the eager path it evaluates the optimiser's state,
+    so the backward graphs do not pile up). Returns the best :class:`Plan`.
     """
     space = planner.distribution
     envs, num, horizon, dim = samples.shape
@@ -41,18 +45,18 @@ def refine(planner: Planner, state: mx.array, samples: mx.array, best: Plan, ste
     gradient = mx.grad(loss)
     optimizer = optim.Adam(learning_rate=learning_rate)
     params = {"free": space.unconstrain(samples)}
-    best = improve(best, samples, planner.evaluate(state, samples))
+    best = improve(best, samples, call.evaluate(state, samples))
     for _ in range(steps):
         grad = gradient(params["free"])
         params = optimizer.apply_gradients({"free": mx.where(mx.isfinite(grad), grad, 0.0)}, params)
         hard = space.harden(space.relax(params["free"]))
-        best = improve(best, hard, planner.evaluate(state, hard))
-        mx.eval(params, optimizer.state, best)
+        best = improve(best, hard, call.evaluate(state, hard))
+        call.sync(params, optimizer.state, best)
     return best
 
 
 class GradientPlanner(Planner):
-    """Gradient ascent (Adam) on ``num_samples`` action sequences per environment at once.
+    """Gradient ascent (Adam) on ``samples`` action sequences per environment at once.
 
     The sequences start from the distribution around the warm start (random for the first call;
     the shifted plan itself is one of them) and follow ``mx.grad`` of the imagined return; the best
@@ -63,7 +67,7 @@ class GradientPlanner(Planner):
         dynamics, action_space, seed, discount, terminal_value, termination: see :class:`~planners.base.Planner`.
             The dynamics must be differentiable with ``mx.grad``.
         horizon: plan length. Default: ``15``.
-        num_samples: sequences optimised in parallel per environment. Default: ``100``.
+        samples: sequences optimised in parallel per environment (``num_samples``: its deprecated name). Default: ``100``.
         iterations: Adam steps per call. Default: ``30``.
         learning_rate: Adam step size on the free parameters (logits / pre-``tanh``). Default: ``0.1``.
         init_std: ``Box`` only: spread of the starting sequences, as a fraction of the half-width. Default: ``1.0``.
@@ -75,23 +79,23 @@ class GradientPlanner(Planner):
         action_space,
         *,
         horizon: int = 15,
-        num_samples: int = 100,
+        samples: int = 100,
         iterations: int = 30,
         learning_rate: float = 0.1,
         init_std: float = 1.0,
         **options,
     ):
-        super().__init__(dynamics, action_space, horizon=horizon, num_samples=num_samples, iterations=iterations, init_std=init_std, **options)
+        super().__init__(dynamics, action_space, horizon=horizon, samples=samples, iterations=iterations, init_std=init_std, **options)
         self.learning_rate = check_float("learning_rate", learning_rate, 0.0, float("inf"), low_open=True)
 
     def _gradient_rows(self, envs: int) -> int:
-        return envs * self.num_samples
+        return envs * self.samples
 
-    def _search(self, state, warm, key):
+    def _search(self, state, warm, key, call):
         envs = state.shape[0]
-        samples = self.distribution.sample(key, self._initial(envs, warm), self.num_samples)
+        samples = self.distribution.sample(key, self._initial(envs, warm), self.samples)
         samples = inject(samples, candidates(warm))
-        return refine(self, state, samples, self._first_guess(envs, warm), self.iterations, self.learning_rate), None
+        return refine(self, state, samples, self._first_guess(envs, warm), self.iterations, self.learning_rate, call), None
 
 
 class CEMGradient(CEM):
@@ -114,7 +118,7 @@ class CEMGradient(CEM):
     def _gradient_rows(self, envs: int) -> int:
         return envs * self.num_elites
 
-    def _finish(self, state, params, best, key) -> Plan:
-        best = super()._finish(state, params, best, key)
+    def _finish(self, state, params, best, key, call) -> Plan:
+        best = super()._finish(state, params, best, key, call)
         samples = inject(self.distribution.sample(key, params, self.num_elites), best.actions[:, None])
-        return refine(self, state, samples, best, self.grad_iterations, self.learning_rate)
+        return refine(self, state, samples, best, self.grad_iterations, self.learning_rate, call)

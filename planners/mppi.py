@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from .base import Plan, SamplingPlanner, check_float
+from .base import Plan, SamplingPlanner, check_float, evaluate_plan
 from .distributions import blend, select
 
 __all__ = ["MPPI"]
@@ -21,7 +21,7 @@ class MPPI(SamplingPlanner):
     Args:
         dynamics, action_space, seed, discount, terminal_value, termination: see :class:`~planners.base.Planner`.
         horizon: plan length. Default: ``15``.
-        num_samples: sequences per environment and iteration. Default: ``1000``.
+        samples: sequences per environment and iteration (``num_samples``: its deprecated name). Default: ``1000``.
         iterations: reweightings per call. Default: ``5``.
         temperature: ``lambda > 0``, in units of return. Default: ``1.0``.
         momentum: weight of the old parameters in each update, in ``[0, 1)``. Default: ``0.2``.
@@ -37,7 +37,7 @@ class MPPI(SamplingPlanner):
         action_space,
         *,
         horizon: int = 15,
-        num_samples: int = 1000,
+        samples: int = 1000,
         iterations: int = 5,
         temperature: float = 1.0,
         momentum: float = 0.2,
@@ -48,7 +48,7 @@ class MPPI(SamplingPlanner):
         **options,
     ):
         super().__init__(
-            dynamics, action_space, horizon=horizon, num_samples=num_samples, iterations=iterations,
+            dynamics, action_space, horizon=horizon, samples=samples, iterations=iterations,
             init_std=init_std, spread=spread, noise_beta=noise_beta,
             colored_fraction=colored_fraction, **options,
         )
@@ -61,7 +61,7 @@ class MPPI(SamplingPlanner):
         reweighted = self.distribution.fit(samples, weights)[:1] + params[1:]  # new mean / probs, same noise
         return select(valid, blend(params, reweighted, self.momentum), params), None
 
-    def _finish(self, state, params, best, key) -> Plan:
-        mode = self._evaluate_plan(state, self.distribution.mode(params))
+    def _finish(self, state, params, best, key, call) -> Plan:
+        mode = evaluate_plan(call, state, self.distribution.mode(params))
         better = mode.expected_return >= best.expected_return
         return Plan(mx.where(better[:, None, None], mode.actions, best.actions), mx.maximum(mode.expected_return, best.expected_return))

@@ -1,7 +1,7 @@
 """Imagining with an ensemble: particles, trajectory sampling, and risk-aware returns (PETS).
 
     propagation = Propagation("tsinf", particles=10, aggregate="cvar", alpha=0.2)
-    planner = CEM(ensemble, space, horizon=15, num_samples=500, propagation=propagation)
+    planner = CEM(ensemble, space, horizon=15, samples=500, propagation=propagation)
 
 Each action sequence is imagined by ``P`` particles; the planner sees one return per sequence, the
 particles' returns aggregated, so the search itself does not change.
@@ -41,8 +41,8 @@ from typing import Optional, Protocol, runtime_checkable
 import mlx.core as mx
 
 from .checks import check_float, check_int
-from .dynamics import TerminalValue, Termination, finite_or_neg_inf
-from .runtime import streams as execution
+from .dynamics import RowStep, TerminalValue, Termination, finite_or_neg_inf, imagine
+from .runtime.streams import CHUNK_ROWS
 
 __all__ = ["EnsembleDynamics", "Propagation", "PropagatingEvaluate", "MODES", "AGGREGATES", "propagate"]
 
@@ -137,11 +137,11 @@ class Propagation:
 class PropagatingEvaluate:
     """``evaluate(state [E, S], actions [E, N, H, A]) -> returns [E, N]`` with particles, fed per-environment keys.
 
-    :meth:`start` takes the planning call's keys ``[E, 2]`` (one per environment), keeps a share for
-    the particles and hands the rest back to the search; every evaluation then splits each
-    environment's particle key once, so environment ``e``'s draws depend only on its key and on
-    how many evaluations came before in the call. :class:`~planners.base.Planner` does this when
-    given ``propagation=``.
+    :meth:`bind` takes the planning call's keys ``[E, 2]`` (one per environment), keeps a share for
+    the particles and hands the rest back to the search with the call's evaluate; every evaluation
+    then splits each environment's particle key once, so environment ``e``'s draws depend only on
+    its key and on how many evaluations came before in the call. :class:`~planners.base.Planner`
+    does this when given ``propagation=``; :meth:`start` and calling the object are the stateful form.
 
     Args:
         ensemble: an :class:`EnsembleDynamics`.
@@ -161,26 +161,42 @@ class PropagatingEvaluate:
         self.ensemble, self.propagation = ensemble, propagation
         self.discount, self.terminal_value, self.streams = discount, terminal_value, streams
         self.termination = termination
-        self._keys: Optional[mx.array] = None
+        self._bound = None  # the evaluate of the last start()
+
+    def bind(self, keys: mx.array) -> tuple:
+        """``(evaluate, search keys [E, 2])`` for one planning call with per-environment keys ``[E, 2]``.
+
+        ``evaluate(state [E, S], actions [E, N, H, A]) -> [E, N]`` owns the particles' share of the
+        keys (nothing is stored here, so a planner's call stays pure); the rest goes to the search.
+        """
+        pairs = mx.vmap(lambda k: mx.random.split(k))(keys)
+        particle_keys = [pairs[:, 1]]
+
+        def evaluate(state: mx.array, actions: mx.array) -> mx.array:
+            envs = actions.shape[0]
+            if particle_keys[0].shape[0] != envs:
+                raise ValueError(f"bound to {particle_keys[0].shape[0]} environment(s), asked to evaluate {envs}")
+            split = mx.vmap(lambda k: mx.random.split(k))(particle_keys[0])
+            particle_keys[0] = split[:, 0]
+            returns = propagate(
+                self.ensemble, self.propagation, state, actions, split[:, 1],
+                discount=self.discount, terminal_value=self.terminal_value, streams=self.streams,
+                termination=self.termination,
+            )
+            return self.propagation.reduce(returns)
+
+        return evaluate, pairs[:, 0]
 
     def start(self, keys: mx.array) -> mx.array:
-        """Begin a planning call with per-environment keys ``[E, 2]``; returns the search's keys ``[E, 2]``."""
-        pairs = mx.vmap(lambda k: mx.random.split(k))(keys)
-        self._keys = pairs[:, 1]
-        return pairs[:, 0]
+        """Begin evaluating by calls (``self(state, actions)``) with keys ``[E, 2]``; returns the search's keys.
+        (:meth:`bind` is the form that keeps no state.)"""
+        self._bound, search_keys = self.bind(keys)
+        return search_keys
 
     def __call__(self, state: mx.array, actions: mx.array) -> mx.array:
-        envs = actions.shape[0]
-        if self._keys is None or self._keys.shape[0] != envs:
-            raise ValueError(f"call start(keys [{envs}, 2]) before evaluating {envs} environment(s) with particles")
-        pairs = mx.vmap(lambda k: mx.random.split(k))(self._keys)
-        self._keys = pairs[:, 0]
-        returns = propagate(
-            self.ensemble, self.propagation, state, actions, pairs[:, 1],
-            discount=self.discount, terminal_value=self.terminal_value, streams=self.streams,
-            termination=self.termination,
-        )
-        return self.propagation.reduce(returns)
+        if self._bound is None:
+            raise ValueError(f"call start(keys [{actions.shape[0]}, 2]) before evaluating environments with particles")
+        return self._bound(state, actions)
 
 
 def propagate(
@@ -222,16 +238,16 @@ def propagate(
     width = _width(num * particles, size, propagation.mode)
     # [E, 2H + 1, 2]: the first deal, then per step t its noise (2t + 1) and the next deal (2t + 2)
     step_keys = mx.vmap(lambda k: mx.random.split(k, 2 * horizon + 1))(keys)
-
-    def build(start, stop):
-        return _propagate_envs(
-            ensemble, propagation, particles, width, state[start:stop], actions[start:stop], step_keys[start:stop],
-            discount, terminal_value, termination,
-        )
-
-    minimum = max(1, -(-execution.MIN_SHARD_ROWS // width))
-    parts = execution.map_rows_in_steps(build, envs, streams, minimum=minimum)
-    return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=0)
+    return imagine(
+        lambda first, stop: ParticleStep(ensemble, propagation, particles, width, actions[first:stop], step_keys[first:stop]),
+        mx.repeat(state, width, axis=0),
+        horizon,
+        discount=discount,
+        terminal_value=terminal_value,
+        termination=termination,
+        streams=streams,
+        group=width,
+    )
 
 
 def _width(particles: int, size: int, mode: str) -> int:
@@ -256,55 +272,55 @@ def _deal_evenly(keys: mx.array, width: int, size: int) -> mx.array:
     return (slot % rows) * size + (slot // rows - shift[:, None]) % size
 
 
-def _propagate_envs(ensemble, propagation, particles, width, state, actions, keys, discount, terminal_value, termination):
-    """:func:`propagate` for a shard of environments; ``keys [E, 2H + 1, 2]``. A generator that yields
-    each step's arrays and returns ``[E, N, P]`` (see :func:`planners.execution.map_rows_in_steps`)."""
-    envs, num, horizon, _ = actions.shape
-    count = num * particles
-    dealt = propagation.mode != "expectation"
-    if propagation.mode == "tsinf":
-        order = _deal_evenly(keys[:, 0], width, ensemble.ensemble_size)
-    elif propagation.mode == "ts1":
-        order = _deal(keys[:, 0], width)
-    else:
-        order = mx.broadcast_to(mx.arange(width, dtype=mx.int32), (envs, width))
-    x = mx.broadcast_to(state[:, None], (envs, width, state.shape[-1]))  # [E, W, S]
-    outputs = state.shape[-1] + 1  # noise per state dimension and the reward
-    total = mx.zeros((envs, width), dtype=mx.float32)
-    alive = None  # [E, W] float32 while any particle may have terminated (with ``termination``)
-    weight = 1.0
-    for t in range(horizon):
-        if propagation.mode == "ts1" and t > 0:  # deal again; move every particle's state and return along
-            new = _deal(keys[:, 2 * t], width)
-            source = mx.take_along_axis(mx.argsort(order, axis=1), new % count, axis=1)
-            x = mx.take_along_axis(x, source[..., None], axis=1)
-            total = mx.take_along_axis(total, source, axis=1)
-            alive = None if alive is None else mx.take_along_axis(alive, source, axis=1)
-            order = new
-        sequence = (order % count) // particles  # [E, W] the sequence each slot imagines
-        action = mx.take_along_axis(actions[:, :, t], sequence[..., None], axis=1)  # [E, W, A]
+class ParticleStep(RowStep):
+    """The step transform of :func:`propagate` for a shard of ``E`` environments: rows ``[E * W, S]``,
+    environment ``e``'s ``W`` slots holding its particles in the order its current deal gives.
+
+    Args:
+        actions: sequences ``[E, N, H, A]``; particle ``j`` imagines sequence ``j // P``.
+        keys: ``[E, 2H + 1, 2]``: the first deal, then per step ``t`` its noise (``2t + 1``) and,
+            for ``ts1``, the next deal (``2t + 2``).
+    """
+
+    def __init__(self, ensemble, propagation: Propagation, particles: int, width: int, actions: mx.array, keys: mx.array):
+        self.ensemble, self.propagation, self.particles, self.width = ensemble, propagation, particles, width
+        self.actions, self.keys = actions, keys
+        self.envs, num = actions.shape[:2]
+        self.count = num * particles
+        if propagation.mode == "tsinf":
+            self.order = _deal_evenly(keys[:, 0], width, ensemble.ensemble_size)
+        elif propagation.mode == "ts1":
+            self.order = _deal(keys[:, 0], width)
+        else:
+            self.order = mx.broadcast_to(mx.arange(width, dtype=mx.int32), (self.envs, width))
+
+    def moves(self, t: int) -> Optional[mx.array]:
+        """``ts1`` deals again before every step after the first; the particles' rows move along."""
+        if self.propagation.mode != "ts1" or t == 0:
+            return None
+        new = _deal(self.keys[:, 2 * t], self.width)
+        source = mx.take_along_axis(mx.argsort(self.order, axis=1), new % self.count, axis=1)  # [E, W]
+        self.order = new
+        return (source + mx.arange(self.envs, dtype=mx.int32)[:, None] * self.width).reshape(-1)
+
+    def __call__(self, t: int, state: mx.array) -> tuple[mx.array, mx.array]:
+        envs, width = self.envs, self.width
+        x = state.reshape(envs, width, -1)
+        sequence = (self.order % self.count) // self.particles  # [E, W] the sequence each slot imagines
+        action = mx.take_along_axis(self.actions[:, :, t], sequence[..., None], axis=1)  # [E, W, A]
         noise = None
-        if propagation.sample_noise:
-            noise = mx.vmap(lambda k: mx.random.normal((width, outputs), key=k))(keys[:, 2 * t + 1])
-        next_x, reward = (_dealt_step if dealt else _mean_step)(ensemble, x, action, noise)
-        if alive is not None:  # terminated particles keep their state and add nothing
-            next_x = mx.where(alive[..., None] > 0, next_x, x)
-            reward = mx.where(alive > 0, reward, 0.0)
-        x = next_x
-        total = total + (reward if weight == 1.0 else weight * reward)
-        weight *= discount
-        if termination is not None:
-            done = termination(x.reshape(envs * width, -1)).reshape(envs, width)
-            alive = (1.0 - done.astype(mx.float32)) if alive is None else alive * (1.0 - done.astype(mx.float32))
-        yield [x, total, order] if alive is None else [x, total, order, alive]
-    if terminal_value is not None:
-        value = terminal_value(x.reshape(envs * width, -1))
-        if tuple(value.shape) != (envs * width,):
-            raise ValueError(f"terminal_value returned shape {tuple(value.shape)}, expected ({envs * width},)")
-        value = value.astype(mx.float32).reshape(envs, width)
-        total = total + weight * (value if alive is None else mx.where(alive > 0, value, 0.0))
-    slot = mx.argsort(order, axis=1)[:, :count]  # where each particle ended
-    return mx.take_along_axis(total, slot, axis=1).reshape(envs, num, particles)
+        if self.propagation.sample_noise:
+            outputs = x.shape[-1] + 1  # noise per state dimension and the reward
+            noise = mx.vmap(lambda k: mx.random.normal((width, outputs), key=k))(self.keys[:, 2 * t + 1])
+        dealt = self.propagation.mode != "expectation"
+        next_x, reward = (_dealt_step if dealt else _mean_step)(self.ensemble, x, action, noise)
+        return next_x.reshape(envs * width, -1), reward.reshape(envs * width)
+
+    def finish(self, total: mx.array) -> mx.array:
+        """Every particle's return ``[E, N, P]`` from the slots' returns ``[E * W]``."""
+        slot = mx.argsort(self.order, axis=1)[:, : self.count]  # where each particle ended
+        num = self.count // self.particles
+        return mx.take_along_axis(total.reshape(self.envs, self.width), slot, axis=1).reshape(self.envs, num, self.particles)
 
 
 def _to_members(x: mx.array, size: int) -> mx.array:
@@ -332,8 +348,8 @@ def _check_members(state, next_state, reward):
 def _members_in_chunks(ensemble, state, action, noise, axis: int):
     """``ensemble.members`` on rows along ``axis`` of the inputs (0: shared rows, 1: per member), in slices of
     ``CHUNK_ROWS // K`` rows when there are more than twice as many, so the ``[K, rows, hidden]`` temporaries
-    stay cache-sized (see :mod:`planners.execution`). Returns ``([K, R, S], [K, R])``."""
-    rows, chunk = state.shape[axis], max(1, execution.CHUNK_ROWS // ensemble.ensemble_size)
+    stay cache-sized (see :mod:`planners.runtime.streams`). Returns ``([K, R, S], [K, R])``."""
+    rows, chunk = state.shape[axis], max(1, CHUNK_ROWS // ensemble.ensemble_size)
     if rows <= 2 * chunk:
         return ensemble.members(state, action, noise)
     take = lambda x, i: None if x is None else (x[i : i + chunk] if axis == 0 else x[:, i : i + chunk])  # noqa: E731

@@ -320,11 +320,11 @@ def _planned_episodes(config: MbrlConfig, env, run: _Run, number: int) -> Episod
     """Round ``number``'s episodes, planned with the current model; the planner's key streams continue ``run.collector``."""
     planner = _planner(config, env, run.model.folded(), _propagation(config))
     ids = COLLECT_IDS + np.arange(config.episodes_per_round)
-    state = planner.init_state(ids) if run.collector is None else run.collector.without_warm_start()
+    state = planner.init(ids) if run.collector is None else run.collector.without_warm_start()
 
     def policy(observed: np.ndarray) -> np.ndarray:
         nonlocal state
-        plan, state = planner.optimize(observed, planner_state=state)
+        plan, state = planner.step(observed, state)
         return np.array(plan.actions[:, 0])
 
     episodes = _run(config, env, policy, episode_numbers(config, number), env.steps)

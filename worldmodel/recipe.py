@@ -50,7 +50,7 @@ def planner_for(name: str, dynamics, env: Environment, *, horizon: int | None = 
     options = {
         **planning.planner_options(env),
         "horizon": horizon or planning.horizon,
-        "num_samples": samples or planning.samples,
+        "samples": samples or planning.samples,
         "iterations": iterations,
         "seed": seed,
         "termination": env.termination,

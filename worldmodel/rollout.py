@@ -5,6 +5,8 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from planners.dynamics import rollout
+
 
 def open_loop(dynamics, start, actions: mx.array) -> tuple[np.ndarray, np.ndarray]:
     """Roll ``dynamics`` from ``start [B, S]`` under fixed ``actions [B, T, A]``, feeding back its own states.
@@ -12,15 +14,9 @@ def open_loop(dynamics, start, actions: mx.array) -> tuple[np.ndarray, np.ndarra
     Returns:
         states ``[B, T + 1, S]`` (the start first) and rewards ``[B, T]``, as numpy float32.
     """
-    state, actions = mx.array(start), mx.array(actions)
-    states, rewards = [state], []
-    for t in range(actions.shape[1]):
-        state, reward = dynamics(state, actions[:, t])
-        states.append(state)
-        rewards.append(reward)
-    out = mx.stack(states, axis=1), mx.stack(rewards, axis=1)
-    mx.eval(*out)
-    return np.array(out[0]), np.array(out[1])
+    _, states, rewards = rollout(dynamics, start, actions, return_trajectory=True)
+    mx.eval(states, rewards)
+    return np.array(states), np.array(rewards)
 
 
 def compare_open_loop(env, model, start, actions) -> tuple[np.ndarray, np.ndarray]:

@@ -38,18 +38,18 @@ class Case:
     """One planning call: ``planner`` in {"CEM", "MPPI"}, N samples, H horizon, optimisation iterations."""
 
     planner: str
-    num_samples: int
+    samples: int
     horizon: int
     iterations: int
 
     @property
     def key(self) -> str:
-        return f"{self.planner} N={self.num_samples} H={self.horizon}"
+        return f"{self.planner} N={self.samples} H={self.horizon}"
 
     @property
     def transitions(self) -> int:
         """MLP evaluations per planning call: iterations x N x H."""
-        return self.iterations * self.num_samples * self.horizon
+        return self.iterations * self.samples * self.horizon
 
     @property
     def gflop(self) -> float:

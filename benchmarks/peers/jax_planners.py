@@ -179,7 +179,7 @@ def make_mppi(
 def make_planner(case: common.Case, loop: str = "scan") -> Callable:
     """The jitted planning call for ``case`` (CEM or MPPI) with the shared settings."""
     factory = make_cem if case.planner == "CEM" else make_mppi
-    return factory(case.num_samples, case.horizon, iterations=case.iterations, loop=loop)
+    return factory(case.samples, case.horizon, iterations=case.iterations, loop=loop)
 
 
 _matmul = jax.jit(jnp.matmul)

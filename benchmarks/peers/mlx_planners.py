@@ -87,13 +87,13 @@ class FoldedMLP(nn.Module):
         return out[:, : self.state_dim], out[:, self.state_dim]
 
 
-MODELS = {"folded": FoldedMLP, "linear": LinearMLP}
+MODELS = {"folded": FoldedMLP, "linear": LinearMLP, "compiled": FoldedMLP}  # compiled: each call one mx.compile program
 
 
-def make_planner(case: common.Case, model, seed: int = 0):
-    """``planners.CEM`` / ``planners.MPPI`` with the settings the torch peers use."""
+def make_planner(case: common.Case, model, seed: int = 0, compile: bool = False):
+    """``planners.CEM`` / ``planners.MPPI`` with the settings the torch peers use (``compile``: the planner's option)."""
     space = planners.Box(common.ACTION_LOW, common.ACTION_HIGH, shape=(mlp_weights.ACTION_DIM,))
-    sizes = dict(horizon=case.horizon, num_samples=case.num_samples, iterations=case.iterations, seed=seed)
+    sizes = dict(horizon=case.horizon, samples=case.samples, iterations=case.iterations, seed=seed, compile=compile)
     if case.planner == "CEM":
         return planners.CEM(
             model, space, elite_fraction=common.CEM_ELITE_FRACTION, init_std=common.CEM_INIT_STD, momentum=0.0, **sizes
@@ -122,7 +122,7 @@ def main() -> None:
 
     results = []
     for case in common.selected_cases(args.cases):
-        planner = make_planner(case, model)
+        planner = make_planner(case, model, compile=args.impl == "compiled")
         last = {}
 
         def call(planner=planner, last=last):

@@ -186,7 +186,7 @@ def main() -> None:
         if args.impl == "pytorch_mppi":
             if case.planner != "MPPI":
                 continue
-            controller = make_pytorch_mppi(model, num_samples=case.num_samples, horizon=case.horizon)
+            controller = make_pytorch_mppi(model, num_samples=case.samples, horizon=case.horizon)
 
             def call(controller=controller):
                 with torch.inference_mode():
@@ -200,7 +200,7 @@ def main() -> None:
 
             def call(planner=planner, case=case, last=last):
                 last["plan"] = planner(
-                    model, state, num_samples=case.num_samples, horizon=case.horizon,
+                    model, state, num_samples=case.samples, horizon=case.horizon,
                     iterations=case.iterations, generator=generator,
                 )
                 return last["plan"]

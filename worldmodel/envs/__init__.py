@@ -4,7 +4,7 @@
     next_state, reward = env(state, action)          # [B, S], [B, A] -> [B, S], [B] (MLX float32)
     starts = env.reset(8, seed=0)                    # [8, S]: Gymnasium's reset distribution
     planning = env.defaults.planning                 # the env's budgets: training, planning, mbrl, benchmark
-    planner = CEM(env, env.action_space, horizon=planning.horizon, num_samples=planning.samples,
+    planner = CEM(env, env.action_space, horizon=planning.horizon, samples=planning.samples,
                   termination=env.termination)
     episodes = run_episodes(policy, env, starts, env.steps)   # the one episode runner (MLX or Gymnasium)
     env_of_checkpoint(read_config(path)) # the env a checkpoint was trained on (its env_record)

@@ -32,23 +32,23 @@ import numbers
 
 import numpy as np
 
-from .particle import PUSHES
 
-# The pushes in tie-break order: argmax takes the first best, so ties go to the smallest push in
-# size (0), then to the negative one (-1, then +1).
-PUSH_ORDER = np.array(sorted(PUSHES, key=lambda p: (abs(p), p)), dtype=np.int64)
 KEY_RESOLUTION = 1e-5  # grid of the de-duplication key, for x and v
 TIE_TOLERANCE = 1e-6  # action values this close count as tied in optimal_plan
 CHUNK = 100  # starts solved together by optimal_returns (memory grows with the chunk)
 
 
 def _check(env, steps):
-    """``(accel, x_limit, v_limit)`` of the discrete particle ``env``; ``ValueError`` for a bad ``steps`` or env."""
+    """``(pushes, accel, x_limit, v_limit)`` of the discrete particle ``env``; ``ValueError`` for a bad ``steps`` or env.
+
+    ``pushes`` ``[3]`` int64: the env's push values in tie-break order -- argmax takes the first best,
+    so ties go to the smallest push in size (0), then to the negative one (-1, then +1)."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if getattr(env, "continuous", True):
         raise ValueError(f"the exact optimum needs the discrete particle, got {env!r}")
-    return env.accel, env.x_limit, env.v_limit
+    pushes = np.array(sorted(env.action_space.values, key=lambda p: (abs(p), p)), dtype=np.int64)
+    return pushes, env.accel, env.x_limit, env.v_limit
 
 
 def _as_starts(starts) -> np.ndarray:
@@ -80,7 +80,7 @@ def _unique(key):
     return order[group_starts], inverse
 
 
-def _solve(starts: np.ndarray, steps: int, accel: float, x_limit: float, v_limit: float, keep: bool = False):
+def _solve(starts: np.ndarray, steps: int, pushes: np.ndarray, accel: float, x_limit: float, v_limit: float, keep: bool = False):
     """Enumerate and solve the lattices of all starts ``[E, 2]`` (float32).
 
     Level 0 is ``starts`` itself (``N_0 = E``, state ``e`` is start ``e``); the last level is not
@@ -89,11 +89,11 @@ def _solve(starts: np.ndarray, steps: int, accel: float, x_limit: float, v_limit
     Returns:
         ``(values, children, arrivals)``: ``values`` ``[E]`` float64, the optimal returns;
         ``children[t]`` ``[3, N_t]`` ints, the index in level ``t + 1`` of each push's successor
-        (rows in ``PUSH_ORDER``), for ``t < steps``; with ``keep``, ``arrivals[t]`` ``[N_{t+1}]``
+        (rows in the order of ``pushes``, see :func:`_check`), for ``t < steps``; with ``keep``, ``arrivals[t]`` ``[N_{t+1}]``
         float64, ``-|x| + V_{t+1}`` of each state of level ``t + 1`` (``None`` without ``keep``).
         The reward of a step is ``-|x|`` of the state it arrives in.
     """
-    dv = (np.float32(accel) * PUSH_ORDER.astype(np.float32))[:, None]  # [3, 1], as the env's accel * push
+    dv = (np.float32(accel) * pushes.astype(np.float32))[:, None]  # [3, 1], as the env's accel * push
     lo_v, hi_v = np.float32(-v_limit), np.float32(v_limit)
     lo_x, hi_x = np.float32(-x_limit), np.float32(x_limit)
     # Key of a state: (start index, v, x) with x and v rounded to the KEY_RESOLUTION grid, one int64.
@@ -172,10 +172,10 @@ def optimal_plan(env, start, steps: int):
     if start.shape != (2,):
         raise ValueError(f"start must be one state (x, v) of shape (2,), got shape {start.shape}")
     values, children, arrivals = _solve(_as_starts(start[None]), steps, *constants, keep=True)
-    node, pushes = 0, np.empty(steps, dtype=np.int64)
+    node, plan = 0, np.empty(steps, dtype=np.int64)
     for t in range(steps):
         q = arrivals[t][children[t][:, node]]  # [3]
         best = int(np.argmax(q >= q.max() - TIE_TOLERANCE))  # first action within tolerance
-        pushes[t] = PUSH_ORDER[best]
+        plan[t] = constants[0][best]
         node = children[t][best, node]
-    return float(values[0]), pushes
+    return float(values[0]), plan

@@ -126,7 +126,7 @@ def test_each_env_module_has_a_complete_defaults_record(name):
     assert defaults.planning.horizon >= 1 and defaults.planning.samples >= 1
     assert defaults.benchmark.score in SCORES and defaults.benchmark.controller_name
     planner = planner_for("cem", env, env)  # the planning options fit a planner
-    assert planner.horizon == defaults.planning.horizon and planner.num_samples == defaults.planning.samples
+    assert planner.horizon == defaults.planning.horizon and planner.samples == defaults.planning.samples
     starts = env.benchmark_starts(3)
     actions = defaults.benchmark.controller(env, starts)
     assert actions.shape == (3, env.action_space.dim) and actions.dtype == np.float32

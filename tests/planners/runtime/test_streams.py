@@ -80,7 +80,7 @@ def test_planner_actions_do_not_depend_on_the_stream_count(monkeypatch):
     plans = []
     for count in ("1", "2"):
         monkeypatch.setenv("WMPLAN_CPU_STREAMS", count)
-        cem = planners.CEM(model, planners.Discrete(3), horizon=10, num_samples=300, iterations=3, seed=5)
+        cem = planners.CEM(model, planners.Discrete(3), horizon=10, samples=300, iterations=3, seed=5)
         plans.append(cem.optimize(state))
     assert np.array_equal(np.array(plans[0].actions), np.array(plans[1].actions))
     np.testing.assert_allclose(np.array(plans[0].expected_return), np.array(plans[1].expected_return), rtol=1e-6)
@@ -149,7 +149,7 @@ def test_planner_streams_option_keeps_batch_coupled_dynamics_whole(monkeypatch):
     whole = planners.rollout(BatchCoupled(), state, actions, streams=1)
     split = planners.rollout(BatchCoupled(), state, actions)  # env default: 2 shards, different means
     assert not np.allclose(np.array(whole), np.array(split))
-    cem = planners.CEM(BatchCoupled(), planners.Discrete(3), horizon=3, num_samples=512, iterations=1, streams=1)
+    cem = planners.CEM(BatchCoupled(), planners.Discrete(3), horizon=3, samples=512, iterations=1, streams=1)
     assert cem.streams == 1
     returns = cem.evaluate(state[:2], actions[None, :512].reshape(2, 256, 3, 3))
     expected = planners.rollout(BatchCoupled(), mx.repeat(state[:2], 256, axis=0), actions[:512], streams=1)
@@ -158,7 +158,7 @@ def test_planner_streams_option_keeps_batch_coupled_dynamics_whole(monkeypatch):
 
 def test_planner_rejects_a_bad_streams_option():
     with pytest.raises(ValueError, match="streams"):
-        planners.CEM(ParticleEnv(), planners.Discrete(3), horizon=3, num_samples=8, iterations=1, streams=0)
+        planners.CEM(ParticleEnv(), planners.Discrete(3), horizon=3, samples=8, iterations=1, streams=0)
 
 
 def test_dynamics_can_ask_for_one_stream(monkeypatch):

@@ -143,7 +143,7 @@ def test_train_each_env(tmp_path, name):
     assert config["model"].get("ensemble", 1) == members
     model = load_model(out)
     assert (model.state_dim, model.action_dim) == (env.state_dim, env.action_space.dim)
-    planner = planners.CEM(model.folded(), env.action_space, horizon=4, num_samples=16, iterations=2, termination=env.termination)
+    planner = planners.CEM(model.folded(), env.action_space, horizon=4, samples=16, iterations=2, termination=env.termination)
     actions = np.array(planner.act(env.benchmark_starts(3)))
     assert actions.shape == (3, env.action_space.dim) and np.all(np.isfinite(actions))
 

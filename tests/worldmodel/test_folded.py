@@ -72,6 +72,6 @@ def test_planning_with_the_folded_model_picks_the_same_actions():
     state = env.reset(3, seed=4)
     actions = []
     for dynamics in (model, model.folded()):
-        cem = planners.CEM(dynamics, env.action_space, horizon=6, num_samples=200, iterations=2, seed=1)
+        cem = planners.CEM(dynamics, env.action_space, horizon=6, samples=200, iterations=2, seed=1)
         actions.append(np.array(cem.optimize(state).actions))
     assert np.array_equal(actions[0], actions[1])

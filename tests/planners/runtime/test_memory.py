@@ -44,14 +44,14 @@ def test_format_bytes():
 
 
 def test_estimates_grow_with_every_size_and_with_gradients():
-    base = CEM(ENV, ENV.action_space, horizon=15, num_samples=500)
+    base = CEM(ENV, ENV.action_space, horizon=15, samples=500)
     estimate = base.memory_estimate(20)
-    assert CEM(ENV, ENV.action_space, horizon=30, num_samples=500).memory_estimate(20) > estimate
-    assert CEM(ENV, ENV.action_space, horizon=15, num_samples=1000).memory_estimate(20) > estimate
+    assert CEM(ENV, ENV.action_space, horizon=30, samples=500).memory_estimate(20) > estimate
+    assert CEM(ENV, ENV.action_space, horizon=15, samples=1000).memory_estimate(20) > estimate
     assert base.memory_estimate(40) > estimate
-    gradient = GradientPlanner(ENV, ENV.action_space, horizon=15, num_samples=500).memory_estimate(20)
+    gradient = GradientPlanner(ENV, ENV.action_space, horizon=15, samples=500).memory_estimate(20)
     assert gradient > 10 * estimate  # every step kept for the backward pass
-    hybrid = CEMGradient(ENV, ENV.action_space, horizon=15, num_samples=500).memory_estimate(20)
+    hybrid = CEMGradient(ENV, ENV.action_space, horizon=15, samples=500).memory_estimate(20)
     assert estimate < hybrid < gradient  # only the elites are differentiated
 
 
@@ -66,7 +66,7 @@ class Exploding:
 
 @pytest.mark.parametrize("cls", [RandomShooting, CEM, MPPI, GradientPlanner], ids=lambda c: c.__name__)
 def test_planning_too_many_samples_fails_before_imagining(cls, eight_gb):
-    planner = cls(Exploding(), ENV.action_space, horizon=15, num_samples=100_000_000)
+    planner = cls(Exploding(), ENV.action_space, horizon=15, samples=100_000_000)
     with pytest.raises(MemoryBudgetError, match=r"planning 20 environment\(s\) x 100000000 samples x horizon 15 "
                                                 r"needs about [\d.]+ TB of memory, more than the 8\.0 GB available"):
         planner.optimize(mx.zeros((20, 2)))

@@ -88,8 +88,8 @@ def snapshot_parts(data):
     model = WorldModel(2, 3, hidden=(8,))
     trainer = ContinualTrainer(model)
     trainer.fit(data, 2, np.random.default_rng(0))
-    planner = planners.CEM(model, ParticleEnv().action_space, horizon=3, num_samples=8, iterations=1)
-    _, state = planner.optimize(data.states[:2], planner_state=planner.init_state([5, 6]))
+    planner = planners.CEM(model, ParticleEnv().action_space, horizon=3, samples=8, iterations=1)
+    _, state = planner.step(data.states[:2], planner.init([5, 6]))
     return model, trainer.state_arrays(), state
 
 

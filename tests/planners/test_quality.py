@@ -2,7 +2,7 @@
 
 Cost ratio = sum over episodes of (-return) / sum of (-optimal return); 50 steps, horizon 15,
 1000 samples, every episode stepped together (one ``act`` per step). A bigger run by hand:
-``WMPLAN_QUALITY_EPISODES=100 pytest tests/test_planners_quality.py -m slow -s`` (prints the ratios).
+``WMPLAN_QUALITY_EPISODES=100 pytest tests/planners/test_quality.py -m slow -s`` (prints the ratios).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def quality_starts(num: int, seed: int = 0) -> np.ndarray:
 def test_cost_ratio_against_the_optimum(cls):
     env = ParticleEnv()
     starts = quality_starts(EPISODES)
-    planner = cls(env, env.action_space, horizon=15, num_samples=1000)
+    planner = cls(env, env.action_space, horizon=15, samples=1000)
     returns = run_episodes(planner_policy(planner), env, starts, STEPS).returns
     ratio = np.sum(-returns) / np.sum(-optimal_returns(env, starts, STEPS))
     print(f"\n{cls.__name__}: cost ratio {ratio:.4f} over {EPISODES} episodes")

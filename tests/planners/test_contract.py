@@ -14,6 +14,7 @@ from planners import Box, Discrete, Plan, Planner, SamplingPlanner, rollout
 from planners.base import shift
 from planners.distributions import colored_noise_basis
 from worldmodel.envs import ParticleEnv
+from worldmodel.envs.particle import one_hot_pushes
 
 
 def _all_planners():
@@ -30,7 +31,7 @@ def _all_planners():
 
 PLANNERS = _all_planners()
 SPACES = ["discrete", "box"]
-SMALL = dict(horizon=5, num_samples=32, iterations=2)
+SMALL = dict(horizon=5, samples=32, iterations=2)
 BOX = Box(-0.5, 0.5, shape=(1,))  # narrower than the push range: the bounds bind
 STARTS = mx.array([[1.0, 0.0], [-1.5, -1.0], [0.3, 0.5]])
 
@@ -135,7 +136,7 @@ def test_warm_start_is_the_shifted_plan_and_reset_forgets_it(cls, kind, monkeypa
 
     seen = []
     search = planner._search
-    monkeypatch.setattr(planner, "_search", lambda state, warm, key: seen.append(warm) or search(state, warm, key))
+    monkeypatch.setattr(planner, "_search", lambda state, warm, *rest: seen.append(warm) or search(state, warm, *rest))
     env, _ = env_and_space(kind)
     state, _ = env(STARTS, first.actions[:, 0])
     second = planner.optimize(state)
@@ -158,7 +159,7 @@ def test_warm_start_is_the_shifted_plan_and_reset_forgets_it(cls, kind, monkeypa
 def test_nan_returns_are_never_chosen(cls, kind):
     dynamics = Switchable(kind)
     dynamics.bad = forbidden(kind)
-    planner = make(cls, kind, dynamics, num_samples=64)
+    planner = make(cls, kind, dynamics, samples=64)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         for _ in range(3):
@@ -208,7 +209,7 @@ def test_wrong_dynamics_shapes_raise(cls, kind, bad, message):
 
 
 COMMON_BAD = [
-    ("num_samples", 0), ("horizon", -1), ("horizon", 2.5), ("iterations", 0), ("seed", -1),
+    ("samples", 0), ("samples", 0), ("horizon", -1), ("horizon", 2.5), ("iterations", 0), ("seed", -1),
     ("discount", 0.0), ("discount", 1.5),
 ]
 SPECIFIC_BAD = {
@@ -263,7 +264,7 @@ def test_any_user_model_linear_quadratic(cls):
     model = LinearQuadratic()
     space = Box(-1.0, 1.0, shape=(2,))
     starts = mx.array([[1.0, -1.0, 0.5, 0.5], [-0.5, 0.8, -1.0, 0.2]])
-    planner = cls(model, space, horizon=8, num_samples=200)
+    planner = cls(model, space, horizon=8, samples=200)
     plan = planner.optimize(starts)
     assert plan.actions.shape == (2, 8, 2)
     zero = np.array(rollout(model, starts, mx.zeros((2, 8, 2))))
@@ -275,7 +276,7 @@ def test_any_user_model_linear_quadratic(cls):
 @pytest.mark.parametrize("cls", [planners.CEM, planners.MPPI], ids=lambda c: c.__name__)
 def test_centres_the_particle(cls):
     env = ParticleEnv()
-    planner = cls(env, env.action_space, horizon=15, num_samples=300)
+    planner = cls(env, env.action_space, horizon=15, samples=300)
     state, total = mx.array([[1.0, 0.0]]), 0.0
     for _ in range(30):
         state, reward = env(state, planner.act(state))
@@ -318,6 +319,11 @@ def test_colored_noise_has_unit_variance_and_correlates_in_time():
     assert lag1 > 0.5  # white noise: 0
 
 
-def test_particle_env_is_dynamics():
-    assert isinstance(ParticleEnv(), planners.Dynamics)
-    assert isinstance(Discrete(3), Discrete)
+def test_particle_env_is_dynamics_a_planner_can_imagine_with():
+    """Two +1 pushes from (1, 0), by hand: v = 0.1, x = 1.1; v = 0.2, x = 1.3; rewards -|x|."""
+    returns, states, rewards = planners.rollout(
+        ParticleEnv(), mx.array([[1.0, 0.0]]), one_hot_pushes([[1, 1]]), return_trajectory=True
+    )
+    np.testing.assert_allclose(np.array(states[0]), [[1.0, 0.0], [1.1, 0.1], [1.3, 0.2]], atol=1e-6)
+    np.testing.assert_allclose(np.array(rewards[0]), [-1.1, -1.3], atol=1e-6)
+    np.testing.assert_allclose(np.array(returns), [-2.4], atol=1e-6)

@@ -85,7 +85,7 @@ def test_benchmark_starts_are_gymnasiums_resets(name):
 
 def test_gymnasium_runner_plans_a_short_episode_and_sets_given_starts():
     env = get_env("mountaincar")
-    planner = planners.CEM(env, env.action_space, horizon=3, num_samples=8, iterations=1, termination=env.termination)
+    planner = planners.CEM(env, env.action_space, horizon=3, samples=8, iterations=1, termination=env.termination)
     starts = np.array([[-0.5, 0.01], [0.44, 0.07]], np.float32)  # the second reaches the goal at once
     ep = run_episodes(planner_policy(planner), env, starts, 5, runner="gymnasium", seeds=[0, 1], set_starts=True)
     np.testing.assert_array_equal(ep.states[:, 0], starts)
@@ -99,7 +99,7 @@ def test_an_episode_is_planned_alike_alone_and_with_others():
     env = get_env("cartpole")
     starts = env.benchmark_starts(3, seed=0)
     starts[0, 2:] = (0.2, 2.0)  # falls at once
-    make = lambda: planners.CEM(env, env.action_space, horizon=5, num_samples=16, iterations=1, seed=3,  # noqa: E731
+    make = lambda: planners.CEM(env, env.action_space, horizon=5, samples=16, iterations=1, seed=3,  # noqa: E731
                                 termination=env.termination)
     together = run_episodes(planner_policy(make(), np.arange(3)), env, starts, 30)
     alone = run_episodes(planner_policy(make(), np.array([2])), env, starts[2:], 30)
@@ -165,9 +165,9 @@ def test_reference_planner_doubles_the_budget():
     env = get_env("pendulum")
     planner = reference_planner(env, env, BenchmarkConfig().for_env(env))
     assert isinstance(planner, planners.CEM) and planner.horizon == env.defaults.planning.horizon
-    assert planner.num_samples == 2 * env.defaults.planning.samples and planner.iterations == 2 * planners.CEM(env, env.action_space).iterations
+    assert planner.samples == 2 * env.defaults.planning.samples and planner.iterations == 2 * planners.CEM(env, env.action_space).iterations
     small = reference_planner(env, env, BenchmarkConfig(samples=8, iterations=3, horizon=4).for_env(env))
-    assert (small.num_samples, small.iterations, small.horizon) == (16, 6, 4)
+    assert (small.samples, small.iterations, small.horizon) == (16, 6, 4)
 
 
 def test_suite_on_cartpole_in_the_mlx_copy():

@@ -9,7 +9,7 @@ import pytest
 
 from planners import CEM, MPPI, Box, Discrete, RandomShooting, rollout
 from planners.dynamics import check_output
-from test_planners import PLANNERS, SMALL
+from tests.planners.test_contract import PLANNERS, SMALL
 from worldmodel.envs import ParticleEnv
 
 ENV = ParticleEnv()

@@ -145,6 +145,29 @@ def test_a_non_finite_particle_makes_the_sequence_minus_inf(aggregate):
     assert float(value[0]) == -np.inf and np.isfinite(float(value[1]))
 
 
+@pytest.mark.parametrize("mode", ["expectation", "ts1", "tsinf"])
+def test_termination_discount_and_terminal_value_through_the_one_loop(mode):
+    # Ladder(2): member 0 stays at 0 paying 0, member 1 climbs 1 per step paying 1; the mean climbs 0.5.
+    # done at s >= 1; discount 0.5; V(s) = 10 + s; H = 3.
+    done = lambda s: s[:, 0] >= 1.0  # noqa: E731
+    value = lambda s: 10.0 + s[:, 0]  # noqa: E731
+    prop = Propagation(mode, particles=2)
+    returns = np.array(
+        propagate(Ladder(2), prop, start(1), actions(1, 1, horizon=3), keys([0]), discount=0.5, terminal_value=value, termination=done)
+    )
+    if mode == "expectation":  # 0.5 + 0.5 * 0.5, done at step 1: no later reward, no terminal value
+        expected = [0.75, 0.75]
+    elif mode == "tsinf":  # one particle per member: 0.125 * V(0) never done; 1 done at once
+        expected = sorted([0.125 * 10.0, 1.0])
+    else:  # ts1: one member per slot and step, so one particle is done at once (1); the other is done at
+        # step 1 (0.5) or 2 (0.25) or never (0.125 * V(0))
+        rest = returns.ravel().tolist()
+        rest.remove(1.0)  # ValueError (a failure) when no particle is done at once
+        assert np.isclose(rest[0], [0.5, 0.25, 1.25]).any()
+        return
+    np.testing.assert_allclose(np.sort(returns.ravel()), expected, rtol=1e-6)
+
+
 def test_one_member_equals_the_world_model():
     mx.random.seed(0)
     single = WorldModel(hidden=(16, 16))
@@ -183,7 +206,7 @@ def test_same_actions_in_any_batch_composition(mode, noise, learned):
     states = mx.array([[1.0, 0.0], [0.5, 0.2], [-1.0, 0.3]])
 
     def plan(rows, ids, streams=None):
-        planner = CEM(model, space, horizon=5, num_samples=16, iterations=2, propagation=prop, streams=streams, seed=3)
+        planner = CEM(model, space, horizon=5, samples=16, iterations=2, propagation=prop, streams=streams, seed=3)
         first = planner.optimize(states[rows], env_ids=ids)
         return first, planner.optimize(states[rows], env_ids=ids)  # the second call continues the streams
 
@@ -207,7 +230,7 @@ def test_draws_follow_the_key_streams():
 @pytest.mark.parametrize("name", ["random-shooting", "mppi", "icem", "cem-gd"])
 def test_every_planner_takes_a_propagation(name):
     planner = make_planner(
-        name, probabilistic_ensemble(), ParticleEnv().action_space, horizon=4, num_samples=8, iterations=2,
+        name, probabilistic_ensemble(), ParticleEnv().action_space, horizon=4, samples=8, iterations=2,
         propagation=Propagation("tsinf", particles=3, sample_noise=True),
     )
     plan = planner.optimize(mx.array([[1.0, 0.0], [0.0, 0.5]]))

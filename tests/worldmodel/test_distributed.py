@@ -25,7 +25,7 @@ from worldmodel import ParticleEnv
 from worldmodel.distributed import LAUNCHER_VARIABLES, World, gather_rows, launched, share
 
 PLANNER_CLASSES = [planners.RandomShooting, planners.CEM, planners.ICEM, planners.MPPI, planners.GradientPlanner, planners.CEMGradient]
-SMALL = {"horizon": 4, "num_samples": 16, "iterations": 2}
+SMALL = {"horizon": 4, "samples": 16, "iterations": 2}
 
 
 def invoke(*args):

@@ -1,6 +1,6 @@
 """Checkpoints written by an earlier wmplan (b765683) still load and compute what they computed then.
 
-The fixtures in ``tests/fixtures/checkpoints-b765683`` were made by ``make_fixtures.py`` (beside them)
+The fixtures in ``tests/worldmodel/fixtures/checkpoints-b765683`` were made by ``make_fixtures.py`` (beside them)
 with that version: small single models and ensembles, with angles, a state-reading reward head and
 probabilistic heads, and their outputs (plain, folded and per member) on fixed inputs.
 """

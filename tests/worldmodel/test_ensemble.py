@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mlx.utils import tree_flatten
 
 from cli import main
-from conftest import TINY_TRAIN
+from tests.conftest import TINY_TRAIN
 from worldmodel import (
     CheckpointError,
     EnsembleWorldModel,
