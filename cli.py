@@ -31,8 +31,8 @@ def _first_line(err) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-NAMED = {"environment": "env_name", "env": "env_name", "plan_iterations": "iterations"}
-"""Words of library messages that name a command's option under another name (``unknown environment``)."""
+NAMED = {"environment": "env_name", "env": "env_name", "plan_iterations": "iterations", "planner": "planners"}
+"""Words of library messages naming an option that has another name in a command (``unknown environment``)."""
 
 
 @contextlib.contextmanager
@@ -44,8 +44,8 @@ def bad_values():
     except ValueError as err:
         message, ctx = _first_line(err), click.get_current_context()
         match = re.match(r"(unknown )?([a-z_]+)\b", message)
-        params = {p.name: p for p in ctx.command.params}
-        param = params.get(NAMED.get(match.group(2), match.group(2))) if match else None
+        params = {p.name: p for p in ctx.command.params if not getattr(p, "hidden", False)}
+        param = (params.get(match.group(2)) or params.get(NAMED.get(match.group(2)))) if match else None
         if param is None:
             raise click.UsageError(message) from None
         if not match.group(1):

@@ -193,6 +193,9 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, tmp_path, module, name, com
     (["plan", "--planner", "warp"], "Invalid value for '--planner': unknown planner 'warp'"),
     (["speed", "--repeats", "0"], "Invalid value for '--repeats': --repeats must be >= 1, got 0"),
     (["benchmark", "--dynamics", "dream"], "Invalid value for '--dynamics': unknown dynamics 'dream'"),
+    (["benchmark", "--planners", "cem,warp"], "Invalid value for '--planners': unknown planner 'warp'"),
+    (["speed", "--samples", "10,-1"], "Invalid value for '--samples': --samples must be positive integers"),
+    (["train", "--lr", "0"], "learning rates must be positive"),  # TrainConfig's check, not an option's name
 ])
 def test_a_bad_value_is_a_usage_error_naming_its_option(tmp_path, monkeypatch, args, message):
     """The config or library check finds the bad value; the CLI names the option (exit 2) before any work."""
