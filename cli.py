@@ -143,6 +143,8 @@ OPTIONS = {
     "planners": dict(default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp, help="Comma-separated: {planners}."),
     "model": dict(dest="model_path", type=click.Path(), callback=_not_empty,
                   help="Checkpoint folder. Default: $WMPLAN_HOME/model[-ENV], trained if missing."),
+    "episodes": dict(type=int, help="Episodes (train: random-action ones, default the env's budget; benchmark: i from reset(seed=--seed + i))."),
+    "dynamics": dict(default="model,true", show_default=True, help="What planners imagine with: model (learned), true (the env's); comma-separated."),
     "steps": dict(type=int, help=f"Steps per episode (at most). {ENVS}"),
     "horizon": dict(type=int, help=f"Planning horizon. {ENVS}"),
     "samples": dict(type=int, help=f"Imagined action sequences per planning iteration. {ENVS}"),
@@ -263,10 +265,9 @@ def write_outputs(result: dict, json_path, plot_path=None, plot=None) -> None:
 
 
 @main.command()
-@options("env", "runner", "steps", "batch_size", "lr", "ensemble", "seed", "out", "device", lr={"default": 1e-3},
+@options("env", "runner", "episodes", "steps", "batch_size", "lr", "ensemble", "seed", "out", "device", lr={"default": 1e-3},
          out={"help": "Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model[-ENV]."})
 @renamed("--source", "--runner mlx|gymnasium", "runner", values={"mlx": "mlx", "gym": "gymnasium"})
-@click.option("--episodes", type=int, help="Random-action episodes to record. Default: the env's training budget.")
 @click.option("--epochs", type=int, help="Passes over the data. Default: the env's training budget.")
 @click.option("--max-lr", default=2e-2, show_default=True, help="Peak of the one-cycle schedule.")
 @click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True, help="constant: --lr throughout.")
@@ -274,7 +275,7 @@ def write_outputs(result: dict, json_path, plot_path=None, plot=None) -> None:
 @click.option("--angle-features/--raw-angles", default=None, help="The env's angles as (cos, sin), or raw. Default: the env's.")
 @click.option("--balance-bins", default=10, show_default=True, help="Flatten the state histogram of batches over this many bins per dim (0: off).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="Run the training step under mx.compile.")
-def train(env_name, runner, steps, batch_size, lr, ensemble, seed, out, device, episodes, epochs, max_lr, schedule,
+def train(env_name, runner, episodes, steps, batch_size, lr, ensemble, seed, out, device, epochs, max_lr, schedule,
           hidden, angle_features, balance_bins, compile):
     """Generate random-action data, train the world model, report held-out accuracy, save it.
 
@@ -330,11 +331,11 @@ def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
 
 
 @main.command()
-@options("env", "planner", "x0", "v0", "start", "steps", "horizon", "samples", "iterations", "model", "runner", "seed",
-         "plot", "device", plot={"help": "Draw the states, actions and one-step predictions of the episode to a PNG."})
-@click.option("--dynamics", type=click.Choice(["model", "true"]), default="model", show_default=True, help="What the planner imagines with.")
-def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed, plot_path,
-         device, dynamics):
+@options("env", "planner", "dynamics", "x0", "v0", "start", "steps", "horizon", "samples", "iterations", "model", "runner",
+         "seed", "plot", "device", dynamics={"default": "model", "help": "What the planner imagines with: model or true."},
+         plot={"help": "Draw the states, actions and one-step predictions of the episode to a PNG."})
+def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed,
+         plot_path, device):
     """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
     from benchmarks.plots import plot_episode
     from benchmarks.report import episode_lines, state_text
@@ -368,13 +369,12 @@ def plan(env_name, planner, x0, v0, start, steps, horizon, samples, iterations, 
 
 
 @main.command()
-@options("env", "planners", "steps", "horizon", "samples", "iterations", "model", "runner", "propagation", "particles",
-         "seed", "json", "plot", "device", plot={"help": "Draw the return distributions to a PNG."})
-@click.option("--dynamics", default="model,true", show_default=True, help="Comma-separated: model (the learned world model), true (the env's own dynamics).")
-@click.option("--episodes", default=20, show_default=True, help="Episode i starts from reset(seed=--seed + i).")
+@options("env", "planners", "dynamics", "episodes", "steps", "horizon", "samples", "iterations", "model", "runner",
+         "propagation", "particles", "seed", "json", "plot", "device", episodes={"default": 20, "show_default": True},
+         plot={"help": "Draw the return distributions to a PNG."})
 @click.option("--init-states", type=click.Path(), callback=_not_empty, help="CSV of starts, its header the env's state names (x,v).")
-def benchmark(env_name, planners, steps, horizon, samples, iterations, model_path, runner, propagation, particles, seed,
-              json_path, plot_path, device, dynamics, episodes, init_states):
+def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, iterations, model_path, runner, propagation,
+              particles, seed, json_path, plot_path, device, init_states):
     """Closed-loop planner benchmark in the real environment.
 
     Every planner with every dynamics, against baselines and the optimum or a large-budget reference
