@@ -1,8 +1,58 @@
-"""Shared test setup: a private ``$WMPLAN_HOME`` for the whole session."""
+"""Shared test setup: a private ``$WMPLAN_HOME`` for the whole session, and the helpers tests share
+(``from tests.conftest import invoke, one_error_line, char_device, need``)."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import stat
+
 import pytest
+
+EXTRAS = {"gymnasium": "gym", "matplotlib": "plot", "jax": "peers", "torch": "peers", "pytorch_mppi": "peers"}
+"""The optional module a test may need -> the extra that installs it."""
+
+
+def missing(module: str) -> str:
+    """Why a test that needs ``module`` is skipped: the same words everywhere, naming the extra."""
+    return f"{module} not installed (pip install '.[{EXTRAS[module]}]')"
+
+
+def need(module: str):
+    """``module``, imported; the test (or the whole file, at module level) is skipped without it."""
+    return pytest.importorskip(module, reason=missing(module))
+
+
+def requires(module: str):
+    """A mark that skips a test without ``module`` (for tests that do not import it themselves)."""
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=missing(module))
+
+
+def invoke(*args):
+    """``wmplan ARGS...`` through click's test runner (the result: exit_code, output)."""
+    from click.testing import CliRunner
+
+    from cli import main
+
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def one_error_line(result, code: int) -> str:
+    """The single ``Error: ...`` line of a failed command (exit status ``code``), without ``Error: ``."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.output
+    return errors[0][len("Error: "):]
+
+
+def char_device(path):
+    """A /dev/null-like character device node at ``path`` (skips the test where one cannot be made)."""
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except OSError as err:
+        pytest.skip(f"cannot make a device node here: {err}")
+    return path
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 
-import mlx.core as mx
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -16,12 +15,13 @@ from benchmarks.baselines import baselines
 from benchmarks.baselines import controller_policy as controller
 from benchmarks.report import footer, table
 from benchmarks.starts import InitStatesError, read_init_states
-from worldmodel.envs.gymnasium import gym_id, gym_state, make_gym_env
+from worldmodel.envs.gymnasium import gym_state, make_gym_env
 from worldmodel.envs.runner import choose_runner, planner_policy, run_episodes
 from worldmodel.envs.scores import SCORES, cost_ratio, gap, return_ratio
 from benchmarks.suite import BenchmarkConfig, reference_planner, run_benchmark
 from cli import main
 from worldmodel.envs import ENV_NAMES, env_of_checkpoint, env_record, get_env
+from tests.conftest import need
 
 GYM_ENVS = [name for name in ENV_NAMES if get_env(name).gymnasium is not None]
 TINY = ["--dynamics", "true", "--planners", "cem", "--episodes", "2", "--steps", "4", "--horizon", "3", "--samples", "8",
@@ -308,7 +308,7 @@ def test_plan_another_env_from_a_given_start(tmp_path):
 
 
 def test_plan_plot_of_another_env(tmp_path):
-    pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install '.[plot]')")
+    need("matplotlib")
     out = tmp_path / "pendulum.png"
     result = invoke("plan", "--env", "pendulum", "--dynamics", "true", "--steps", "4", "--horizon", "3",
                     "--samples", "8", "--iterations", "1", "--runner", "mlx", "--plot", str(out))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 from benchmarks import speed_compare
 from benchmarks.peers import common, mlp_weights
+from tests.conftest import need, requires
 
-HAS_JAX = importlib.util.find_spec("jax") is not None
-needs_jax = pytest.mark.skipif(not HAS_JAX, reason="jax not installed (pip install '.[peers]')")
+needs_jax = requires("jax")
 
 
 def test_jax_worker_is_a_default_column_with_a_ratio_against_wmplan():
@@ -28,7 +26,7 @@ def test_jax_worker_is_a_default_column_with_a_ratio_against_wmplan():
 
 @pytest.fixture(scope="module")
 def jax_setup():
-    jax = pytest.importorskip("jax", reason="jax not installed (pip install '.[peers]')")
+    jax = need("jax")
     from benchmarks.peers import jax_planners
 
     params = mlp_weights.make_weights()

@@ -18,6 +18,7 @@ from cli import main
 from worldmodel import ParticleEnv, one_hot_pushes
 from worldmodel.envs.particle import final_abs_x, optimal_returns
 from worldmodel.envs.runner import run_episodes
+from tests.conftest import need
 
 ENV = ParticleEnv()
 
@@ -249,7 +250,7 @@ def test_plan_cli_prints_steps_and_the_optimum(tiny_model_path):
 
 
 def test_plan_cli_plot_of_the_particle(tmp_path):
-    pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install '.[plot]')")
+    need("matplotlib")
     out = tmp_path / "episode.png"
     result = invoke("plan", "--dynamics", "true", "--steps", "4", "--horizon", "3", "--samples", "16", "--plot", str(out))
     assert result.exit_code == 0, result.output

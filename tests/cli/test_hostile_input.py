@@ -10,35 +10,13 @@ import stat
 import threading
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
 from worldmodel.recipe import default_model_path
+from tests.conftest import char_device, invoke, one_error_line
 
 # a benchmark that runs in well under a second: the true dynamics, one cheap planner
 QUICK = ["benchmark", "--dynamics", "true", "--planners", "random-shooting", "--episodes", "2", "--steps", "2",
          "--horizon", "2", "--samples", "8"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args))
-
-
-def one_error_line(result, code: int) -> str:
-    """The single ``Error: ...`` line of a failed command (exit status ``code``), without ``Error: ``."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0][len("Error: "):]
-
-
-def char_device(path):
-    try:
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    except OSError as err:
-        pytest.skip(f"cannot make a device node here: {err}")
-    return path
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,9 @@ import re
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
 from worldmodel import load_model, read_config
+from tests.conftest import invoke
 
 TINY = ["--episodes", "20", "--steps", "10", "--epochs", "2"]
 EPOCH = re.compile(r"^Epoch (\d\d) \| loss = \d+\.\d{6} \| val = \d+\.\d{6}$", re.M)
@@ -18,10 +17,6 @@ ROW = re.compile(
     r"MODEL x=([+-]\d\.\d{3}), v=([+-]\d\.\d{3}), r=([+-]\d\.\d{3})$",
     re.M,
 )
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args))
 
 
 def test_help_lists_commands():

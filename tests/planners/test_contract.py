@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import planners
-from planners import Box, Discrete, Plan, Planner, SamplingPlanner, rollout
+from planners import Box, Plan, Planner, SamplingPlanner, rollout
 from planners.base import shift
 from planners.distributions import colored_noise_basis
 from worldmodel.envs import ParticleEnv

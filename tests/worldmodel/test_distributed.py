@@ -15,21 +15,16 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import planners
 from benchmarks.baselines import episode_rngs, random_policy
-from cli import main
 from worldmodel.device import gpu_available
 from worldmodel import ParticleEnv
 from worldmodel.distributed import LAUNCHER_VARIABLES, World, gather_rows, launched, share
+from tests.conftest import invoke
 
 PLANNER_CLASSES = [planners.RandomShooting, planners.CEM, planners.ICEM, planners.MPPI, planners.GradientPlanner, planners.CEMGradient]
 SMALL = {"horizon": 4, "samples": 16, "iterations": 2}
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args))
 
 
 def box_dynamics(state, action):

@@ -15,6 +15,7 @@ import pytest
 
 from worldmodel import files
 from worldmodel.files import OutputError, check_output_folder, check_output_path, open_output, write_json
+from tests.conftest import char_device
 
 
 @pytest.fixture
@@ -22,15 +23,6 @@ def umask_022():
     old = os.umask(0o022)
     yield
     os.umask(old)
-
-
-def char_device(path):
-    """A /dev/null-like character device node at ``path`` (skips the test where one cannot be made)."""
-    try:
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    except (PermissionError, OSError) as err:
-        pytest.skip(f"cannot make a device node here: {err}")
-    return path
 
 
 def file_at(folder, name):

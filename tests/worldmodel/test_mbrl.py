@@ -8,14 +8,13 @@ import os
 import mlx.core as mx
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from mlx.utils import tree_flatten
 
 from worldmodel.mbrl import MbrlConfig
-from cli import main
 from worldmodel import Transitions, load_model, read_config
 from worldmodel.envs import get_env
 from worldmodel.run_folder import MANIFEST
+from tests.conftest import invoke as invoke_cli, need
 
 TINY = ["--random-episodes", "2", "--random-steps", "5", "--eval-episodes", "2", "--samples", "16", "--horizon", "4",
         "--plan-iterations", "1", "--first-train-steps", "20", "--train-steps", "10", "--ensemble", "1"]
@@ -23,7 +22,8 @@ TINY = ["--random-episodes", "2", "--random-steps", "5", "--eval-episodes", "2",
 
 
 def invoke(*args):
-    return CliRunner().invoke(main, ["mbrl", *args])
+    """``wmplan mbrl ARGS...``."""
+    return invoke_cli("mbrl", *args)
 
 
 def run_json(tmp_path, name, *args):
@@ -137,7 +137,7 @@ def test_env_budget_is_the_default():
 
 
 def test_plot(tmp_path):
-    pytest.importorskip("matplotlib")
+    need("matplotlib")
     path = str(tmp_path / "curve.png")
     result = invoke(*TINY, "--rounds", "1", "--out", str(tmp_path / "run"), "--plot", path)
     assert result.exit_code == 0, result.output

@@ -8,21 +8,16 @@ import re
 import mlx.core as mx
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import planners
-from cli import main
 from worldmodel import ParticleEnv, WorldModel, generate, load_model, one_step_mse, read_config
 from worldmodel.data import Transitions
 from worldmodel.envs import ENV_NAMES, env_of_checkpoint, get_env
 from worldmodel.features import state_change, wrap_angle
+from tests.conftest import invoke, need
 
 TINY = ["--episodes", "12", "--steps", "10", "--epochs", "1", "--hidden", "8"]
 HELD_OUT = re.compile(r"^Held-out one-step MSE \(20000 uniform transitions\): (.*), mean = \S+$", re.M)
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args))
 
 
 def seed_generate(env, episodes, steps, seed):
@@ -70,7 +65,7 @@ def test_termination_restarts_rows():
 
 
 def test_gymnasium_runner_records_the_same_episodes():
-    pytest.importorskip("gymnasium")
+    need("gymnasium")
     for name in ("cartpole", "mountaincar"):
         env = get_env(name)
         mlx_data, gym_data = generate(env, 6, 25, seed=2), generate(env, 6, 25, seed=2, runner="gymnasium")
@@ -79,7 +74,7 @@ def test_gymnasium_runner_records_the_same_episodes():
 
 
 def test_old_source_keyword_still_works_with_a_deprecation_warning():
-    pytest.importorskip("gymnasium")
+    need("gymnasium")
     env = get_env("cartpole")
     with pytest.warns(DeprecationWarning, match="runner='gymnasium'"):
         old = generate(env, 3, 5, seed=2, source="gym")
@@ -149,7 +144,7 @@ def test_train_each_env(tmp_path, name):
 
 
 def test_train_from_gymnasium(tmp_path):
-    pytest.importorskip("gymnasium")
+    need("gymnasium")
     out = str(tmp_path / "m")
     result = invoke("train", "--env", "acrobot", "--runner", "gymnasium", *TINY, "--out", out)
     assert result.exit_code == 0, result.output

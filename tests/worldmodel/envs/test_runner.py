@@ -15,6 +15,7 @@ from worldmodel.envs.defaults import BenchmarkDefaults, EnvDefaults, MbrlBudget,
 from worldmodel.envs.runner import random_policy, run_episodes
 from worldmodel.envs.scores import SCORES
 from worldmodel.recipe import planner_for
+from tests.conftest import need
 
 
 def open_loop_policy(actions: np.ndarray):
@@ -27,7 +28,7 @@ def open_loop_policy(actions: np.ndarray):
 def test_mlx_and_gymnasium_runners_give_the_same_episode_for_the_same_actions(name):
     """The same starts and actions: the MLX copy and Gymnasium's own env agree (float32 vs float64 rounding),
     down to which episodes terminate and when."""
-    pytest.importorskip("gymnasium")
+    need("gymnasium")
     env = get_env(name)
     steps, starts = 40, env.benchmark_starts(4, seed=2)
     rng = np.random.default_rng(3)
@@ -72,7 +73,7 @@ def test_random_policy_collection_is_the_old_generate():
 
 
 def test_gymnasium_collection_is_the_old_generate():
-    pytest.importorskip("gymnasium")
+    need("gymnasium")
     car = generate(get_env("mountaincar"), 2, 3, seed=5, runner="gymnasium")
     np.testing.assert_array_equal(car.next_states, np.array(
         [[0.28894445300102234, 0.03993920609354973], [-0.3044622838497162, -0.032048288732767105],
