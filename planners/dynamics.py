@@ -9,7 +9,7 @@ import mlx.core as mx
 import numpy as np
 
 from .checks import check_float, check_int
-from .runtime.streams import MIN_SHARD_ROWS, in_chunks, map_rows_in_steps
+from .runtime.streams import CHUNK_ROWS, MIN_SHARD_ROWS, in_chunks, map_rows_in_steps
 
 __all__ = [
     "Dynamics", "TerminalValue", "Termination", "Evaluate", "KnownReward", "CheckedDynamics", "check_options",
@@ -159,6 +159,9 @@ def rollout(
     return_trajectory: bool = False,
     streams: Optional[int] = None,
     termination: Optional[Termination] = None,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    min_shard_rows: int = MIN_SHARD_ROWS,
 ):
     """Imagine action sequences from start states.
 
@@ -179,6 +182,9 @@ def rollout(
             terminal state is absorbed there: the reward of the step that reached it counts, its
             later steps keep the state and add nothing (their rewards read ``0`` in the
             trajectory), and it gets no terminal value.
+        chunk_rows: within a shard, a step over more than twice this many rows runs in slices of
+            this many (:func:`planners.runtime.streams.in_chunks`; not with ``streams=1``).
+        min_shard_rows: rows per shard at least (:func:`planners.runtime.streams.shards`).
 
     Returns:
         ``returns [B]``, or ``(returns [B], states [B, H+1, S], rewards [B, H])`` on request.
@@ -202,9 +208,9 @@ def rollout(
     dynamics = dynamics if isinstance(dynamics, CheckedDynamics) else CheckedDynamics(dynamics)
     if streams is None:
         streams = getattr(dynamics, "rollout_streams", None)
-    chunked = streams != 1
+    chunk = None if streams == 1 else check_int("chunk_rows", chunk_rows)
     return imagine(
-        lambda start, stop: ActionStep(dynamics, actions[start:stop], chunked),
+        lambda start, stop: ActionStep(dynamics, actions[start:stop], chunk),
         state,
         actions.shape[1],
         discount=discount,
@@ -212,6 +218,7 @@ def rollout(
         termination=termination,
         return_trajectory=return_trajectory,
         streams=streams,
+        min_shard_rows=check_int("min_shard_rows", min_shard_rows),
     )
 
 
@@ -236,15 +243,16 @@ class RowStep:
 
 
 class ActionStep(RowStep):
-    """Step ``t`` of every row with its own action ``actions[:, t]`` (``actions [B, H, A]``); ``chunked``:
-    steps over many rows run in slices (:func:`planners.runtime.streams.in_chunks`)."""
+    """Step ``t`` of every row with its own action ``actions[:, t]`` (``actions [B, H, A]``); steps over
+    more than ``2 * chunk_rows`` rows run in slices of ``chunk_rows`` (:func:`planners.runtime.streams.in_chunks`;
+    ``None``: one call per step)."""
 
-    def __init__(self, dynamics: Dynamics, actions: mx.array, chunked: bool = True):
-        self.dynamics, self.actions, self.chunked = dynamics, actions, chunked
+    def __init__(self, dynamics: Dynamics, actions: mx.array, chunk_rows: Optional[int] = CHUNK_ROWS):
+        self.dynamics, self.actions, self.chunk_rows = dynamics, actions, chunk_rows
 
     def __call__(self, t: int, state: mx.array) -> tuple[mx.array, mx.array]:
-        if self.chunked:
-            return in_chunks(self.dynamics, state, self.actions[:, t])
+        if self.chunk_rows is not None:
+            return in_chunks(self.dynamics, state, self.actions[:, t], self.chunk_rows)
         return self.dynamics(state, self.actions[:, t])
 
 
@@ -259,6 +267,7 @@ def imagine(
     return_trajectory: bool = False,
     streams: Optional[int] = None,
     group: int = 1,
+    min_shard_rows: int = MIN_SHARD_ROWS,
 ):
     """THE imagination loop: ``horizon`` steps of rows ``state [B, S]``, with termination, discount and terminal value.
 
@@ -266,13 +275,14 @@ def imagine(
     :func:`planners.runtime.streams.map_rows_in_steps`) of whole groups of ``group`` rows (``B`` a
     multiple of it; e.g. one environment's particles). ``shard_step(first, stop)`` builds the
     :class:`RowStep` of groups ``first .. stop - 1``: plain dynamics (:class:`ActionStep`) or an
-    ensemble's particles (:mod:`planners.propagation`). Options as :func:`rollout`.
+    ensemble's particles (:mod:`planners.propagation`). Options as :func:`rollout`
+    (``min_shard_rows``: rows per shard at least, rounded up to whole groups).
 
     Returns:
         the shards' :meth:`RowStep.finish` results joined along axis 0 (``returns [B]`` by default),
         and with ``return_trajectory`` also ``states [B, H+1, S]`` and ``rewards [B, H]``.
     """
-    minimum = max(1, -(-MIN_SHARD_ROWS // group))
+    minimum = max(1, -(-min_shard_rows // group))
     parts = map_rows_in_steps(
         lambda first, stop: _imagine_rows(
             shard_step(first, stop), state[first * group : stop * group], horizon,

@@ -123,13 +123,13 @@ def on_streams(ranges: list, build) -> list:
     return parts
 
 
-def in_chunks(step, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
+def in_chunks(step, state: mx.array, action: mx.array, chunk_rows: int = CHUNK_ROWS) -> tuple[mx.array, mx.array]:
     """``step(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``, in slices of
-    :data:`CHUNK_ROWS` rows when ``B > 2 * CHUNK_ROWS`` (one call otherwise)."""
+    ``chunk_rows`` rows when ``B > 2 * chunk_rows`` (one call otherwise)."""
     rows = state.shape[0]
-    if rows <= 2 * CHUNK_ROWS:
+    if rows <= 2 * chunk_rows:
         return step(state, action)
-    parts = [step(state[i : i + CHUNK_ROWS], action[i : i + CHUNK_ROWS]) for i in range(0, rows, CHUNK_ROWS)]
+    parts = [step(state[i : i + chunk_rows], action[i : i + chunk_rows]) for i in range(0, rows, chunk_rows)]
     return mx.concatenate([p[0] for p in parts]), mx.concatenate([p[1] for p in parts])
 
 

@@ -210,3 +210,21 @@ def test_shards_advance_in_lockstep():
     np.testing.assert_array_equal(np.concatenate([np.array(p) for p in parts]), 8.0 * np.arange(1024))
     one = streams.map_rows_in_steps(build, 1024, streams=1)
     np.testing.assert_array_equal(np.array(one[0]), 8.0 * np.arange(1024))
+
+
+def test_chunk_and_shard_sizes_are_passed_in_and_change_only_how_the_rows_are_split():
+    model, seen = Mlp(), []
+
+    def recording(state, action):
+        seen.append(state.shape[0])
+        return model(state, action)
+
+    state, actions = random_batch(100)
+    whole = planners.rollout(recording, state, actions, streams=1)
+    assert max(seen) == 100
+    seen.clear()
+    split = planners.rollout(recording, state, actions, streams=2, chunk_rows=10, min_shard_rows=8)
+    assert max(seen) == 10  # two shards of 50 rows, each step in slices of 10
+    np.testing.assert_allclose(np.array(split), np.array(whole), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        planners.rollout(model, state, actions, streams=2, chunk_rows=0)
