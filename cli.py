@@ -400,7 +400,7 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
     check_memory(config.for_env(env), env, len(starts))  # before a model is trained or loaded
     if "model" in config.dynamics:
         model, config.model, env = load_model_for(env_name, model_path, world)
-        model = model.folded()  # the same function, normalisations folded into the weights: faster planning
+        model = model.folded()  # the same function, normalizations folded into the weights: faster planning
         if propagation is not None and not config.model_options(model):
             click.echo(f"Note: --propagation {propagation} ignored: the model is a single model, not an ensemble.", err=True)
             config.propagation = config.particles = None

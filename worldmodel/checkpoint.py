@@ -10,7 +10,7 @@ A load that meets a save in progress reads the new config again.
 Loading reads at most a size bound from each file (the config's bound is fixed, the weights' is
 computed from the architecture the config gives, whose sizes are bounded before a model is built),
 only from regular files (a link to a device or pipe is refused, never read), and checks the
-weights: the architecture's shapes, float values, all finite, every normaliser's std positive.
+weights: the architecture's shapes, float values, all finite, every normalizer's std positive.
 
 Layouts: a config without ``"kind"`` is one model (``nn.Linear`` weights ``[out, in]``), ``"kind":
 "ensemble"`` holds ``K`` members (``EnsembleLinear`` weights ``[K, in, out]``); an ensemble of one
@@ -49,7 +49,7 @@ class CheckpointError(RuntimeError):
 
 
 def save_model(model: WorldModel, path: str, extra: dict | None = None) -> str:
-    """Write ``model`` (weights and normalisation) and ``extra`` metadata to the folder ``path``.
+    """Write ``model`` (weights and normalization) and ``extra`` metadata to the folder ``path``.
 
     Args:
         model: the model to save.
@@ -169,7 +169,7 @@ def load_model(path: str) -> WorldModel:
 
 
 def check_weights(model: WorldModel, path: str) -> None:
-    """:class:`CheckpointError` unless every weight of ``model`` is a finite float and every normaliser's std is positive."""
+    """:class:`CheckpointError` unless every weight of ``model`` is a finite float and every normalizer's std is positive."""
     for name, value in tree_flatten(model.parameters()):
         if not mx.issubdtype(value.dtype, mx.floating):
             raise CheckpointError(f"corrupt checkpoint {path}: weight {name} is of dtype {value.dtype}, expected floats")
@@ -177,7 +177,7 @@ def check_weights(model: WorldModel, path: str) -> None:
             raise CheckpointError(f"corrupt checkpoint {path}: weight {name} holds NaN or infinite values")
     for name in ("state_norm", "delta_norm", "reward_norm"):
         if not mx.all(getattr(model, name).std > 0).item():
-            raise CheckpointError(f"corrupt checkpoint {path}: normaliser {name} has a standard deviation <= 0")
+            raise CheckpointError(f"corrupt checkpoint {path}: normalizer {name} has a standard deviation <= 0")
 
 
 def _stacked_single(config: dict) -> bool:

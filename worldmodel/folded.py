@@ -1,11 +1,11 @@
-"""A trained world model with its normalisations folded into the weights: the same function, fewer ops.
+"""A trained world model with its normalizations folded into the weights: the same function, fewer ops.
 
     planning_model = model.folded()       # a snapshot; train the WorldModel, not this
     next_state, reward = planning_model(state [B, S], action [B, A])      # the members' mean for K > 1
     nexts, rewards = planning_model.members(state, action, noise=None)    # [K, B, S], [K, B]
 
-The ``WorldModel`` normalises its inputs, de-normalises the predicted change, re-normalises the next
-state for the reward head and de-normalises the reward: a dozen small element-wise operations per
+The ``WorldModel`` normalizes its inputs, de-normalizes the predicted change, re-normalizes the next
+state for the reward head and de-normalizes the reward: a dozen small element-wise operations per
 step around the matrix products. Each is affine, so each folds into the adjacent layer's weights and
 bias. What is left per step is one concatenation, the trunk (product + bias + ReLU per layer), the
 change (two products and a sum), the reward head and its concatenation. MLX pays a fixed cost per
@@ -15,7 +15,7 @@ planning with the folded model is about 1.7x faster at 10,000 rows on 2 cores; i
 
 The weights keep the source model's member axis: ``[in, out]`` matrices for one model, ``[K, in,
 out]`` for ``K`` members (one batched product per layer). A probabilistic model keeps its
-log-variance heads (in normalised units) and scales the noise into data units.
+log-variance heads (in normalized units) and scales the noise into data units.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _fold_input(weight: mx.array, bias, mean: mx.array, std: mx.array, features:
 
 
 class FoldedWorldModel(nn.Module):
-    """``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])`` with folded normalisations:
+    """``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])`` with folded normalizations:
     a :class:`~worldmodel.WorldModel`'s function (the members' mean for ``K > 1``).
 
     Built by :meth:`worldmodel.WorldModel.folded`; frozen (not for training). Attributes
@@ -108,7 +108,7 @@ class FoldedWorldModel(nn.Module):
             self.w_reward_logvar = reward_weight[..., 1:, :].swapaxes(-1, -2)
             self.b_reward_logvar = _rows(reward_bias[..., 1:])
             self.min_logvar, self.max_logvar = model.min_logvar, model.max_logvar
-            self.noise_scale = mx.concatenate([delta_std, reward_std])  # data units per normalised unit
+            self.noise_scale = mx.concatenate([delta_std, reward_std])  # data units per normalized unit
         self.freeze()
         mx.eval(self.parameters())
 

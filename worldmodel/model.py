@@ -7,7 +7,7 @@
     planning_model = model.folded()                                # a frozen, faster snapshot
 
 Internals (each one measured to help; see the README):
-- inputs and targets are normalised with statistics of the training data, kept in the model and
+- inputs and targets are normalized with statistics of the training data, kept in the model and
   shared by the members;
 - the trunk (seed architecture: S + A -> 128 -> 128, ReLU) predicts the *change* of the state, plus
   a linear skip from the inputs;
@@ -19,7 +19,7 @@ Internals (each one measured to help; see the README):
 - with ``reward_from_state`` the reward head also reads the state before the step, for rewards
   of that state (Pendulum's): a head fed only the next state has to undo the step first;
 - with ``probabilistic=True`` (the PETS "probabilistic ensemble") each member predicts a mean and a
-  log-variance per output (the ``S`` normalised state changes and the normalised reward). The
+  log-variance per output (the ``S`` normalized state changes and the normalized reward). The
   log-variances are held between learned bounds with soft clipping (:func:`bound_logvar`); training
   minimises the Gaussian negative log-likelihood plus ``0.01 * (sum(max) - sum(min))``, which keeps
   the bounds tight. The reward head reads the *mean* predicted next state.
@@ -56,7 +56,7 @@ MAX_WEIGHTS = 1 << 28
 MAX_LAYERS = 64
 """Most hidden layers a model may have."""
 SHARED = ("state_norm", "delta_norm", "reward_norm", "min_logvar", "max_logvar")
-"""What the members share: the normalisation statistics and (probabilistic) the log-variance bounds."""
+"""What the members share: the normalization statistics and (probabilistic) the log-variance bounds."""
 
 
 class Normalizer(nn.Module):
@@ -221,7 +221,7 @@ class WorldModel(nn.Module):
     def from_members(cls, models: Sequence["WorldModel"]) -> "WorldModel":
         """A model of ``K = len(models)`` members whose member ``k`` computes ``models[k]``'s function.
 
-        The models must be single (``K = 1``) and share architecture, normalisation statistics and
+        The models must be single (``K = 1``) and share architecture, normalization statistics and
         log-variance bounds (``ValueError`` otherwise).
         """
         if not models:
@@ -255,7 +255,7 @@ class WorldModel(nn.Module):
         return single
 
     def shared_arrays(self) -> list[tuple[str, mx.array]]:
-        """``(name, array)`` of what the members share: the normalisation statistics (and log-variance bounds)."""
+        """``(name, array)`` of what the members share: the normalization statistics (and log-variance bounds)."""
         return tree_flatten({name: self[name] for name in SHARED if name in self})
 
     def copy_shared(self, source: "WorldModel") -> None:
@@ -320,7 +320,7 @@ class WorldModel(nn.Module):
             action: ``[B, A]`` or ``[K, B, A]``, likewise.
 
         Returns:
-            ``mean [K, B, S + 1]`` (normalised state change, then normalised reward; ``[B, S + 1]`` for
+            ``mean [K, B, S + 1]`` (normalized state change, then normalized reward; ``[B, S + 1]`` for
             one model on ``[B, ...]`` rows) and the bounded ``logvar`` of that shape for a
             probabilistic model, else ``None``.
         """
@@ -371,11 +371,11 @@ class WorldModel(nn.Module):
 
         Args:
             state, action: ``[K, B, S]``, ``[K, B, A]`` (member ``k`` trains on its own rows) or ``[B, ...]``.
-            delta_target, reward_target: normalised targets ``[K, B, S]`` and ``[K, B]`` (or ``[B, ...]``).
+            delta_target, reward_target: normalized targets ``[K, B, S]`` and ``[K, B]`` (or ``[B, ...]``).
 
         Returns:
             The loss (each member's mean squared error, or Gaussian NLL plus the bound term, summed
-            over the members) and the squared errors of the means ``[K, B, S + 1]`` (normalised units).
+            over the members) and the squared errors of the means ``[K, B, S + 1]`` (normalized units).
         """
         mean, logvar = self.predict_normalized(state, action)
         target = mx.concatenate([delta_target, reward_target[..., None]], axis=-1)
@@ -387,7 +387,7 @@ class WorldModel(nn.Module):
 
     def folded(self) -> FoldedWorldModel:
         """A frozen :class:`~worldmodel.folded.FoldedWorldModel` snapshot: the same function with the
-        normalisations folded into the weights, for planning (about 1.7x faster on a 2-core CPU)."""
+        normalizations folded into the weights, for planning (about 1.7x faster on a 2-core CPU)."""
         return FoldedWorldModel(self)
 
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:

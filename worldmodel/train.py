@@ -153,9 +153,9 @@ def draw_batches(rng: np.random.Generator, probabilities: np.ndarray, steps: int
 
 
 def training_arrays(model, data: Transitions) -> tuple:
-    """What a training step reads, as MLX arrays: ``states [N, S]``, ``actions [N, A]``, the normalised
+    """What a training step reads, as MLX arrays: ``states [N, S]``, ``actions [N, A]``, the normalized
     targets ``delta [N, S]`` and ``reward [N]`` (in ``model``'s current statistics), and the weights
-    ``[S + 1]`` that turn normalised squared errors into data units (for the printed losses)."""
+    ``[S + 1]`` that turn normalized squared errors into data units (for the printed losses)."""
     states, actions = mx.array(data.states), mx.array(data.actions)
     delta_targets = model.delta_norm(mx.array(model.state_change(data.states, data.next_states)))
     reward_targets = model.reward_norm(mx.array(data.rewards)[:, None])[:, 0]
@@ -167,7 +167,7 @@ def make_step(model, optimizer, *, compile: bool = True, reduce=None):
     """One training step of ``model`` with ``optimizer``: ``step(states, actions, delta_t, reward_t, units)
     -> (loss, data_loss)`` on a batch (``[B, ...]``, or ``[K, B, ...]`` for an ensemble), updating both in place.
 
-    ``loss`` is what is minimised (normalised units), ``data_loss`` the mean squared error in data
+    ``loss`` is what is minimised (normalized units), ``data_loss`` the mean squared error in data
     units. ``reduce(grads, loss, data_loss) -> (grads, loss, data_loss)``, if given, runs before the
     update (data-parallel averaging). With ``compile`` the step runs under ``mx.compile`` with the
     model's and the optimizer's state as its inputs and outputs.
@@ -319,14 +319,14 @@ class ContinualTrainer:
         self.batch_size, self.balance_bins = int(batch_size), int(balance_bins)
         self.normalization, self.compile = normalization, bool(compile)
         self.optimizer = optim.Adam(learning_rate=lr)
-        self.fitted = False  # whether the normalisation statistics have been set
+        self.fitted = False  # whether the normalization statistics have been set
         self._step = None
 
     def fit(self, data: Transitions, steps: int, rng: np.random.Generator) -> float:
         """``steps`` gradient steps on batches of ``data`` drawn with ``rng``; the mean training MSE
         of the steps in data units (averaged over the state dimensions and the reward).
 
-        The normalisation statistics are fit on ``data`` at the first call (``"fixed"``) or at every call (``"refit"``).
+        The normalization statistics are fit on ``data`` at the first call (``"fixed"``) or at every call (``"refit"``).
         """
         if steps < 1 or len(data) < 1:
             raise ValueError(f"fit needs steps >= 1 and some data, got {steps} steps and {len(data)} transitions")

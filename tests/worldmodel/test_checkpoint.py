@@ -73,7 +73,7 @@ def in_time(function, seconds: float = 20.0):
     [
         ("trunk.0.weight", mx.full((8, 5), mx.nan), "weight trunk.0.weight holds NaN or infinite values"),
         ("reward_out.bias", mx.array([mx.inf]), "weight reward_out.bias holds NaN or infinite values"),
-        ("state_norm.std", mx.array([1.0, 0.0]), "normaliser state_norm has a standard deviation <= 0"),
+        ("state_norm.std", mx.array([1.0, 0.0]), "normalizer state_norm has a standard deviation <= 0"),
         ("delta_norm.mean", mx.array([0, 1], dtype=mx.int32), "weight delta_norm.mean is of dtype mlx.core.int32"),
     ],
 )

@@ -33,7 +33,7 @@ from worldmodel.train import bootstrap_probabilities, draw_batches
 
 
 def with_statistics(model, seed=0):
-    """``model`` with non-trivial normalisation statistics (as after training)."""
+    """``model`` with non-trivial normalization statistics (as after training)."""
     rng = np.random.default_rng(seed)
     states = rng.normal([0.3, -0.1], [0.8, 0.5], size=(500, 2)).astype(np.float32)
     next_states = states + rng.normal([0.01, 0.02], [0.05, 0.03], size=(500, 2)).astype(np.float32)

@@ -11,7 +11,7 @@ from worldmodel import FoldedWorldModel, ParticleEnv, WorldModel
 
 
 def trained_like(hidden=(128, 128), seed=0):
-    """A WorldModel with random weights and non-trivial normalisation statistics."""
+    """A WorldModel with random weights and non-trivial normalization statistics."""
     mx.random.seed(seed)
     model = WorldModel(hidden=hidden)
     rng = np.random.default_rng(seed)
