@@ -46,6 +46,19 @@ def one_error_line(result, code: int) -> str:
     return errors[0][len("Error: "):]
 
 
+def with_statistics(model, seed=0):
+    """``model`` (state size 2) with non-trivial normalization statistics, as after training."""
+    import mlx.core as mx
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    states = rng.normal([0.3, -0.1], [0.8, 0.5], size=(500, 2)).astype(np.float32)
+    next_states = states + rng.normal([0.01, 0.02], [0.05, 0.03], size=(500, 2)).astype(np.float32)
+    model.fit_normalization(states, next_states, rng.normal(-0.7, 0.4, size=500).astype(np.float32))
+    mx.eval(model.parameters())
+    return model
+
+
 def char_device(path):
     """A /dev/null-like character device node at ``path`` (skips the test where one cannot be made)."""
     try:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mlx.utils import tree_flatten
 
 from cli import main
-from tests.conftest import TINY_TRAIN
+from tests.conftest import TINY_TRAIN, with_statistics
 from worldmodel import (
     CheckpointError,
     EnsembleWorldModel,
@@ -30,16 +30,6 @@ from worldmodel.checkpoint import CONFIG_NAME
 from worldmodel.model import bound_logvar
 from worldmodel.recipe import train_world_model
 from worldmodel.train import bootstrap_probabilities, draw_batches
-
-
-def with_statistics(model, seed=0):
-    """``model`` with non-trivial normalization statistics (as after training)."""
-    rng = np.random.default_rng(seed)
-    states = rng.normal([0.3, -0.1], [0.8, 0.5], size=(500, 2)).astype(np.float32)
-    next_states = states + rng.normal([0.01, 0.02], [0.05, 0.03], size=(500, 2)).astype(np.float32)
-    model.fit_normalization(states, next_states, rng.normal(-0.7, 0.4, size=500).astype(np.float32))
-    mx.eval(model.parameters())
-    return model
 
 
 def batch(rows, seed=1, lead=()):

@@ -8,18 +8,13 @@ from mlx.utils import tree_flatten
 import planners
 from planners.runtime.streams import CHUNK_ROWS, in_chunks
 from worldmodel import FoldedWorldModel, ParticleEnv, WorldModel
+from tests.conftest import with_statistics
 
 
 def trained_like(hidden=(128, 128), seed=0):
     """A WorldModel with random weights and non-trivial normalization statistics."""
     mx.random.seed(seed)
-    model = WorldModel(hidden=hidden)
-    rng = np.random.default_rng(seed)
-    states = rng.normal([0.3, -0.1], [0.8, 0.5], size=(500, 2)).astype(np.float32)
-    next_states = states + rng.normal([0.01, 0.02], [0.05, 0.03], size=(500, 2)).astype(np.float32)
-    model.fit_normalization(states, next_states, rng.normal(-0.7, 0.4, size=500).astype(np.float32))
-    mx.eval(model.parameters())
-    return model
+    return with_statistics(WorldModel(hidden=hidden), seed)
 
 
 def batch(rows, seed=1, soft=False):
