@@ -476,7 +476,8 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
 
     from benchmarks.mbrl_report import curve_table, references_line
     from benchmarks.plots import plot_learning_curve
-    from worldmodel.mbrl import MbrlConfig, default_run_folder, resume_config, run_mbrl
+    from worldmodel.mbrl import MbrlConfig, default_run_folder, existing_run_message, resume_config, run_mbrl
+    from worldmodel.run_folder import holds_run
 
     ctx = click.get_current_context()
     option_of = {f.name: MBRL_OPTION.get(f.name, f.name) for f in dataclasses.fields(MbrlConfig)}
@@ -488,6 +489,8 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
         config = MbrlConfig(**settings)
         run_path = default_run_folder(env.name) if out is None else out  # creates $WMPLAN_HOME if missing
         config = resume_config(run_path, **given) if resume else config
+    if not resume and holds_run(run_path):  # a new run would replace it: nothing is touched
+        raise click.BadParameter(existing_run_message(run_path, "--resume"), param_hint="'--out'")
     start = time.perf_counter()
     result = run_mbrl(config, run_path, resume=resume, log=lambda line: click.echo(line, err=True))
     click.echo(f"{curve_table(result)}\n{references_line(result)}\nEpisodes in {result['runner']}; "

@@ -46,7 +46,7 @@ from .envs.gymnasium import gym_id
 from .envs.runner import Episodes, choose_runner, describe_runner, planner_policy, random_policy, run_episodes
 from .envs.scores import cost_ratio
 from .recipe import default_home, model_for, planner_for
-from .run_folder import RunFolder, RunFolderError, snapshot_name
+from .run_folder import RunFolder, RunFolderError, holds_run, snapshot_name
 from .train import NORMALIZATIONS, ContinualTrainer
 
 COLLECT_IDS = 1_000_000
@@ -149,6 +149,11 @@ def default_run_folder(env_name: str) -> str:
     return os.path.join(home, f"mbrl-{env_name}")
 
 
+def existing_run_message(folder: str, resume: str = "resume=True") -> str:
+    """Why a fresh run into ``folder``, which holds a run, is refused, and what to do instead (``resume``: how to resume)."""
+    return f"{folder} holds a run: pass {resume} to continue it, or choose another folder"
+
+
 def saved_config(folder: str) -> MbrlConfig:
     """The settings of the run in ``folder`` (:class:`~worldmodel.run_folder.RunFolderError` if there is none)."""
     record = RunFolder(folder).read_manifest()["record"]
@@ -186,8 +191,8 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
 
     Args:
         config: the run's settings; on ``resume`` they must equal the run's own except ``rounds``.
-        folder: the run folder (created if missing; its parent must exist). A fresh run replaces
-            any run the folder held.
+        folder: the run folder (created if missing; its parent must exist). A fresh run is refused
+            in a folder that holds a run (:func:`~worldmodel.run_folder.holds_run`): nothing of it is lost.
         resume: continue the run in ``folder`` from its last snapshot (runs written before
             ``rounds`` had its name included).
         log: called with one line per round (and one before the first).
@@ -200,7 +205,8 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
 
     Raises:
         ValueError: bad settings, or settings that differ from the resumed run's.
-        worldmodel.run_folder.RunFolderError: no run to resume, a corrupt run folder, or one in use.
+        worldmodel.run_folder.RunFolderError: no run to resume, a fresh run into a folder that holds one, a
+            corrupt run folder, or one in use.
     """
     env = get_env(config.env)
     config = config.resolved(env)
@@ -210,7 +216,8 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
         if resume:
             run = _resumed(run_folder, config)
         else:
-            run_folder.clear()
+            if holds_run(folder):
+                raise RunFolderError(existing_run_message(folder))
             run = _fresh(config, env, starts, log)
         optimum = np.asarray(run.record["references"]["optimal"]["returns"]) if _exact(env) else None
         for number in range(run.round + 1, config.rounds + 1):

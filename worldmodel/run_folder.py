@@ -81,6 +81,21 @@ def snapshot_name(number: int) -> str:
     return f"iteration-{number:04d}"
 
 
+def holds_run(path) -> bool:
+    """Whether the folder ``path`` holds a run: a manifest or a snapshot folder (``iteration-NNNN``)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return False
+    return any(name == MANIFEST or SNAPSHOT.match(name) for name in os.listdir(path))
+
+
+def owns(folder, path) -> bool:
+    """Whether ``path`` (links resolved) is one of the run folder ``folder``'s own files: its manifest or inside a snapshot."""
+    relative = os.path.relpath(os.path.realpath(os.fspath(path)), os.path.realpath(os.fspath(folder)))
+    first = relative.split(os.sep, 1)[0]
+    return not relative.startswith(os.pardir) and (relative == MANIFEST or bool(SNAPSHOT.match(first)))
+
+
 class RunFolder:
     """The run folder ``path`` (created if missing; its parent must exist), locked while open.
 

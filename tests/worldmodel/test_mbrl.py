@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from worldmodel.mbrl import MbrlConfig
+from worldmodel.mbrl import MbrlConfig, run_mbrl
 from worldmodel import Transitions, load_model, read_config
 from worldmodel.envs import get_env
-from worldmodel.run_folder import MANIFEST
-from tests.conftest import invoke as invoke_cli, need
+from worldmodel.run_folder import MANIFEST, RunFolderError
+from tests.conftest import invoke as invoke_cli, need, one_error_line
 
 TINY = ["--random-episodes", "2", "--random-steps", "5", "--eval-episodes", "2", "--samples", "16", "--horizon", "4",
         "--plan-iterations", "1", "--first-train-steps", "20", "--train-steps", "10", "--ensemble", "1"]
@@ -106,16 +106,16 @@ def test_iterations_are_the_planners_as_in_every_command(tmp_path):
     """``wmplan mbrl --iterations`` sets the planner's iterations (a note says so once: it used to be the
     loop's count); ``--plan-iterations`` is its hidden old spelling, with a deprecation note."""
     at = TINY.index("--plan-iterations")
-    args = [*TINY[:at], *TINY[at + 2:], "--rounds", "0", "--out", str(tmp_path / "run")]
+    args = [*TINY[:at], *TINY[at + 2:], "--rounds", "0"]
     for flag, note in (("--iterations", "Note: --iterations now sets the planner's iterations; the loop's count is --rounds."),
                        ("--plan-iterations", "Note: --plan-iterations is deprecated; use --iterations.")):
-        result = invoke(*args, flag, "2", "--json", str(tmp_path / "r.json"))
+        result = invoke(*args, flag, "2", "--out", str(tmp_path / flag), "--json", str(tmp_path / "r.json"))
         assert result.exit_code == 0, result.output
         assert result.stderr.splitlines().count(note) == 1, result.stderr
         with open(tmp_path / "r.json") as f:
             config = json.load(f)["config"]
         assert config["plan_iterations"] == 2 and config["rounds"] == 0
-    result = invoke(*args, "--iterations", "0")
+    result = invoke(*args, "--iterations", "0", "--out", str(tmp_path / "run"))
     assert result.exit_code == 2 and "Invalid value for '--iterations': --iterations must be >= 1, got 0" in result.output
 
 
@@ -183,3 +183,25 @@ def test_resume_errors(tmp_path):
     file_path.write_text("x")
     result = invoke("--out", str(file_path))
     assert result.exit_code == 2 and "is a file" in result.output
+
+
+def test_a_new_run_never_replaces_an_existing_one(tmp_path, monkeypatch):
+    """Without --resume, a folder that holds a run (a manifest or a snapshot) is refused before any work,
+    exit 2, naming --resume; nothing in it is touched. The default folder ($WMPLAN_HOME/mbrl-ENV) too."""
+    out = tmp_path / "run"
+    result = invoke(*TINY, "--rounds", "0", "--out", out)
+    assert result.exit_code == 0, result.output
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    message = one_error_line(invoke(*TINY, "--rounds", "1", "--out", out), 2)
+    assert "holds a run: pass --resume to continue it, or choose another folder" in message
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    (out / MANIFEST).unlink()  # a snapshot alone is a run too
+    assert "holds a run" in one_error_line(invoke(*TINY, "--out", out), 2)
+    assert os.listdir(out) == ["iteration-0000"]
+    home = tmp_path / "home"
+    (home / "mbrl-particle" / "iteration-0003").mkdir(parents=True)
+    monkeypatch.setenv("WMPLAN_HOME", str(home))
+    assert "mbrl-particle holds a run" in one_error_line(invoke(*TINY), 2)
+    assert os.listdir(home / "mbrl-particle") == ["iteration-0003"]
+    with pytest.raises(RunFolderError, match="holds a run: pass resume=True"):
+        run_mbrl(MbrlConfig(rounds=0, random_episodes=1, random_steps=2, eval_episodes=1, ensemble=1), str(out))
