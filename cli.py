@@ -249,6 +249,20 @@ def load_model_for(env_name, path, world=None, start=None):
     return model, path, env
 
 
+def distinct_outputs(outputs: dict, inputs: dict | None = None, model: tuple | None = None) -> None:
+    """Usage error (exit 2), before any work: two ``outputs`` ``{option: path}`` on one file, or one onto an input
+    (``inputs`` ``{option: path}``) or into the checkpoint folder ``model`` (``(model_path, env_name)``, the default if
+    ``model_path`` is ``None``)."""
+    from worldmodel.files import OutputError, check_distinct_outputs
+    from worldmodel.recipe import default_model_path
+
+    folders = {} if model is None else {"--model": model[0] or default_model_path(model[1])}
+    try:
+        check_distinct_outputs(outputs, inputs, folders)
+    except OutputError as err:
+        raise click.UsageError(str(err)) from None
+
+
 def split(text) -> tuple:
     """``"a, b,a"`` -> ``("a", "b")``: the names of a comma-separated option, each once (checked where they are used)."""
     return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
@@ -344,6 +358,7 @@ def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, it
     from worldmodel.envs.runner import describe_runner, run_episodes
 
     env, runner, device = prepare(env_name, runner, plot_path, device)
+    distinct_outputs({"--plot": plot_path}, model=(model_path, env_name) if dynamics == "model" else None)
     with bad_values():
         config = BenchmarkConfig(planners=(planner,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
                                  samples=samples, iterations=iterations, seed=seed, runner=runner)
@@ -389,6 +404,8 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
     from worldmodel.distributed import world as current_world
 
     env, runner, device = prepare(env_name, runner, plot_path, device)
+    distinct_outputs({"--json": json_path, "--plot": plot_path}, {"--init-states": init_states},
+                     model=(model_path, env_name) if "model" in split(dynamics) else None)
     if particles is not None and propagation is None:
         raise click.BadParameter("--particles needs --propagation", param_hint="'--particles'")
     with bad_values():
@@ -429,6 +446,7 @@ def speed(env_name, planners, iterations, model_path, json_path, device, samples
     from worldmodel.envs import env_record
 
     _, _, device = prepare(env_name, device=device)
+    distinct_outputs({"--json": json_path}, model=(model_path, env_name))
     with bad_values():
         at_least(1, iterations=iterations, repeats=repeats)
         names = split(planners)
@@ -477,7 +495,7 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
     from benchmarks.mbrl_report import curve_table, references_line
     from benchmarks.plots import plot_learning_curve
     from worldmodel.mbrl import MbrlConfig, default_run_folder, existing_run_message, resume_config, run_mbrl
-    from worldmodel.run_folder import holds_run
+    from worldmodel.run_folder import MANIFEST, holds_run, owns
 
     ctx = click.get_current_context()
     option_of = {f.name: MBRL_OPTION.get(f.name, f.name) for f in dataclasses.fields(MbrlConfig)}
@@ -487,10 +505,16 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
     env, _, device = prepare(settings["env"], "any" if resume else options["runner"], plot_path, device)
     with bad_values():
         config = MbrlConfig(**settings)
-        run_path = default_run_folder(env.name) if out is None else out  # creates $WMPLAN_HOME if missing
-        config = resume_config(run_path, **given) if resume else config
+    run_path = default_run_folder(env.name) if out is None else out  # creates $WMPLAN_HOME if missing
+    distinct_outputs({"--out": run_path, "--json": json_path, "--plot": plot_path})
+    for option, path in (("--json", json_path), ("--plot", plot_path)):
+        if path is not None and owns(run_path, path):
+            raise click.UsageError(f"{option} {path} is one of the run folder's own files: write it outside "
+                                   f"{MANIFEST} and the iteration-NNNN snapshots")
     if not resume and holds_run(run_path):  # a new run would replace it: nothing is touched
         raise click.BadParameter(existing_run_message(run_path, "--resume"), param_hint="'--out'")
+    with bad_values():
+        config = resume_config(run_path, **given) if resume else config
     start = time.perf_counter()
     result = run_mbrl(config, run_path, resume=resume, log=lambda line: click.echo(line, err=True))
     click.echo(f"{curve_table(result)}\n{references_line(result)}\nEpisodes in {result['runner']}; "

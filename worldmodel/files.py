@@ -101,6 +101,53 @@ def check_output_folder(path) -> str:
     return path
 
 
+def same_file(a, b) -> bool:
+    """Whether the paths ``a`` and ``b`` name one file (links resolved; an existing file by its inode, so hard links too)."""
+    a, b = os.fspath(a), os.fspath(b)
+    with contextlib.suppress(OSError):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def inside(path, folder) -> bool:
+    """Whether ``path`` (links resolved) lies inside the folder ``folder``."""
+    relative = os.path.relpath(os.path.realpath(os.fspath(path)), os.path.realpath(os.fspath(folder)))
+    return relative != os.curdir and relative != os.pardir and not relative.startswith(os.pardir + os.sep)
+
+
+def _is_stream(path) -> bool:
+    """Whether ``path`` is a character device or named pipe (written directly: two outputs there replace nothing)."""
+    with contextlib.suppress(OSError):
+        return stat.S_ISCHR(os.stat(path).st_mode) or stat.S_ISFIFO(os.stat(path).st_mode)
+    return False
+
+
+def check_distinct_outputs(outputs: dict, inputs: dict | None = None, folders: dict | None = None) -> None:
+    """Refuse, before any work, outputs that would overwrite each other or what the command reads.
+
+    Args:
+        outputs: ``{name: path}`` of the command's outputs (``None`` paths are skipped), e.g. ``{"--json": ...}``.
+        inputs: ``{name: path}`` of files it reads.
+        folders: ``{name: folder}`` of folders whose files it reads or writes (a checkpoint), no output inside.
+
+    Two outputs into one character device or named pipe (``/dev/null``) are allowed: nothing is replaced.
+
+    Raises:
+        OutputError: two outputs on one file, an output on an input, or an output inside one of ``folders``.
+    """
+    given = [(name, path) for name, path in outputs.items() if path is not None]
+    for i, (name, path) in enumerate(given):
+        for other, other_path in given[:i]:
+            if same_file(path, other_path) and not _is_stream(path):
+                raise OutputError(f"{other} and {name} are both {path}: give each output its own path")
+        for source, input_path in (inputs or {}).items():
+            if input_path is not None and same_file(path, input_path):
+                raise OutputError(f"{name} {path} is the input {source}: an output must not overwrite what the command reads")
+        for owner, folder in (folders or {}).items():
+            if folder is not None and inside(path, folder):
+                raise OutputError(f"{name} {path} is inside {owner} {folder}: an output must not overwrite its files")
+
+
 def new_file_mode() -> int:
     """Permissions of a newly created file: ``0o666`` less the process's umask."""
     mask = os.umask(0o022)  # the only way to read it; set back at once

@@ -180,3 +180,33 @@ def test_a_bad_value_is_a_usage_error_naming_its_option(tmp_path, monkeypatch, a
     monkeypatch.setenv("WMPLAN_HOME", str(tmp_path))
     assert one_error_line(invoke(*args), 2).startswith(message)
     assert os.listdir(tmp_path) == []  # no default model trained
+
+
+@pytest.mark.parametrize("command", [
+    QUICK + ["--json", "{out}", "--plot", "{out}"],
+    QUICK + ["--init-states", "{in}", "--json", "{in}"],
+    QUICK + ["--init-states", "{in}", "--plot", "{link}"],
+    ["benchmark", "--model", "{model}", "--json", "{model}/config.json"],
+    ["plan", "--model", "{model}", "--plot", "{model}/weights.png"],
+    ["speed", "--model", "{model}", "--json", "{model}/config.json"],
+    ["mbrl", "--out", "{out}", "--json", "{out}"],
+    ["mbrl", "--out", "{run}", "--json", "{run}/run.json"],
+    ["mbrl", "--resume", "--out", "{run}", "--plot", "{run}/iteration-0002/model/config.json"],
+])
+def test_an_output_onto_another_output_or_an_input_is_refused_before_any_work(tmp_path, command):
+    """Two outputs on one file, an output onto --init-states (a link to it too), into --model's checkpoint folder
+    or onto an mbrl run's own files: exit 2 before anything is read or written."""
+    starts = tmp_path / "starts.csv"
+    starts.write_text("x,v\n1,0\n")
+    (tmp_path / "link.csv").symlink_to(starts)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "run" / "iteration-0002" / "model").mkdir(parents=True)
+    names = {"out": tmp_path / "out.json", "in": starts, "link": tmp_path / "link.csv", "model": tmp_path / "model",
+             "run": tmp_path / "run"}
+    args = [arg.format(**{k: str(v) for k, v in names.items()}) for arg in command]
+    message = one_error_line(invoke(*args), 2)
+    assert "must not overwrite" in message or "give each output its own path" in message or "run folder's own" in message
+    assert sorted(os.listdir(tmp_path)) == ["link.csv", "model", "run", "starts.csv"]  # nothing written
+    assert starts.read_text() == "x,v\n1,0\n" and os.listdir(tmp_path / "model") == ["config.json"]
+    assert [p.name for p in (tmp_path / "run").rglob("*")] == ["iteration-0002", "model"]
