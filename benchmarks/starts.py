@@ -9,10 +9,15 @@ the environment's state names as the CSV header (the particle's ``x,v``; the pen
 from __future__ import annotations
 
 import csv
+import io
 
 import numpy as np
 
+from worldmodel.files import InputError, read_bounded
 from worldmodel.recipe import demo_start
+
+MAX_INIT_STATES_BYTES = 64 << 20
+"""An initial-states CSV is read only up to this size (about two million starts)."""
 
 
 class InitStatesError(ValueError):
@@ -60,10 +65,12 @@ def read_init_states(path: str, env) -> np.ndarray:
     names = list(env.state_names)
     header_text = ",".join(names)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not part of the header
-            rows = list(csv.reader(f))
+        text = read_bounded(path, MAX_INIT_STATES_BYTES).decode("utf-8-sig")  # a byte-order mark is not part of the header
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except FileNotFoundError:
         raise InitStatesError(f"no initial-states file at {path}") from None
+    except InputError as err:
+        raise InitStatesError(f"cannot read initial-states file {path}: it {err.reason}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise InitStatesError(f"cannot read initial-states file {path}: {err}") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]

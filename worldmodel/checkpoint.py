@@ -31,7 +31,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
-from .files import atomic_output, remove_stale_temporaries, write_json
+from .files import InputError, atomic_output, read_bounded, remove_stale_temporaries, write_json
 from .model import WorldModel, member_linear, model_from_config
 
 CONFIG_NAME = "config.json"
@@ -217,21 +217,16 @@ def _weights_bound(model: WorldModel) -> int:
 
 
 def _read_bounded(folder: str, name: str, limit: int) -> bytes:
-    """The bytes of the regular file ``name`` in ``folder`` (links followed), at most ``limit`` of them.
+    """The bytes of the regular file ``name`` in ``folder`` (:func:`worldmodel.files.read_bounded`).
 
     Raises:
         FileNotFoundError: no such file.
         CheckpointError: not a regular file (a device or pipe is never read) or larger than ``limit``.
     """
-    # O_NONBLOCK: opening a named pipe must not wait for a writer; it has no effect on regular files
-    fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise CheckpointError(f"corrupt checkpoint {folder}: {name} is not a regular file")
-        if info.st_size > limit:
-            raise CheckpointError(f"corrupt checkpoint {folder}: {name} has {info.st_size} bytes, more than the {limit} it may have")
-        return f.read(limit + 1)[:limit]
+    try:
+        return read_bounded(os.path.join(folder, name), limit)
+    except InputError as err:
+        raise CheckpointError(f"corrupt checkpoint {folder}: {name} {err.reason}") from None
 
 
 def file_sha256(path: str) -> str:

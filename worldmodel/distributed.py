@@ -21,7 +21,12 @@ import numpy as np
 
 from planners.runtime import streams
 
+from .files import read_bounded
+
 __all__ = ["World", "world", "launched", "local_processes", "share", "gather_rows", "all_max", "all_sum", "LAUNCHER_VARIABLES"]
+
+MAX_HOSTFILE_BYTES = 1 << 20
+"""The launcher's hostfile (``MLX_HOSTFILE``) is read only up to this size."""
 
 LAUNCHER_VARIABLES = ("MLX_RANK", "MLX_HOSTFILE", "MLX_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
 
@@ -103,8 +108,7 @@ def local_processes(rank: int, size: int) -> int:
     path = os.environ.get("MLX_HOSTFILE")
     if path:
         try:
-            with open(path) as f:
-                hosts = json.load(f)
+            hosts = json.loads(read_bounded(path, MAX_HOSTFILE_BYTES))
             hosts_of = [[address.rsplit(":", 1)[0] for address in entry] for entry in hosts]  # drop the ports
             return max(1, hosts_of.count(hosts_of[rank]))
         except (OSError, ValueError, TypeError, IndexError, AttributeError):
@@ -117,8 +121,7 @@ def _single_host_ring() -> bool:
     if not path:
         return False
     try:
-        with open(path) as f:
-            return not f.read().strip()
+        return not read_bounded(path, MAX_HOSTFILE_BYTES).strip()
     except OSError:
         return False
 

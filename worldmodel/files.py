@@ -1,4 +1,4 @@
-"""Every file wmplan writes goes through here.
+"""Every file wmplan writes goes through here, and every file it reads whole (:func:`read_bounded`).
 
 * A regular file (new or existing) is written atomically: a temporary file beside it, flushed to
   disk, given the target's permissions (a new file: ``0o666`` less the umask), renamed over it. A
@@ -29,6 +29,38 @@ TMP_PREFIX = ".tmp-"
 
 class OutputError(OSError):
     """An output path that cannot be written; the message names the path as given."""
+
+
+class InputError(OSError):
+    """An input that is not a regular file or is larger than its bound; ``reason`` says which (``"is not a regular file"``)."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path} {reason}")
+        self.reason = reason
+
+
+def read_bounded(path, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (links followed), at most ``limit`` of them.
+
+    A named pipe or device is refused without being read (opening one never waits for a writer).
+
+    Raises:
+        FileNotFoundError: no such file.
+        InputError: not a regular file, or larger than ``limit`` bytes.
+    """
+    path = os.fspath(path)
+    # O_NONBLOCK: opening a named pipe must not wait for a writer; it has no effect on regular files
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(path, "is not a regular file")
+        if info.st_size > limit:
+            raise InputError(path, f"has {info.st_size} bytes, more than the {limit} it may have")
+        data = f.read(limit + 1)
+    if len(data) > limit:  # it grew while read
+        raise InputError(path, f"has more than the {limit} bytes it may have")
+    return data
 
 
 def _describe_missing(path: str) -> str:

@@ -35,7 +35,7 @@ from planners import PlannerState
 
 from .checkpoint import CheckpointError, file_sha256, load_model, save_model
 from .data import DatasetError, Transitions
-from .files import atomic_output, check_output_folder, open_output, remove_stale_temporaries, write_json
+from .files import InputError, atomic_output, check_output_folder, open_output, read_bounded, remove_stale_temporaries, write_json
 
 MANIFEST = "run.json"
 FORMAT_NAME = "wmplan-run"
@@ -166,11 +166,9 @@ class RunFolder:
         if not self.has_run():
             raise RunFolderError(f"no run to resume in {self.path} (no {MANIFEST})")
         try:
-            with open(self.manifest_path, "rb") as f:
-                text = f.read(MAX_MANIFEST_BYTES + 1)
-            if len(text) > MAX_MANIFEST_BYTES:
-                raise ValueError(f"more than {MAX_MANIFEST_BYTES} bytes")
-            manifest = json.loads(text)
+            manifest = json.loads(read_bounded(self.manifest_path, MAX_MANIFEST_BYTES))
+        except InputError as err:
+            raise RunFolderError(f"corrupt run folder {self.path}: {MANIFEST} {err.reason}") from None
         except (OSError, ValueError) as err:
             raise RunFolderError(f"corrupt run folder {self.path}: cannot read {MANIFEST} ({err})") from None
         format_name, _, version = str(manifest.get("format", "") if isinstance(manifest, dict) else "").partition("/")

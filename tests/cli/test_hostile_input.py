@@ -210,3 +210,29 @@ def test_an_output_onto_another_output_or_an_input_is_refused_before_any_work(tm
     assert sorted(os.listdir(tmp_path)) == ["link.csv", "model", "run", "starts.csv"]  # nothing written
     assert starts.read_text() == "x,v\n1,0\n" and os.listdir(tmp_path / "model") == ["config.json"]
     assert [p.name for p in (tmp_path / "run").rglob("*")] == ["iteration-0002", "model"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "huge"])
+def test_init_states_that_are_not_a_bounded_regular_file_are_one_line(tmp_path, kind):
+    """A named pipe (would wait for a writer forever), /dev/zero (endless) or a file past the bound: refused unread."""
+    from benchmarks.starts import MAX_INIT_STATES_BYTES
+
+    path = tmp_path / "starts.csv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")
+    else:
+        with open(path, "wb") as f:
+            f.truncate(MAX_INIT_STATES_BYTES + 1)  # sparse: no disk used
+    message = one_error_line(invoke(*QUICK, "--init-states", path), 1)
+    reason = "has 67108865 bytes, more than the 67108864 it may have" if kind == "huge" else "is not a regular file"
+    assert message == f"cannot read initial-states file {path}: it {reason}"
+
+
+def test_a_run_manifest_that_is_a_pipe_is_refused_unread(tmp_path):
+    run = tmp_path / "run"
+    (run / "iteration-0000").mkdir(parents=True)
+    os.mkfifo(run / "run.json")
+    message = one_error_line(invoke("mbrl", "--resume", "--out", run), 1)
+    assert message == f"corrupt run folder {run}: run.json is not a regular file"

@@ -212,3 +212,19 @@ def test_two_ranks_training_matches_one_process(tmp_path, batch):
     np.testing.assert_allclose(two["train_losses"], one["train_losses"], rtol=1e-5)
     np.testing.assert_allclose(two["val_losses"], one["val_losses"], rtol=1e-4)
     np.testing.assert_allclose(two["held_out_mse"], one["held_out_mse"], rtol=1e-4)
+
+
+def test_a_hostfile_that_is_a_pipe_or_a_device_is_not_read(tmp_path, monkeypatch):
+    """``MLX_HOSTFILE`` naming a named pipe or /dev/zero: no wait for a writer, no endless read; taken as no hostfile."""
+    import os
+
+    from worldmodel.distributed import local_processes
+
+    pipe, zero = tmp_path / "hosts", tmp_path / "zero"
+    os.mkfifo(pipe)
+    zero.symlink_to("/dev/zero")
+    for path in (pipe, zero):
+        monkeypatch.setenv("MLX_HOSTFILE", str(path))
+        for name in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"):
+            monkeypatch.delenv(name, raising=False)
+        assert local_processes(0, 3) == 3
