@@ -154,9 +154,75 @@ def existing_run_message(folder: str, resume: str = "resume=True") -> str:
     return f"{folder} holds a run: pass {resume} to continue it, or choose another folder"
 
 
+CURVE_FIELDS = {"round": "an integer", "env_steps": "an integer", "train_returns": "a list of numbers",
+                "eval_mean_return": "a number", "eval_cost_ratio": "a number or null", "eval_returns": "a list of numbers",
+                "train_loss": "a number"}
+"""Every entry of a run record's ``curve``: its fields and what each holds (``round`` was ``iteration`` before b765683's rename)."""
+
+REFERENCE_FIELDS = {"true_dynamics": {"returns": "a list of numbers", "mean_return": "a number", "cost_ratio": "a number or null"},
+                    "optimal": {"returns": "a list of numbers", "mean_return": "a number"}}
+"""A run record's ``references``: each reference's fields (``optimal`` is null for an env without a known optimum)."""
+
+_KINDS = {
+    "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "a number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "a number or null": lambda v: v is None or _KINDS["a number"](v),
+    "a string": lambda v: isinstance(v, str),
+    "a string or null": lambda v: v is None or isinstance(v, str),
+    "an integer or null": lambda v: v is None or _KINDS["an integer"](v),
+    "a list of numbers": lambda v: isinstance(v, list) and all(_KINDS["a number"](x) for x in v),
+}
+
+
+def _config_kinds() -> dict:
+    """Each :class:`MbrlConfig` field -> what a run record's ``config`` may hold there."""
+    kinds = {"int": "an integer", "int | None": "an integer or null", "str": "a string", "str | None": "a string or null",
+             "float | None": "a number or null"}
+    return {f.name: kinds[str(f.type)] for f in fields(MbrlConfig)}
+
+
+def check_record(record: dict, number: int, where: str) -> None:
+    """:class:`~worldmodel.run_folder.RunFolderError` naming the field unless ``record`` is an MBRL run's record after
+    round ``number``: ``config`` (known fields of the right kinds), ``env``, ``runner``, ``references`` and ``curve`` (one
+    entry per round ``0 .. number``), read before any work. ``where``: the run folder, for the message."""
+
+    def bad(field: str, expected: str, value) -> RunFolderError:
+        return RunFolderError(f"corrupt run folder {where}: run.json's record.{field} must be {expected}, got {value!r:.60}")
+
+    def fields_of(value, field: str, kinds: dict, renamed: dict, optional: bool = False) -> None:
+        if not isinstance(value, dict):
+            raise bad(field, "an object", value)
+        value = {renamed.get(k, k): v for k, v in value.items()}
+        for name, kind in kinds.items():
+            if name not in value and optional:
+                continue
+            if name not in value or not _KINDS[kind](value[name]):
+                raise bad(f"{field}.{name}", kind, value.get(name, "missing"))
+
+    fields_of(record.get("config", "missing"), "config", _config_kinds(), RENAMED, optional=True)  # a missing setting: its default
+    if not isinstance(record.get("env"), dict):
+        raise bad("env", "an object", record.get("env", "missing"))
+    if not isinstance(record.get("runner"), str):
+        raise bad("runner", "a string", record.get("runner", "missing"))
+    references = record.get("references")
+    if not isinstance(references, dict):
+        raise bad("references", "an object", references if "references" in record else "missing")
+    fields_of(references.get("true_dynamics", "missing"), "references.true_dynamics", REFERENCE_FIELDS["true_dynamics"], {})
+    if references.get("optimal") is not None:
+        fields_of(references["optimal"], "references.optimal", REFERENCE_FIELDS["optimal"], {})
+    curve = record.get("curve")
+    if not isinstance(curve, list) or len(curve) != number + 1:
+        raise bad("curve", f"a list of {number + 1} entries (rounds 0 to {number})", curve if "curve" in record else "missing")
+    for i, entry in enumerate(curve):
+        fields_of(entry, f"curve[{i}]", CURVE_FIELDS, {"iteration": "round"})
+
+
 def saved_config(folder: str) -> MbrlConfig:
-    """The settings of the run in ``folder`` (:class:`~worldmodel.run_folder.RunFolderError` if there is none)."""
-    record = RunFolder(folder).read_manifest()["record"]
+    """The settings of the run in ``folder`` (:class:`~worldmodel.run_folder.RunFolderError` if there is none or its
+    record is not an MBRL run's, :func:`check_record`)."""
+    manifest = RunFolder(folder).read_manifest()
+    record = manifest["record"]
+    check_record(record, manifest["iteration"], folder)
     try:
         return MbrlConfig.from_dict(record["config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -261,6 +327,7 @@ def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
 def _resumed(run_folder: RunFolder, config: MbrlConfig) -> _Run:
     """The run in ``run_folder``, continued with ``config`` (which may change only :data:`RESUMABLE`)."""
     snapshot = run_folder.load()
+    check_record(snapshot.record, snapshot.number, run_folder.path)
     saved = {RENAMED.get(k, k): v for k, v in snapshot.record.get("config", {}).items()}
     for name, value in config.to_dict().items():
         if name not in RESUMABLE and saved.get(name) != value:

@@ -205,3 +205,29 @@ def test_a_new_run_never_replaces_an_existing_one(tmp_path, monkeypatch):
     assert os.listdir(home / "mbrl-particle") == ["iteration-0003"]
     with pytest.raises(RunFolderError, match="holds a run: pass resume=True"):
         run_mbrl(MbrlConfig(rounds=0, random_episodes=1, random_steps=2, eval_episodes=1, ensemble=1), str(out))
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda r: r.update(curve={}), "record.curve must be a list of 1 entries"),
+    (lambda r: r.update(curve="x"), "record.curve must be a list"),
+    (lambda r: r.update(curve=[]), "record.curve must be a list of 1 entries"),
+    (lambda r: r["curve"][0].update(train_loss="x"), "record.curve[0].train_loss must be a number, got 'x'"),
+    (lambda r: r["curve"][0].pop("eval_returns"), "record.curve[0].eval_returns must be a list of numbers, got 'missing'"),
+    (lambda r: r.pop("references"), "record.references must be an object, got 'missing'"),
+    (lambda r: r.update(references=None), "record.references must be an object, got None"),
+    (lambda r: r["references"].update(optimal={"returns": "x"}), "record.references.optimal.returns must be a list of numbers"),
+    (lambda r: r.update(config=[1, 2]), "record.config must be an object, got [1, 2]"),
+    (lambda r: r["config"].update(seed="0"), "record.config.seed must be an integer, got '0'"),
+    (lambda r: r.update(env=None), "record.env must be an object"),
+])
+def test_an_edited_run_manifest_is_one_line_naming_the_field_before_any_work(tmp_path, edit, field):
+    out = tmp_path / "run"
+    assert invoke(*TINY, "--rounds", "0", "--out", out).exit_code == 0
+    with open(out / MANIFEST) as f:
+        manifest = json.load(f)
+    edit(manifest["record"])
+    with open(out / MANIFEST, "w") as f:
+        json.dump(manifest, f)
+    message = one_error_line(invoke("--resume", "--out", out, "--rounds", "1"), 1)
+    assert message.startswith(f"corrupt run folder {out}: run.json's {field}"), message
+    assert sorted(os.listdir(out)) == ["iteration-0000", MANIFEST]
