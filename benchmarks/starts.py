@@ -60,29 +60,29 @@ def read_init_states(path: str, env) -> np.ndarray:
 
     Raises:
         InitStatesError: missing file, wrong columns, a non-number, NaN/inf, a state outside the box,
-            or no rows; the message names the line.
+            or no rows; the message names the line (counted in the file, blank lines included).
     """
     names = list(env.state_names)
     header_text = ",".join(names)
     try:
         text = read_bounded(path, MAX_INIT_STATES_BYTES).decode("utf-8-sig")  # a byte-order mark is not part of the header
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        reader = csv.reader(io.StringIO(text, newline=""))
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]  # (line in the file, cells)
     except FileNotFoundError:
         raise InitStatesError(f"no initial-states file at {path}") from None
     except InputError as err:
         raise InitStatesError(f"cannot read initial-states file {path}: it {err.reason}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise InitStatesError(f"cannot read initial-states file {path}: {err}") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise InitStatesError(f"{path} is empty: expected a header '{header_text}' and one start per row")
-    header = [cell.strip().lower() for cell in rows[0]]
+    header = [cell.strip().lower() for cell in rows[0][1]]
     if header != names:
-        raise InitStatesError(f"{path}: the header must be '{header_text}' for {env.name}, got {','.join(rows[0])!r}")
+        raise InitStatesError(f"{path}: the header must be '{header_text}' for {env.name}, got {','.join(rows[0][1])!r}")
     if len(rows) == 1:
         raise InitStatesError(f"{path} has a header but no starts")
     starts = []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         if len(row) != len(names):
             raise InitStatesError(f"{path} line {line}: expected {len(names)} values ({header_text}), got {len(row)}")
         try:

@@ -62,6 +62,8 @@ def test_read_init_states(tmp_path):
         ("x,v\n", "no starts"),
         ("x,v\n1,2,3\n", "line 2: expected 2 values"),
         ("x,v\n0.1,abc\n", "line 2: not a number"),
+        ("\nx,v\n\n1,0\n\n  \n0.1,abc\n", "line 7: not a number"),  # blank lines count: the line in the file
+        ("x,v\r\n\r\n5,0\r\n", "line 3: "),
         ("x,v\n0.1,0\nnan,0\n", "line 3: x and v must be finite"),
         ("x,v\n2.0,0\n", "outside the box"),
     ],
