@@ -11,6 +11,7 @@ import mlx.core as mx
 import numpy as np
 
 import planners
+from planners.runtime.home import wmplan_home
 
 from .checkpoint import load_model, read_config, save_model
 from .data import generate, uniform_transitions
@@ -22,8 +23,8 @@ HELD_OUT_SIZE = 20_000
 
 
 def default_home() -> str:
-    """``$WMPLAN_HOME``, else ``~/.cache/wmplan``."""
-    return os.environ.get("WMPLAN_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "wmplan")
+    """``$WMPLAN_HOME``, else ``~/.cache/wmplan`` (empty counts as unset): :func:`planners.runtime.home.wmplan_home`."""
+    return wmplan_home()
 
 
 def default_model_path(env_name: str = "particle") -> str:

@@ -5,6 +5,7 @@
 * :mod:`~planners.runtime.streams` splits a batch of independent rows over CPU streams, in
   lockstep, and in cache-sized chunks.
 * :mod:`~planners.runtime.memory` estimates a run's memory against what the machine has.
+* :mod:`~planners.runtime.home` reads ``$WMPLAN_HOME``, where wmplan keeps models, runs and the BLAS link cache.
 
 :func:`activate` is called once, by ``planners/__init__.py``: every import of ``planners`` or of
 anything below it reaches it, before or after ``mlx.core`` is imported.
@@ -12,9 +13,9 @@ anything below it reaches it, before or after ``mlx.core`` is imported.
 
 from __future__ import annotations
 
-from . import blas, elf_slots, memory, streams
+from . import blas, elf_slots, home, memory, streams
 
-__all__ = ["activate", "blas", "elf_slots", "memory", "streams"]
+__all__ = ["activate", "blas", "elf_slots", "home", "memory", "streams"]
 
 
 def activate() -> blas.BlasStatus:

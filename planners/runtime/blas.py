@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import elf_slots
+from .home import wmplan_home
 from .streams import default_count, on_streams, shards
 
 __all__ = ["BlasStatus", "activate", "status", "measure_matmul_gflops", "set_threads", "threads"]
@@ -314,7 +315,7 @@ def _link_beside_bundled_gfortran(library: str) -> str:
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("WMPLAN_HOME", Path.home() / ".cache" / "wmplan"))
+    return Path(wmplan_home())
 
 
 def _check_sgemm(lib: ctypes.CDLL) -> None:

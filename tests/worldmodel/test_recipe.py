@@ -206,3 +206,27 @@ def test_angle_turns_recover_fast_turns_and_keep_slow_ones():
     assert np.abs(0.2 * speed).max() > 3.5  # the wrap did hide whole turns
     slow = np.stack([wrap_angle(theta + 0.02 * speed), speed], axis=1)
     np.testing.assert_array_equal(angle_turns(states, slow, (0,)), state_change(states, slow, (0,))[:, :1])
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_an_empty_wmplan_home_is_unset_for_models_runs_and_the_blas_cache_alike(tmp_path, monkeypatch, value):
+    """``WMPLAN_HOME=`` (empty) means ~/.cache/wmplan everywhere: one reader, never the current folder."""
+    import os
+
+    from planners.runtime import blas
+    from planners.runtime.home import wmplan_home
+    from worldmodel.mbrl import default_run_folder
+    from worldmodel.recipe import default_home, default_model_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    if value is None:
+        monkeypatch.delenv("WMPLAN_HOME")
+    else:
+        monkeypatch.setenv("WMPLAN_HOME", value)
+    home = str(tmp_path / ".cache" / "wmplan")
+    assert wmplan_home() == default_home() == str(blas._cache_root()) == home
+    assert default_model_path("pendulum") == os.path.join(home, "model-pendulum")
+    assert default_run_folder("particle") == os.path.join(home, "mbrl-particle")
+    monkeypatch.setenv("WMPLAN_HOME", str(tmp_path / "mine"))
+    assert str(blas._cache_root()) == default_home() == str(tmp_path / "mine")
