@@ -71,7 +71,8 @@ def save_model(model: WorldModel, path: str, extra: dict | None = None) -> str:
     with _locked(path):
         remove_stale_temporaries(path)
         with atomic_output(weights_path, suffix=".safetensors") as tmp:
-            mx.save_safetensors(tmp, weights)
+            with open(tmp, "wb") as f:  # a file object: MLX's savers fail on a name that is not UTF-8
+                mx.save_safetensors(f, weights)
             digest = file_sha256(tmp)
         config = {
             "format": FORMAT,

@@ -151,7 +151,8 @@ class RunFolder:
         os.mkdir(folder)
         save_model(model, os.path.join(folder, "model"), extra=model_extra)
         with atomic_output(os.path.join(folder, "trainer.safetensors"), suffix=".safetensors") as tmp:
-            mx.save_safetensors(tmp, trainer)
+            with open(tmp, "wb") as f:  # a file object: MLX's savers fail on a name that is not UTF-8
+                mx.save_safetensors(f, trainer)
         data.save(os.path.join(folder, "data.npz"))
         if planner is not None:
             with open_output(os.path.join(folder, "planner.npz"), "wb", suffix=".npz") as f:
@@ -203,7 +204,9 @@ class RunFolder:
                 raise RunFolderError(f"corrupt run folder {self.path}: {MANIFEST} has no checksum of {name}")
         try:
             model = load_model(os.path.join(folder, "model"))
-            trainer = dict(mx.load(os.path.join(folder, "trainer.safetensors")))
+            with open(os.path.join(folder, "trainer.safetensors"), "rb") as f:  # a file object, as it was saved
+                trainer = dict(mx.load(f, format="safetensors"))
+                mx.eval(trainer)  # read now, while the file is open
             data = Transitions.load(os.path.join(folder, "data.npz"))
             planner = None
             if "planner.npz" in manifest["sha256"]:

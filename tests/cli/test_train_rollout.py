@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from worldmodel import load_model, read_config
-from tests.conftest import invoke
+from tests.conftest import TINY_TRAIN, invoke
 
 TINY = ["--episodes", "20", "--steps", "10", "--epochs", "2"]
 EPOCH = re.compile(r"^Epoch (\d\d) \| loss = \d+\.\d{6} \| val = \d+\.\d{6}$", re.M)
@@ -164,3 +167,12 @@ def test_rollout_trains_default_model_when_missing(tmp_path, monkeypatch):
     again = invoke("rollout", "--actions", "+1,0")
     assert again.exit_code == 0 and "No model" not in again.stderr and "Epoch" not in again.stderr
     assert again.stdout == result.stdout
+
+
+def test_train_into_a_folder_whose_name_is_not_utf8(tmp_path):
+    """``train --out $'bad\\xffname'`` saves (was ``RuntimeError: std::bad_cast`` after training), and the model loads."""
+    out = tmp_path / os.fsdecode(b"bad\xffname")
+    # a real process: click's test runner cannot print such a name
+    result = subprocess.run([sys.executable, "-m", "cli", "train", *TINY_TRAIN, "--out", out], capture_output=True)
+    assert result.returncode == 0, result.stderr
+    assert load_model(str(out)).state_dim == 2

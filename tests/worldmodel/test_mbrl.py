@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import mlx.core as mx
 import numpy as np
@@ -231,3 +233,15 @@ def test_an_edited_run_manifest_is_one_line_naming_the_field_before_any_work(tmp
     message = one_error_line(invoke("--resume", "--out", out, "--rounds", "1"), 1)
     assert message.startswith(f"corrupt run folder {out}: run.json's {field}"), message
     assert sorted(os.listdir(out)) == ["iteration-0000", MANIFEST]
+
+
+def test_a_run_folder_whose_name_is_not_utf8_is_written_and_resumed(tmp_path):
+    """MLX's savers fail on such a name (``std::bad_cast``): wmplan hands them file objects."""
+    out = tmp_path / os.fsdecode(b"run-\xff")
+    straight, _, _ = run_json(tmp_path, "straight", "--rounds", "2")
+    for args in (["--rounds", "1"], ["--rounds", "2", "--resume", "--json", tmp_path / "again.json"]):
+        # a real process: click's test runner cannot print such a name
+        result = subprocess.run([sys.executable, "-m", "cli", "mbrl", *TINY, "--out", out, *args], capture_output=True)
+        assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "again.json").read_text())["curve"] == straight["curve"]
+    assert sorted(os.listdir(out)) == ["iteration-0002", MANIFEST]
