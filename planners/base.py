@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Callable, NamedTuple, Optional
 
@@ -14,6 +15,7 @@ from .checks import check_float, check_int
 from .distributions import make_distribution
 from .dynamics import Dynamics, Evaluate, TerminalValue, Termination, check_options, check_sizes, make_evaluate
 from .runtime.memory import check_fits
+from .spaces import Box
 from .runtime.streams import compile_works
 
 __all__ = ["Plan", "Planner", "PlannerState", "SearchCall", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
@@ -209,7 +211,8 @@ class Planner:
 
     Args:
         dynamics: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])`` (:class:`Dynamics`).
-        action_space: ``Discrete(n)`` or ``Box(low, high)``.
+        action_space: ``Discrete(n)`` or ``Box(low, high, shape=(A,))`` (a ``Box`` of two scalar
+            bounds and no shape takes ``A`` from the dynamics' declared ``action_dim``).
         horizon: plan length ``H``.
         samples: sequences ``N`` imagined per environment and iteration (``num_samples``: its old
             name, still accepted with a ``DeprecationWarning``).
@@ -280,7 +283,7 @@ class Planner:
     ):
         self.discount, self.streams = check_options(dynamics, discount, terminal_value, streams, termination)
         self.dynamics = dynamics
-        self.action_space = action_space
+        self.action_space = action_space = sized_space(action_space, dynamics)
         self.horizon = check_int("horizon", horizon)
         self.samples = population_size(samples, num_samples)
         self.iterations = check_int("iterations", iterations)
@@ -573,6 +576,17 @@ class SamplingPlanner(Planner):
 def evaluate_plan(call: SearchCall, state: mx.array, actions: mx.array) -> Plan:
     """``actions [E, H, A]`` with their returns under ``call.evaluate``."""
     return Plan(actions, call.evaluate(state, actions[:, None])[:, 0])
+
+
+def sized_space(action_space, dynamics):
+    """``action_space``, a ``Box`` of open size (scalar bounds, no shape) given the dynamics' declared
+    ``action_dim``; ``ValueError`` with both fixes when the dynamics declare none."""
+    if not isinstance(action_space, Box) or action_space.shape is not None:
+        return action_space
+    declared = getattr(dynamics, "action_dim", None)
+    if isinstance(declared, numbers.Integral) and not isinstance(declared, bool) and declared >= 1:
+        return action_space.sized(int(declared))
+    raise ValueError(action_space.open_size_message(" (the dynamics declare no action_dim)"))
 
 
 def population_size(samples: Optional[int], num_samples: Optional[int] = None) -> int:

@@ -86,6 +86,18 @@ def test_declared_action_dim_is_checked_at_construction(cls):
     cls(Linear(), Box(-1.0, 1.0, shape=(2,)), **SMALL)  # the right size is accepted
 
 
+@pytest.mark.parametrize("cls", PLANNERS, ids=lambda c: c.__name__)
+def test_scalar_box_takes_the_declared_action_dim_or_is_refused(cls):
+    planner = cls(Linear(), Box(-1.0, 1.0), **SMALL)  # Linear declares action_dim = 2
+    assert planner.action_space == Box(-1.0, 1.0, shape=(2,))
+    assert planner.act(STATE).shape == (2, 2)
+    broadcasting = lambda s, a: (s + a, -mx.sum(s**2, axis=-1))  # noqa: E731 - would broadcast a [B, 1] action
+    with pytest.raises(ValueError, match=r"Box\(-1.0, 1.0\) has scalar bounds and no shape.*"
+                       r"write Box\(-1.0, 1.0, shape=\(A,\)\).*or declare action_dim = A on the dynamics"):
+        cls(broadcasting, Box(-1.0, 1.0), **SMALL)
+    assert cls(broadcasting, Box(-1.0, 1.0, shape=(2,)), **SMALL).act(STATE).shape == (2, 2)
+
+
 def test_undeclared_action_size_mismatch_names_the_shapes():
     undeclared = lambda s, a: Linear()(s, a)  # noqa: E731 - no action_dim attribute
     with pytest.raises(ValueError, match=r"dynamics failed on state of shape \(\d+, 2\) and action of shape \(\d+, 3\)"

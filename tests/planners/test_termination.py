@@ -104,7 +104,7 @@ def cliff(state, action):
 def test_planners_stay_alive_with_termination(cls):
     starts = mx.array([[0.9], [-0.95]])
     off_edge = lambda s: mx.abs(s[:, 0]) > 1.0  # noqa: E731
-    planner = cls(cliff, Box(-0.5, 0.5), horizon=8, samples=200, iterations=3, termination=off_edge)
+    planner = cls(cliff, Box(-0.5, 0.5, shape=(1,)), horizon=8, samples=200, iterations=3, termination=off_edge)
     plan = planner.optimize(starts)
     np.testing.assert_array_equal(np.array(plan.expected_return), [8.0, 8.0])
     _, states, _ = rollout(cliff, starts, plan.actions, return_trajectory=True)
