@@ -21,6 +21,10 @@ from .runtime.streams import compile_works
 __all__ = ["Plan", "Planner", "PlannerState", "SearchCall", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
 
 
+MAX_ENV_ID = np.iinfo(np.int64).max
+"""The largest environment id (ids are held as int64)."""
+
+
 class Plan(NamedTuple):
     """The result of :meth:`Planner.step` and :meth:`Planner.optimize`.
 
@@ -198,10 +202,14 @@ ROW_BYTES = 512
 GRADIENT_STEP_BYTES = 1280
 """Bytes per row and step a gradient planner keeps for the backward pass (measured: about 1190)."""
 
+NOISE_BETA_MAX = 10.0
+"""The largest colored-noise exponent taken: ``1/f**10`` noise is already nearly constant along the
+horizon, and the basis overflows (NaN samples) for exponents in the hundreds."""
+
 _DISTRIBUTION_RANGES = {  # option: (low, high, low end open)
     "init_std": (0.0, float("inf"), True),
     "spread": (0.0, 1.0, False),
-    "noise_beta": (0.0, float("inf"), False),
+    "noise_beta": (0.0, NOISE_BETA_MAX, False),
     "colored_fraction": (0.0, 1.0, False),
 }
 
@@ -376,7 +384,7 @@ class Planner:
     def optimize(self, state, env_ids=None, *, planner_state=None) -> Plan:
         """Plan from ``state [E, S]``: a :class:`Plan` with ``actions [E, H, A]`` and ``expected_return [E]``.
 
-        ``env_ids``: ``[E]`` distinct non-negative integers naming the environments (default
+        ``env_ids``: ``[E]`` distinct integers in ``[0, 2**63 - 1]`` naming the environments (default
         ``0 .. E-1``). Each one's random draws come from its own key stream; the warm start is
         used only when the ids are those of the previous call. The planner keeps the next
         :class:`PlannerState` (:attr:`state`); :meth:`step` is the pure form.
@@ -466,8 +474,10 @@ class Planner:
         if env_ids is None:
             return np.arange(envs, dtype=np.int64)
         ids = np.asarray(env_ids)
-        if ids.shape != (envs,) or (envs and (ids.dtype.kind not in "iu" or ids.min() < 0)):
-            raise ValueError(f"env_ids must be {envs} non-negative integers (one per state), got {env_ids!r}")
+        if ids.shape != (envs,) or (envs and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() > MAX_ENV_ID)):
+            raise ValueError(
+                f"env_ids must be {envs} integers in [0, 2**63 - 1] (one per state), got {env_ids!r}"
+            )
         ids = ids.astype(np.int64)
         if len(np.unique(ids)) != envs:
             raise ValueError(f"env_ids must be distinct, got {env_ids!r}")
