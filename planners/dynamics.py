@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import numbers
+from contextlib import contextmanager
 from typing import Callable, Optional, Protocol, runtime_checkable
 
 import mlx.core as mx
 import numpy as np
 
 from .checks import check_float, check_int
+from .runtime.memory import MemoryBudgetError
 from .runtime.streams import CHUNK_ROWS, MIN_SHARD_ROWS, in_chunks, map_rows_in_steps
 
 __all__ = [
     "Dynamics", "TerminalValue", "Termination", "Evaluate", "KnownReward", "CheckedDynamics", "check_options",
     "check_sizes", "check_output", "check_step", "rollout", "imagine", "RowStep", "ActionStep", "make_evaluate",
+    "rows_named",
 ]
 
 
@@ -365,18 +368,41 @@ def make_evaluate(
     def evaluate(state: mx.array, actions: mx.array) -> mx.array:
         envs, num, horizon, dim = actions.shape
         starts = mx.repeat(state, num, axis=0)
-        returns = rollout(
-            dynamics,
-            starts,
-            actions.reshape(envs * num, horizon, dim),
-            discount,
-            terminal_value,
-            streams=streams,
-            termination=termination,
-        )
+        with rows_named(envs, num):
+            returns = rollout(
+                dynamics,
+                starts,
+                actions.reshape(envs * num, horizon, dim),
+                discount,
+                terminal_value,
+                streams=streams,
+                termination=termination,
+            )
         return finite_or_neg_inf(returns.reshape(envs, num))
 
     return evaluate
+
+
+_ROW_ERRORS = ("dynamics ", "ensemble members", "termination returned", "terminal_value returned")
+"""How the errors that quote the imagined rows (what the user's callables saw or returned) begin."""
+
+
+@contextmanager
+def rows_named(envs: int, samples: int, particles: int = 1, rows: Optional[int] = None):
+    """A ``ValueError`` raised inside about what the user's callables saw or returned (it quotes the
+    flattened rows) says where those rows come from: ``"... (3 environments × 50 samples = 150 rows)"``. ``rows``: when
+    not ``envs * samples * particles`` (particles padded to whole ensemble members)."""
+    try:
+        yield
+    except ValueError as err:
+        if isinstance(err, MemoryBudgetError) or not str(err).startswith(_ROW_ERRORS):
+            raise
+        plural = lambda count, noun: f"{count} {noun}" + ("" if count == 1 else "s")  # noqa: E731
+        parts = f"{plural(envs, 'environment')} × {plural(samples, 'sample')}"
+        parts += f" × {plural(particles, 'particle')}" if particles != 1 else ""
+        total = envs * samples * particles
+        count = f"{total} rows" if rows is None or rows == total else f"{total} rows, padded to {rows}"
+        raise ValueError(f"{err} (the planner imagines {parts} = {count})") from err
 
 
 def finite_or_neg_inf(returns: mx.array) -> mx.array:

@@ -41,7 +41,7 @@ from typing import Optional, Protocol, runtime_checkable
 import mlx.core as mx
 
 from .checks import check_float, check_int
-from .dynamics import RowStep, TerminalValue, Termination, finite_or_neg_inf, imagine
+from .dynamics import RowStep, TerminalValue, Termination, finite_or_neg_inf, imagine, rows_named
 from .runtime.streams import CHUNK_ROWS
 
 __all__ = ["EnsembleDynamics", "Propagation", "PropagatingEvaluate", "MODES", "AGGREGATES", "propagate"]
@@ -178,11 +178,15 @@ class PropagatingEvaluate:
                 raise ValueError(f"bound to {particle_keys[0].shape[0]} environment(s), asked to evaluate {envs}")
             split = mx.vmap(lambda k: mx.random.split(k))(particle_keys[0])
             particle_keys[0] = split[:, 0]
-            returns = propagate(
-                self.ensemble, self.propagation, state, actions, split[:, 1],
-                discount=self.discount, terminal_value=self.terminal_value, streams=self.streams,
-                termination=self.termination,
-            )
+            size = self.ensemble.ensemble_size
+            particles = self.propagation.particle_count(size)
+            width = _width(actions.shape[1] * particles, size, self.propagation.mode)
+            with rows_named(envs, actions.shape[1], particles, rows=envs * width):
+                returns = propagate(
+                    self.ensemble, self.propagation, state, actions, split[:, 1],
+                    discount=self.discount, terminal_value=self.terminal_value, streams=self.streams,
+                    termination=self.termination,
+                )
             return self.propagation.reduce(returns)
 
         return evaluate, pairs[:, 0]

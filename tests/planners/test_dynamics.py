@@ -106,6 +106,14 @@ def test_undeclared_action_size_mismatch_names_the_shapes():
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("cls", PLANNERS, ids=lambda c: c.__name__)
+def test_shape_errors_say_how_the_rows_come_about(cls):
+    doubled = lambda s, a: (mx.concatenate([s, s], axis=1), s[:, 0])  # noqa: E731 - next_state [B, 4]
+    with pytest.raises(ValueError, match=r"next_state of shape \(150, 4\), expected \(150, 2\) "
+                       r"\(the planner imagines 3 environments × 50 samples = 150 rows\)$"):
+        cls(doubled, Discrete(3), horizon=4, samples=50, iterations=1).act(mx.zeros((3, 2)))
+
+
 def test_declared_state_dim_is_checked():
     with pytest.raises(ValueError, match=r"states of size 3 do not fit the dynamics, which declare state_dim=2"):
         CEM(ENV, ENV.action_space, **SMALL).optimize(mx.zeros((2, 3)))

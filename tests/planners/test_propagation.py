@@ -260,6 +260,21 @@ def test_errors_a_user_can_cause():
         evaluate(start(1), actions(1, 2))
 
 
+class Doubled(Ladder):
+    """An ensemble whose members return next states twice too wide."""
+
+    def members(self, state, action, noise=None):
+        next_state, reward = super().members(state, action, noise)
+        return mx.concatenate([next_state, next_state], axis=-1), reward
+
+
+@pytest.mark.parametrize("mode, rows", [("expectation", "= 27 rows"), ("tsinf", "= 27 rows, padded to 36")])
+def test_ensemble_shape_errors_say_how_the_rows_come_about(mode, rows):
+    planner = CEM(Doubled(4), ParticleEnv().action_space, horizon=3, samples=3, iterations=1, propagation=Propagation(mode, particles=3))
+    with pytest.raises(ValueError, match=rf"ensemble members returned .* \(the planner imagines 3 environments × 3 samples × 3 particles {rows}\)"):
+        planner.act(mx.zeros((3, 2)))
+
+
 def test_streams_split_the_environments_without_changing_anything():
     prop = Propagation("ts1", particles=4, sample_noise=True)
     seqs, ids = actions(12, 16), keys(range(12))
