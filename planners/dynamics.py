@@ -420,17 +420,21 @@ class KnownReward:
         model: ``(state [B, S], action [B, A]) -> next_state [B, S]``, e.g. a learned dynamics-only model.
         reward: ``(state [B, S], action [B, A], next_state [B, S]) -> [B]``.
 
-    The model's ``rollout_streams`` attribute, if it has one, is the adapter's too.
+    The model's ``state_dim``, ``action_dim`` and ``rollout_streams`` attributes, those it has, are
+    the adapter's too (so sizes are checked and a ``Box`` of open size is sized as with the model).
     """
+
+    FORWARDED = ("state_dim", "action_dim", "rollout_streams")
 
     def __init__(self, model: Callable, reward: Callable):
         if not callable(model) or not callable(reward):
             raise ValueError(f"KnownReward needs a callable model and reward, got {model!r} and {reward!r}")
         self.model = model
         self.reward = reward
-        streams = getattr(model, "rollout_streams", None)
-        if streams is not None:
-            self.rollout_streams = streams
+        for name in self.FORWARDED:
+            value = getattr(model, name, None)
+            if value is not None:
+                setattr(self, name, value)
 
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
         next_state = self.model(state, action)

@@ -131,5 +131,24 @@ def test_known_reward_adapter():
             return s + a
 
     assert KnownReward(OneStream(), reward).rollout_streams == 1
+    assert not hasattr(dynamics, "state_dim") and not hasattr(dynamics, "action_dim")
     with pytest.raises(ValueError, match="callable"):
         KnownReward(model, None)
+
+
+def test_known_reward_forwards_the_models_sizes_and_streams():
+    class Sized:
+        state_dim, action_dim, rollout_streams = 2, 2, 1
+
+        def __call__(self, s, a):
+            return s + a
+
+    reward = lambda s, a, s2: -mx.sum(s2 * s2, axis=1)  # noqa: E731
+    dynamics = KnownReward(Sized(), reward)
+    assert (dynamics.state_dim, dynamics.action_dim, dynamics.rollout_streams) == (2, 2, 1)
+    with pytest.raises(ValueError, match=r"actions of size 1 .*declare action_dim=2"):
+        planners.CEM(dynamics, Box(-1, 1, shape=(1,)), horizon=3, samples=8)
+    with pytest.raises(ValueError, match=r"states of size 3 .*declare state_dim=2"):
+        rollout(dynamics, mx.zeros((1, 3)), mx.zeros((1, 2, 2)))
+    planner = planners.CEM(dynamics, Box(-1, 1), horizon=3, samples=8)  # the open Box sized from the model
+    assert planner.act(mx.ones((1, 2))).shape == (1, 2)
