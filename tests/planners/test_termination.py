@@ -95,6 +95,38 @@ def test_termination_shape_and_type_are_checked():
         planners.CEM(counter, Box(-1, 1), horizon=3, samples=8, termination=True)
 
 
+def test_callbacks_returning_numpy_are_converted():
+    value = lambda s: 100.0 * s[:, 0]  # noqa: E731
+    expected = np.array(rollout(counter, STARTS, ZERO, discount=0.5, terminal_value=value, termination=reached_limit))
+    got = rollout(
+        counter, STARTS, ZERO, discount=0.5,
+        terminal_value=lambda s: np.array(value(s), dtype=np.float64),
+        termination=lambda s: np.array(reached_limit(s)),
+    )
+    np.testing.assert_array_equal(np.array(got), expected)
+
+
+@pytest.mark.parametrize(
+    "callback, returned, message",
+    [
+        ("termination", lambda s: (s[:, 0] >= s[:, 1]).astype(mx.float32),
+         r"termination returned float32 values, expected booleans \[\d+\] \(a comparison such as .*0/1 numbers are not read as done\)"),
+        ("termination", lambda s: np.array(s[:, 0] >= s[:, 1], dtype=np.float64), r"termination returned float64 values, expected booleans"),
+        ("termination", lambda s: True, r"termination returned a bool, expected an MLX \(or numpy\) array \[\d+\] of booleans"),
+        ("termination", lambda s: 0.0, r"termination returned a float, expected an MLX \(or numpy\) array \[\d+\] of booleans"),
+        ("terminal_value", lambda s: 1.5, r"terminal_value returned values as a float, expected an MLX \(or numpy\) array of real numbers"),
+        ("terminal_value", lambda s: False, r"terminal_value returned values as a bool, expected an MLX \(or numpy\) array"),
+        ("terminal_value", lambda s: np.zeros((4, 1)), r"terminal_value returned shape \(4, 1\), expected \(\d+,\)"),
+    ],
+)
+def test_callbacks_returning_something_else_are_refused_naming_what_was_expected(callback, returned, message):
+    with pytest.raises(ValueError, match=message):
+        rollout(counter, STARTS, ZERO, **{callback: returned})
+    planner = planners.CEM(counter, Box(-1, 1, shape=(1,)), horizon=5, samples=8, iterations=1, **{callback: returned})
+    with pytest.raises(ValueError, match=message):
+        planner.act(STARTS)
+
+
 def cliff(state, action):
     """A walker ``x' = x + a`` paid 1 per step; it falls off (terminates) beyond ``|x| > 1``."""
     return state + action, mx.ones(state.shape[0])
