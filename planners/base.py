@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Callable, NamedTuple, Optional
 
@@ -14,9 +15,14 @@ from .checks import check_float, check_int
 from .distributions import make_distribution
 from .dynamics import Dynamics, Evaluate, TerminalValue, Termination, check_options, check_sizes, make_evaluate
 from .runtime.memory import check_fits
+from .spaces import Box
 from .runtime.streams import compile_works
 
 __all__ = ["Plan", "Planner", "PlannerState", "SearchCall", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
+
+
+MAX_ENV_ID = np.iinfo(np.int64).max
+"""The largest environment id (ids are held as int64)."""
 
 
 class Plan(NamedTuple):
@@ -196,10 +202,14 @@ ROW_BYTES = 512
 GRADIENT_STEP_BYTES = 1280
 """Bytes per row and step a gradient planner keeps for the backward pass (measured: about 1190)."""
 
+NOISE_BETA_MAX = 10.0
+"""The largest colored-noise exponent taken: ``1/f**10`` noise is already nearly constant along the
+horizon, and the basis overflows (NaN samples) for exponents in the hundreds."""
+
 _DISTRIBUTION_RANGES = {  # option: (low, high, low end open)
     "init_std": (0.0, float("inf"), True),
     "spread": (0.0, 1.0, False),
-    "noise_beta": (0.0, float("inf"), False),
+    "noise_beta": (0.0, NOISE_BETA_MAX, False),
     "colored_fraction": (0.0, 1.0, False),
 }
 
@@ -209,7 +219,8 @@ class Planner:
 
     Args:
         dynamics: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])`` (:class:`Dynamics`).
-        action_space: ``Discrete(n)`` or ``Box(low, high)``.
+        action_space: ``Discrete(n)`` or ``Box(low, high, shape=(A,))`` (a ``Box`` of two scalar
+            bounds and no shape takes ``A`` from the dynamics' declared ``action_dim``).
         horizon: plan length ``H``.
         samples: sequences ``N`` imagined per environment and iteration (``num_samples``: its old
             name, still accepted with a ``DeprecationWarning``).
@@ -280,7 +291,7 @@ class Planner:
     ):
         self.discount, self.streams = check_options(dynamics, discount, terminal_value, streams, termination)
         self.dynamics = dynamics
-        self.action_space = action_space
+        self.action_space = action_space = sized_space(action_space, dynamics)
         self.horizon = check_int("horizon", horizon)
         self.samples = population_size(samples, num_samples)
         self.iterations = check_int("iterations", iterations)
@@ -373,7 +384,7 @@ class Planner:
     def optimize(self, state, env_ids=None, *, planner_state=None) -> Plan:
         """Plan from ``state [E, S]``: a :class:`Plan` with ``actions [E, H, A]`` and ``expected_return [E]``.
 
-        ``env_ids``: ``[E]`` distinct non-negative integers naming the environments (default
+        ``env_ids``: ``[E]`` distinct integers in ``[0, 2**63 - 1]`` naming the environments (default
         ``0 .. E-1``). Each one's random draws come from its own key stream; the warm start is
         used only when the ids are those of the previous call. The planner keeps the next
         :class:`PlannerState` (:attr:`state`); :meth:`step` is the pure form.
@@ -463,8 +474,10 @@ class Planner:
         if env_ids is None:
             return np.arange(envs, dtype=np.int64)
         ids = np.asarray(env_ids)
-        if ids.shape != (envs,) or (envs and (ids.dtype.kind not in "iu" or ids.min() < 0)):
-            raise ValueError(f"env_ids must be {envs} non-negative integers (one per state), got {env_ids!r}")
+        if ids.shape != (envs,) or (envs and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() > MAX_ENV_ID)):
+            raise ValueError(
+                f"env_ids must be {envs} integers in [0, 2**63 - 1] (one per state), got {env_ids!r}"
+            )
         ids = ids.astype(np.int64)
         if len(np.unique(ids)) != envs:
             raise ValueError(f"env_ids must be distinct, got {env_ids!r}")
@@ -573,6 +586,17 @@ class SamplingPlanner(Planner):
 def evaluate_plan(call: SearchCall, state: mx.array, actions: mx.array) -> Plan:
     """``actions [E, H, A]`` with their returns under ``call.evaluate``."""
     return Plan(actions, call.evaluate(state, actions[:, None])[:, 0])
+
+
+def sized_space(action_space, dynamics):
+    """``action_space``, a ``Box`` of open size (scalar bounds, no shape) given the dynamics' declared
+    ``action_dim``; ``ValueError`` with both fixes when the dynamics declare none."""
+    if not isinstance(action_space, Box) or action_space.shape is not None:
+        return action_space
+    declared = getattr(dynamics, "action_dim", None)
+    if isinstance(declared, numbers.Integral) and not isinstance(declared, bool) and declared >= 1:
+        return action_space.sized(int(declared))
+    raise ValueError(action_space.open_size_message(" (the dynamics declare no action_dim)"))
 
 
 def population_size(samples: Optional[int], num_samples: Optional[int] = None) -> int:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import numbers
+from contextlib import contextmanager
 from typing import Callable, Optional, Protocol, runtime_checkable
 
 import mlx.core as mx
 import numpy as np
 
 from .checks import check_float, check_int
+from .runtime.memory import MemoryBudgetError
 from .runtime.streams import CHUNK_ROWS, MIN_SHARD_ROWS, in_chunks, map_rows_in_steps
 
 __all__ = [
     "Dynamics", "TerminalValue", "Termination", "Evaluate", "KnownReward", "CheckedDynamics", "check_options",
-    "check_sizes", "check_output", "check_step", "rollout", "imagine", "RowStep", "ActionStep", "make_evaluate",
+    "check_sizes", "check_output", "check_members_output", "check_termination", "check_terminal_value", "check_step",
+    "rollout", "imagine", "RowStep", "ActionStep", "make_evaluate", "rows_named",
 ]
 
 
@@ -102,15 +105,53 @@ def check_output(output, state: mx.array) -> tuple[mx.array, mx.array]:
     return next_state, reward
 
 
-def _as_array(name: str, value) -> mx.array:
-    """``value`` as an MLX array of real numbers (numpy converted to float32), else ``ValueError``."""
+def _as_array(name: str, value, source: str = "dynamics") -> mx.array:
+    """``value`` as an MLX array of real numbers (numpy converted to float32), else ``ValueError``
+    naming ``source`` (who returned it) and ``name`` (what it is)."""
     if isinstance(value, mx.array):
         if mx.issubdtype(value.dtype, mx.complexfloating):
-            raise ValueError(f"dynamics returned {name} of dtype {value.dtype}, expected real numbers (float32)")
+            raise ValueError(f"{source} returned {name} of dtype {value.dtype}, expected real numbers (float32)")
         return value
     if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf":
         return mx.array(np.asarray(value, dtype=np.float32))
-    raise ValueError(f"dynamics returned {name} as {_describe(value)}, expected an MLX (or numpy) array of real numbers")
+    raise ValueError(f"{source} returned {name} as {_describe(value)}, expected an MLX (or numpy) array of real numbers")
+
+
+def check_members_output(output) -> tuple[mx.array, mx.array]:
+    """What an ensemble's ``members()`` returned, as MLX arrays ``(next_state [K, B, S], reward [K, B])``
+    (numpy converted to float32; anything but a pair of arrays of real numbers is a ``ValueError``)."""
+    source = "ensemble members()"
+    if not isinstance(output, (tuple, list)) or len(output) != 2:
+        got = f"a {type(output).__name__} of {len(output)} values" if isinstance(output, (tuple, list)) else _describe(output)
+        raise ValueError(f"{source} must return a pair (next_state [K, B, S], reward [K, B]), got {got}")
+    return _as_array("next_state", output[0], source), _as_array("reward", output[1], source)
+
+
+def check_termination(done, rows: int) -> mx.array:
+    """What ``termination`` returned for ``rows`` states: a bool MLX array ``[rows]`` (numpy bools
+    converted), else a ``ValueError`` saying what was expected -- 0/1 numbers included, so that a
+    probability or a reward is never read as "done"."""
+    if isinstance(done, (np.ndarray, np.generic)) and done.dtype.kind == "b":
+        done = mx.array(np.asarray(done))
+    if not isinstance(done, (mx.array, np.ndarray, np.generic)):
+        raise ValueError(f"termination returned {_describe(done)}, expected an MLX (or numpy) array [{rows}] of booleans")
+    if tuple(done.shape) != (rows,):
+        raise ValueError(f"termination returned shape {tuple(done.shape)}, expected ({rows},)")
+    if done.dtype != mx.bool_:
+        raise ValueError(
+            f"termination returned {str(done.dtype).replace('mlx.core.', '')} values, expected booleans [{rows}] "
+            f"(a comparison such as mx.abs(next_state[:, 0]) > 1; 0/1 numbers are not read as done)"
+        )
+    return done
+
+
+def check_terminal_value(value, rows: int) -> mx.array:
+    """What ``terminal_value`` returned for ``rows`` states: a float32 MLX array ``[rows]`` (numpy converted),
+    else a ``ValueError`` saying what was expected."""
+    value = _as_array("values", value, "terminal_value")
+    if tuple(value.shape) != (rows,):
+        raise ValueError(f"terminal_value returned shape {tuple(value.shape)}, expected ({rows},)")
+    return value.astype(mx.float32)
 
 
 def _describe(value) -> str:
@@ -319,9 +360,7 @@ def _imagine_rows(step: RowStep, state, horizon, discount, terminal_value, termi
             reward = mx.where(alive > 0, reward, 0.0)
             next_state = mx.where(alive[:, None] > 0, next_state, state)
         if termination is not None:
-            done = termination(next_state)
-            if t == 0 and tuple(done.shape) != (state.shape[0],):
-                raise ValueError(f"termination returned shape {tuple(done.shape)}, expected ({state.shape[0]},)")
+            done = check_termination(termination(next_state), state.shape[0])
             going = 1.0 - done.astype(mx.float32)
             alive = going if alive is None else alive * going
         state = next_state
@@ -335,10 +374,7 @@ def _imagine_rows(step: RowStep, state, horizon, discount, terminal_value, termi
     if total is None:  # no steps
         total = mx.zeros((state.shape[0],), dtype=mx.float32)
     if terminal_value is not None:
-        value = terminal_value(state)
-        if tuple(value.shape) != (state.shape[0],):
-            raise ValueError(f"terminal_value returned shape {tuple(value.shape)}, expected ({state.shape[0]},)")
-        value = value.astype(mx.float32)
+        value = check_terminal_value(terminal_value(state), state.shape[0])
         total = total + weight * (value if alive is None else mx.where(alive > 0, value, 0.0))
     total = step.finish(total)
     if not return_trajectory:
@@ -365,18 +401,41 @@ def make_evaluate(
     def evaluate(state: mx.array, actions: mx.array) -> mx.array:
         envs, num, horizon, dim = actions.shape
         starts = mx.repeat(state, num, axis=0)
-        returns = rollout(
-            dynamics,
-            starts,
-            actions.reshape(envs * num, horizon, dim),
-            discount,
-            terminal_value,
-            streams=streams,
-            termination=termination,
-        )
+        with rows_named(envs, num):
+            returns = rollout(
+                dynamics,
+                starts,
+                actions.reshape(envs * num, horizon, dim),
+                discount,
+                terminal_value,
+                streams=streams,
+                termination=termination,
+            )
         return finite_or_neg_inf(returns.reshape(envs, num))
 
     return evaluate
+
+
+_ROW_ERRORS = ("dynamics ", "ensemble members", "termination returned", "terminal_value returned")
+"""How the errors that quote the imagined rows (what the user's callables saw or returned) begin."""
+
+
+@contextmanager
+def rows_named(envs: int, samples: int, particles: int = 1, rows: Optional[int] = None):
+    """A ``ValueError`` raised inside about what the user's callables saw or returned (it quotes the
+    flattened rows) says where those rows come from: ``"... (3 environments × 50 samples = 150 rows)"``. ``rows``: when
+    not ``envs * samples * particles`` (particles padded to whole ensemble members)."""
+    try:
+        yield
+    except ValueError as err:
+        if isinstance(err, MemoryBudgetError) or not str(err).startswith(_ROW_ERRORS):
+            raise
+        plural = lambda count, noun: f"{count} {noun}" + ("" if count == 1 else "s")  # noqa: E731
+        parts = f"{plural(envs, 'environment')} × {plural(samples, 'sample')}"
+        parts += f" × {plural(particles, 'particle')}" if particles != 1 else ""
+        total = envs * samples * particles
+        count = f"{total} rows" if rows is None or rows == total else f"{total} rows, padded to {rows}"
+        raise ValueError(f"{err} (the planner imagines {parts} = {count})") from err
 
 
 def finite_or_neg_inf(returns: mx.array) -> mx.array:
@@ -394,17 +453,21 @@ class KnownReward:
         model: ``(state [B, S], action [B, A]) -> next_state [B, S]``, e.g. a learned dynamics-only model.
         reward: ``(state [B, S], action [B, A], next_state [B, S]) -> [B]``.
 
-    The model's ``rollout_streams`` attribute, if it has one, is the adapter's too.
+    The model's ``state_dim``, ``action_dim`` and ``rollout_streams`` attributes, those it has, are
+    the adapter's too (so sizes are checked and a ``Box`` of open size is sized as with the model).
     """
+
+    FORWARDED = ("state_dim", "action_dim", "rollout_streams")
 
     def __init__(self, model: Callable, reward: Callable):
         if not callable(model) or not callable(reward):
             raise ValueError(f"KnownReward needs a callable model and reward, got {model!r} and {reward!r}")
         self.model = model
         self.reward = reward
-        streams = getattr(model, "rollout_streams", None)
-        if streams is not None:
-            self.rollout_streams = streams
+        for name in self.FORWARDED:
+            value = getattr(model, name, None)
+            if value is not None:
+                setattr(self, name, value)
 
     def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
         next_state = self.model(state, action)

@@ -34,6 +34,7 @@ stream, so the same seed and env ids give the same actions in any batch composit
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Optional, Protocol, runtime_checkable
@@ -41,7 +42,7 @@ from typing import Optional, Protocol, runtime_checkable
 import mlx.core as mx
 
 from .checks import check_float, check_int
-from .dynamics import RowStep, TerminalValue, Termination, finite_or_neg_inf, imagine
+from .dynamics import RowStep, TerminalValue, Termination, check_members_output, finite_or_neg_inf, imagine, rows_named
 from .runtime.streams import CHUNK_ROWS
 
 __all__ = ["EnsembleDynamics", "Propagation", "PropagatingEvaluate", "MODES", "AGGREGATES", "propagate"]
@@ -156,6 +157,7 @@ class PropagatingEvaluate:
                 f"propagation needs an ensemble with members() and ensemble_size (e.g. EnsembleWorldModel), got {ensemble!r}"
             )
         check_int("ensemble_size", ensemble.ensemble_size)
+        check_members_signature(ensemble)
         if propagation.sample_noise and not getattr(ensemble, "probabilistic", False):
             raise ValueError("sample_noise needs a probabilistic ensemble (EnsembleWorldModel(probabilistic=True))")
         self.ensemble, self.propagation = ensemble, propagation
@@ -178,11 +180,15 @@ class PropagatingEvaluate:
                 raise ValueError(f"bound to {particle_keys[0].shape[0]} environment(s), asked to evaluate {envs}")
             split = mx.vmap(lambda k: mx.random.split(k))(particle_keys[0])
             particle_keys[0] = split[:, 0]
-            returns = propagate(
-                self.ensemble, self.propagation, state, actions, split[:, 1],
-                discount=self.discount, terminal_value=self.terminal_value, streams=self.streams,
-                termination=self.termination,
-            )
+            size = self.ensemble.ensemble_size
+            particles = self.propagation.particle_count(size)
+            width = _width(actions.shape[1] * particles, size, self.propagation.mode)
+            with rows_named(envs, actions.shape[1], particles, rows=envs * width):
+                returns = propagate(
+                    self.ensemble, self.propagation, state, actions, split[:, 1],
+                    discount=self.discount, terminal_value=self.terminal_value, streams=self.streams,
+                    termination=self.termination,
+                )
             return self.propagation.reduce(returns)
 
         return evaluate, pairs[:, 0]
@@ -323,6 +329,22 @@ class ParticleStep(RowStep):
         return mx.take_along_axis(total.reshape(self.envs, self.width), slot, axis=1).reshape(self.envs, num, self.particles)
 
 
+def check_members_signature(ensemble) -> None:
+    """``ValueError`` naming the :class:`EnsembleDynamics` protocol when ``ensemble.members`` cannot be
+    called as ``members(state, action, noise)`` (e.g. it lacks the ``noise`` argument)."""
+    try:
+        signature = inspect.signature(ensemble.members)
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call will tell
+        return
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        raise ValueError(
+            f"{type(ensemble).__name__}.members{signature} does not fit the EnsembleDynamics protocol: "
+            f"members(state, action, noise=None) -> (next_state [K, B, S], reward [K, B])"
+        ) from None
+
+
 def _to_members(x: mx.array, size: int) -> mx.array:
     """``[E, K * M, ...] -> [K, E * M, ...]``: slot ``s`` of an environment belongs to member ``s // M``."""
     envs, width = x.shape[:2]
@@ -351,9 +373,9 @@ def _members_in_chunks(ensemble, state, action, noise, axis: int):
     stay cache-sized (see :mod:`planners.runtime.streams`). Returns ``([K, R, S], [K, R])``."""
     rows, chunk = state.shape[axis], max(1, CHUNK_ROWS // ensemble.ensemble_size)
     if rows <= 2 * chunk:
-        return ensemble.members(state, action, noise)
+        return check_members_output(ensemble.members(state, action, noise))
     take = lambda x, i: None if x is None else (x[i : i + chunk] if axis == 0 else x[:, i : i + chunk])  # noqa: E731
-    parts = [ensemble.members(take(state, i), take(action, i), take(noise, i)) for i in range(0, rows, chunk)]
+    parts = [check_members_output(ensemble.members(take(state, i), take(action, i), take(noise, i))) for i in range(0, rows, chunk)]
     return mx.concatenate([p[0] for p in parts], axis=1), mx.concatenate([p[1] for p in parts], axis=1)
 
 

@@ -214,7 +214,7 @@ COMMON_BAD = [
 ]
 SPECIFIC_BAD = {
     "elite_fraction": [0.0, 1.5], "momentum": [1.0, -0.1], "temperature": [0.0, -1.0],
-    "learning_rate": [0.0], "noise_beta": [-1.0], "keep_elites": [1.5], "init_std": [0.0],
+    "learning_rate": [0.0], "noise_beta": [-1.0, float("inf"), 1e6], "keep_elites": [1.5], "init_std": [0.0],
     "grad_iterations": [-1], "spread": [2.0], "colored_fraction": [1.5],
 }
 

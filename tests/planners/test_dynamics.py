@@ -86,12 +86,32 @@ def test_declared_action_dim_is_checked_at_construction(cls):
     cls(Linear(), Box(-1.0, 1.0, shape=(2,)), **SMALL)  # the right size is accepted
 
 
+@pytest.mark.parametrize("cls", PLANNERS, ids=lambda c: c.__name__)
+def test_scalar_box_takes_the_declared_action_dim_or_is_refused(cls):
+    planner = cls(Linear(), Box(-1.0, 1.0), **SMALL)  # Linear declares action_dim = 2
+    assert planner.action_space == Box(-1.0, 1.0, shape=(2,))
+    assert planner.act(STATE).shape == (2, 2)
+    broadcasting = lambda s, a: (s + a, -mx.sum(s**2, axis=-1))  # noqa: E731 - would broadcast a [B, 1] action
+    with pytest.raises(ValueError, match=r"Box\(-1.0, 1.0\) has scalar bounds and no shape.*"
+                       r"write Box\(-1.0, 1.0, shape=\(A,\)\).*or declare action_dim = A on the dynamics"):
+        cls(broadcasting, Box(-1.0, 1.0), **SMALL)
+    assert cls(broadcasting, Box(-1.0, 1.0, shape=(2,)), **SMALL).act(STATE).shape == (2, 2)
+
+
 def test_undeclared_action_size_mismatch_names_the_shapes():
     undeclared = lambda s, a: Linear()(s, a)  # noqa: E731 - no action_dim attribute
     with pytest.raises(ValueError, match=r"dynamics failed on state of shape \(\d+, 2\) and action of shape \(\d+, 3\)"
                        r" \(does the action space fit the dynamics\?\): \[matmul\]") as info:
         CEM(undeclared, Discrete(3), **SMALL).optimize(STATE)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("cls", PLANNERS, ids=lambda c: c.__name__)
+def test_shape_errors_say_how_the_rows_come_about(cls):
+    doubled = lambda s, a: (mx.concatenate([s, s], axis=1), s[:, 0])  # noqa: E731 - next_state [B, 4]
+    with pytest.raises(ValueError, match=r"next_state of shape \(150, 4\), expected \(150, 2\) "
+                       r"\(the planner imagines 3 environments × 50 samples = 150 rows\)$"):
+        cls(doubled, Discrete(3), horizon=4, samples=50, iterations=1).act(mx.zeros((3, 2)))
 
 
 def test_declared_state_dim_is_checked():

@@ -260,6 +260,65 @@ def test_errors_a_user_can_cause():
         evaluate(start(1), actions(1, 2))
 
 
+class Doubled(Ladder):
+    """An ensemble whose members return next states twice too wide."""
+
+    def members(self, state, action, noise=None):
+        next_state, reward = super().members(state, action, noise)
+        return mx.concatenate([next_state, next_state], axis=-1), reward
+
+
+@pytest.mark.parametrize("mode, rows", [("expectation", "= 27 rows"), ("tsinf", "= 27 rows, padded to 36")])
+def test_ensemble_shape_errors_say_how_the_rows_come_about(mode, rows):
+    planner = CEM(Doubled(4), ParticleEnv().action_space, horizon=3, samples=3, iterations=1, propagation=Propagation(mode, particles=3))
+    with pytest.raises(ValueError, match=rf"ensemble members returned .* \(the planner imagines 3 environments × 3 samples × 3 particles {rows}\)"):
+        planner.act(mx.zeros((3, 2)))
+
+
+class NumpyLadder(Ladder):
+    """The Ladder returning numpy arrays."""
+
+    def members(self, state, action, noise=None):
+        next_state, reward = super().members(state, action, noise)
+        return np.array(next_state), np.array(reward)
+
+
+class NoNoise(Ladder):
+    """An ensemble whose members() lacks the noise argument."""
+
+    def members(self, state, action):
+        return super().members(state, action)
+
+
+@pytest.mark.parametrize("mode", ["expectation", "tsinf"])
+def test_members_returning_numpy_are_converted(mode):
+    run = lambda ensemble: propagate(ensemble, Propagation(mode, particles=2), start(2), actions(2, 3), keys(range(2)))  # noqa: E731
+    np.testing.assert_array_equal(np.array(run(NumpyLadder(2))), np.array(run(Ladder(2))))
+
+
+def test_members_of_another_kind_are_refused_naming_the_protocol():
+    space = ParticleEnv().action_space
+    with pytest.raises(ValueError, match=r"NoNoise.members\(state, action\) does not fit the EnsembleDynamics protocol: "
+                       r"members\(state, action, noise=None\)"):
+        CEM(NoNoise(2), space, horizon=3, samples=4, propagation=Propagation())
+
+    class Listed(Ladder):
+        def members(self, state, action, noise=None):
+            return [*super().members(state, action, noise), None]
+
+    planner = CEM(Listed(2), space, horizon=3, samples=4, iterations=1, propagation=Propagation())
+    with pytest.raises(ValueError, match=r"ensemble members\(\) must return a pair \(next_state \[K, B, S\], reward \[K, B\]\), got a list of 3 values"):
+        planner.act(start(1))
+
+    class Texts(Ladder):
+        def members(self, state, action, noise=None):
+            return "next", "reward"
+
+    planner = CEM(Texts(2), space, horizon=3, samples=4, iterations=1, propagation=Propagation())
+    with pytest.raises(ValueError, match=r"ensemble members\(\) returned next_state as a str, expected an MLX \(or numpy\) array"):
+        planner.act(start(1))
+
+
 def test_streams_split_the_environments_without_changing_anything():
     prop = Propagation("ts1", particles=4, sample_noise=True)
     seqs, ids = actions(12, 16), keys(range(12))

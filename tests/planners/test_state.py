@@ -88,6 +88,25 @@ def test_bad_planner_states_are_clear_errors(bad, message):
         planner.step(STARTS, value)
 
 
+def test_env_ids_take_the_int64_range_and_say_so_beyond_it():
+    planner = make(planners.CEM)
+    largest = np.array([2**63 - 1, 0, 5, 7], dtype=np.uint64)  # uint64 within the range is accepted
+    assert planner.act(STARTS, env_ids=largest).shape == (4, 3)
+    np.testing.assert_array_equal(planner.init(largest).ids, [2**63 - 1, 0, 5, 7])
+    for ids in (np.array([2**64 - 1, 0, 5, 7], dtype=np.uint64), np.array([-1, 0, 5, 7])):
+        with pytest.raises(ValueError, match=r"env_ids must be 4 integers in \[0, 2\*\*63 - 1\]"):
+            planner.act(STARTS, env_ids=ids)
+        with pytest.raises(ValueError, match=r"env_ids must be 1 integers in \[0, 2\*\*63 - 1\]"):
+            planner.init(ids[:1])
+
+
+@pytest.mark.parametrize("beta", [float("inf"), 1e6, float("nan")])
+def test_absurd_noise_exponents_are_refused_at_construction(beta):
+    with pytest.raises(ValueError, match=r"noise_beta must be a number in \[0.0, 10.0\]"):
+        make(planners.ICEM, noise_beta=beta)
+    assert np.isfinite(np.array(make(planners.ICEM, noise_beta=10.0).act(STARTS))).all()
+
+
 def test_optimize_refuses_a_planner_state_and_names_step():
     planner = make(planners.CEM)
     with pytest.raises(TypeError, match=r"step\(state, planner_state\)"):

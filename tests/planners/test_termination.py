@@ -95,6 +95,38 @@ def test_termination_shape_and_type_are_checked():
         planners.CEM(counter, Box(-1, 1), horizon=3, samples=8, termination=True)
 
 
+def test_callbacks_returning_numpy_are_converted():
+    value = lambda s: 100.0 * s[:, 0]  # noqa: E731
+    expected = np.array(rollout(counter, STARTS, ZERO, discount=0.5, terminal_value=value, termination=reached_limit))
+    got = rollout(
+        counter, STARTS, ZERO, discount=0.5,
+        terminal_value=lambda s: np.array(value(s), dtype=np.float64),
+        termination=lambda s: np.array(reached_limit(s)),
+    )
+    np.testing.assert_array_equal(np.array(got), expected)
+
+
+@pytest.mark.parametrize(
+    "callback, returned, message",
+    [
+        ("termination", lambda s: (s[:, 0] >= s[:, 1]).astype(mx.float32),
+         r"termination returned float32 values, expected booleans \[\d+\] \(a comparison such as .*0/1 numbers are not read as done\)"),
+        ("termination", lambda s: np.array(s[:, 0] >= s[:, 1], dtype=np.float64), r"termination returned float64 values, expected booleans"),
+        ("termination", lambda s: True, r"termination returned a bool, expected an MLX \(or numpy\) array \[\d+\] of booleans"),
+        ("termination", lambda s: 0.0, r"termination returned a float, expected an MLX \(or numpy\) array \[\d+\] of booleans"),
+        ("terminal_value", lambda s: 1.5, r"terminal_value returned values as a float, expected an MLX \(or numpy\) array of real numbers"),
+        ("terminal_value", lambda s: False, r"terminal_value returned values as a bool, expected an MLX \(or numpy\) array"),
+        ("terminal_value", lambda s: np.zeros((4, 1)), r"terminal_value returned shape \(4, 1\), expected \(\d+,\)"),
+    ],
+)
+def test_callbacks_returning_something_else_are_refused_naming_what_was_expected(callback, returned, message):
+    with pytest.raises(ValueError, match=message):
+        rollout(counter, STARTS, ZERO, **{callback: returned})
+    planner = planners.CEM(counter, Box(-1, 1, shape=(1,)), horizon=5, samples=8, iterations=1, **{callback: returned})
+    with pytest.raises(ValueError, match=message):
+        planner.act(STARTS)
+
+
 def cliff(state, action):
     """A walker ``x' = x + a`` paid 1 per step; it falls off (terminates) beyond ``|x| > 1``."""
     return state + action, mx.ones(state.shape[0])
@@ -104,7 +136,7 @@ def cliff(state, action):
 def test_planners_stay_alive_with_termination(cls):
     starts = mx.array([[0.9], [-0.95]])
     off_edge = lambda s: mx.abs(s[:, 0]) > 1.0  # noqa: E731
-    planner = cls(cliff, Box(-0.5, 0.5), horizon=8, samples=200, iterations=3, termination=off_edge)
+    planner = cls(cliff, Box(-0.5, 0.5, shape=(1,)), horizon=8, samples=200, iterations=3, termination=off_edge)
     plan = planner.optimize(starts)
     np.testing.assert_array_equal(np.array(plan.expected_return), [8.0, 8.0])
     _, states, _ = rollout(cliff, starts, plan.actions, return_trajectory=True)
@@ -131,5 +163,24 @@ def test_known_reward_adapter():
             return s + a
 
     assert KnownReward(OneStream(), reward).rollout_streams == 1
+    assert not hasattr(dynamics, "state_dim") and not hasattr(dynamics, "action_dim")
     with pytest.raises(ValueError, match="callable"):
         KnownReward(model, None)
+
+
+def test_known_reward_forwards_the_models_sizes_and_streams():
+    class Sized:
+        state_dim, action_dim, rollout_streams = 2, 2, 1
+
+        def __call__(self, s, a):
+            return s + a
+
+    reward = lambda s, a, s2: -mx.sum(s2 * s2, axis=1)  # noqa: E731
+    dynamics = KnownReward(Sized(), reward)
+    assert (dynamics.state_dim, dynamics.action_dim, dynamics.rollout_streams) == (2, 2, 1)
+    with pytest.raises(ValueError, match=r"actions of size 1 .*declare action_dim=2"):
+        planners.CEM(dynamics, Box(-1, 1, shape=(1,)), horizon=3, samples=8)
+    with pytest.raises(ValueError, match=r"states of size 3 .*declare state_dim=2"):
+        rollout(dynamics, mx.zeros((1, 3)), mx.zeros((1, 2, 2)))
+    planner = planners.CEM(dynamics, Box(-1, 1), horizon=3, samples=8)  # the open Box sized from the model
+    assert planner.act(mx.ones((1, 2))).shape == (1, 2)

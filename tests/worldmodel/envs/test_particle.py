@@ -151,11 +151,12 @@ def test_box_validation_and_shape_inference():
         Box([0, 0], [1, 1, 1])
     with pytest.raises(ValueError):
         Box(0, 1, shape=(2, 2))
-    assert Box(-1, 1).shape == (1,)
+    assert Box(-1, 1).shape is None  # scalar bounds, no shape: the size is open (a planner sizes it)
+    assert Box(-1, 1, shape=(1,)).shape == (1,)
     box = Box([-1, -2, -3], 1.0)
     assert box.shape == (3,) and box.dim == 3
     np.testing.assert_array_equal(box.high, [1, 1, 1])
     assert box.low.dtype == np.float32
     assert Box(0, 1, shape=(4,)).dim == 4
-    assert Box(-1, 1) == Box([-1.0], [1.0]) and hash(Box(-1, 1)) == hash(Box([-1.0], [1.0]))
-    assert Box(-1, 1) != Box(-1, 2)
+    assert Box(-1, 1, shape=(1,)) == Box([-1.0], [1.0]) and hash(Box(-1, 1, shape=(1,))) == hash(Box([-1.0], [1.0]))
+    assert Box(-1, 1, shape=(1,)) != Box(-1, 2, shape=(1,))

@@ -116,7 +116,7 @@ def test_cartpole_imagined_return_counts_steps_until_the_pole_falls():
 def test_particle_is_the_particle_env():
     env = get_env("particle", continuous=True)
     assert isinstance(env, ParticleEnv) and env.termination is None and gym_id(env) is None
-    assert env.action_space == Box(-1.0, 1.0) and env.config()["continuous"] is True
+    assert env.action_space == Box(-1.0, 1.0, shape=(1,)) and env.config()["continuous"] is True
     reference = ParticleEnv(continuous=True)
     state, action = mx.array([[1.2, 0.5], [-0.3, -0.9]]), mx.array([[0.7], [-2.0]])
     for ours, theirs in zip(env(state, action), reference(state, action)):
