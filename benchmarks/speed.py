@@ -95,12 +95,13 @@ def machine_lines() -> list[str]:
     except PackageNotFoundError:
         wmplan = "unknown"
     status, gflops, threads = blas.status(), blas.measure_matmul_gflops(), blas.threads()
+    setting = os.environ.get("WMPLAN_BLAS_THREADS", "").strip()  # read once at import; shown only when given
     coretype = " (set by OPENBLAS_CORETYPE)" if status.kernels and os.environ.get("OPENBLAS_CORETYPE") else ""
     return [
         f"wmplan {wmplan} (mlx {mx.__version__}, device {mx.default_device()})",
         f"BLAS: {status.name}{'' if status.active else ' — ' + (status.message or 'not optimised')}"
         + (f", {status.kernels} kernels" if status.kernels else "") + coretype + f", route: {status.route}"
-        + (f", {threads} thread(s) (WMPLAN_BLAS_THREADS)" if threads else ""),
+        + (f", {threads} thread(s)" + (f" (WMPLAN_BLAS_THREADS={setting})" if setting else "") if threads else ""),
         f"Rollouts split over {streams.default_count()} CPU stream(s) (WMPLAN_CPU_STREAMS)"
         if mx.default_device() == mx.cpu else "Rollouts on one GPU stream",
         f"float32 matmul 1024x1024: {gflops:.1f} GFLOP/s",

@@ -176,3 +176,15 @@ def test_train_into_a_folder_whose_name_is_not_utf8(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cli", "train", *TINY_TRAIN, "--out", out], capture_output=True)
     assert result.returncode == 0, result.stderr
     assert load_model(str(out)).state_dim == 2
+
+
+def test_version_names_blas_threads_only_when_set(monkeypatch):
+    """``WMPLAN_BLAS_THREADS`` appears (with its value) only when it is set (issue 18 item 23)."""
+    monkeypatch.delenv("WMPLAN_BLAS_THREADS", raising=False)
+    result = invoke("--version")
+    assert result.exit_code == 0, result.output
+    assert "WMPLAN_BLAS_THREADS" not in result.output
+    monkeypatch.setenv("WMPLAN_BLAS_THREADS", "2")
+    result = invoke("--version")
+    line = next(line for line in result.output.splitlines() if line.startswith("BLAS: "))
+    assert "thread(s)" not in line or line.endswith(" (WMPLAN_BLAS_THREADS=2)"), line
