@@ -204,9 +204,16 @@ def prepare(env_name, runner="any", plot_path=None, device=None):
     if runner == "gymnasium" and env.gymnasium is None:
         raise click.BadParameter(f"{env.name} has no Gymnasium counterpart; use --runner mlx", param_hint="'--runner'")
     try:
-        runner = runner if runner == "any" else choose_runner(env, runner)
+        chosen = runner if runner == "any" else choose_runner(env, runner)
     except ValueError as err:
         raise click.ClickException(f"--runner {runner}: {err}") from None
+    if runner is None and chosen == "mlx" and env.gymnasium is not None:
+        from worldmodel.envs.gymnasium import gym_id
+        from worldmodel.extras import install
+
+        click.echo(f"Note: Gymnasium is not installed: episodes run in the MLX copy of {gym_id(env)}; for "
+                   f"Gymnasium's own: {install('gym')}", err=True)
+    runner = chosen
     try:
         device = use_device(device)
     except ValueError as err:
@@ -215,7 +222,9 @@ def prepare(env_name, runner="any", plot_path=None, device=None):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise click.ClickException("--plot needs matplotlib: pip install 'wmplan[plot]'") from None
+            from worldmodel.extras import install
+
+            raise click.ClickException(f"--plot needs matplotlib: {install('plot')}") from None
     return env, runner, device
 
 

@@ -115,7 +115,7 @@ def test_choose_runner(monkeypatch):
         choose_runner(get_env("particle"), "gymnasium")
     monkeypatch.setitem(sys.modules, "gymnasium", None)  # import gymnasium now fails
     assert choose_runner(get_env("pendulum")) == "mlx"
-    with pytest.raises(ValueError, match=r"needs gymnasium: pip install 'wmplan\[gym\]'"):
+    with pytest.raises(ValueError, match=r"needs gymnasium: pip install '\.\[gym\]' in the wmplan repository"):
         choose_runner(get_env("pendulum"), "gymnasium")
 
 
@@ -232,7 +232,7 @@ def test_gymnasium_runner_for_the_particle_is_a_usage_error(command):
 def test_gymnasium_runner_without_gymnasium_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "gymnasium", None)
     message = one_error_line(invoke("benchmark", "--env", "pendulum", *TINY, "--runner", "gymnasium"), 1)
-    assert message == "--runner gymnasium: the gymnasium runner needs gymnasium: pip install 'wmplan[gym]'"
+    assert message == "--runner gymnasium: the gymnasium runner needs gymnasium: pip install '.[gym]' in the wmplan repository"
 
 
 def test_benchmark_json_of_a_gymnasium_env(tmp_path):
@@ -329,3 +329,15 @@ def test_speed_plans_in_the_models_action_space(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["env"]["continuous"] is True and data["rows"][0]["transitions_per_s"] > 0
+
+
+@pytest.mark.parametrize("command", [["benchmark", *TINY], ["plan", "--dynamics", "true", "--steps", "2"]])
+def test_mlx_copy_without_gymnasium_says_how_to_get_gymnasium(monkeypatch, command):
+    """Without Gymnasium an env that mirrors one runs its MLX copy, with one note on stderr (issue 18 item 21)."""
+    monkeypatch.setitem(sys.modules, "gymnasium", None)
+    result = invoke(*command, "--env", "pendulum")
+    assert result.exit_code == 0, result.output
+    note = ("Note: Gymnasium is not installed: episodes run in the MLX copy of Pendulum-v1; for Gymnasium's own: "
+            "pip install '.[gym]' in the wmplan repository")
+    assert result.stderr.splitlines().count(note) == 1, result.stderr
+    assert note not in result.stdout

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import stat
+import sys
 import threading
 
 import pytest
@@ -236,3 +237,11 @@ def test_a_run_manifest_that_is_a_pipe_is_refused_unread(tmp_path):
     os.mkfifo(run / "run.json")
     message = one_error_line(invoke("mbrl", "--resume", "--out", run), 1)
     assert message == f"corrupt run folder {run}: run.json is not a regular file"
+
+
+@pytest.mark.parametrize("command", ["plan", "benchmark", "mbrl"])
+def test_plot_without_matplotlib_says_how_to_install_it_from_the_repository(monkeypatch, tmp_path, command):
+    """wmplan is not on the package index: the hint installs the extra from the repository (issue 18 item 21)."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    message = one_error_line(invoke(command, "--plot", tmp_path / "p.png"), 1)
+    assert message == "--plot needs matplotlib: pip install '.[plot]' in the wmplan repository"

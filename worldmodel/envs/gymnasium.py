@@ -63,7 +63,9 @@ def make_gym_env(env, **kwargs):
     try:
         import gymnasium
     except ImportError:
-        raise ImportError("make_gym_env needs gymnasium: pip install 'wmplan[gym]'") from None
+        from ..extras import install
+
+        raise ImportError(f"make_gym_env needs gymnasium: {install('gym')}") from None
     options = {name: getattr(env, name) for name in env.gymnasium.options}
     return gymnasium.make(env.gymnasium.id, **options, **kwargs)
 

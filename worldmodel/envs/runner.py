@@ -32,6 +32,7 @@ import numpy as np
 
 from planners.spaces import Discrete
 
+from ..extras import install
 from . import gymnasium as gym_adapter
 
 RUNNERS = ("gymnasium", "mlx")
@@ -128,7 +129,7 @@ def choose_runner(env, requested: str | None = None) -> str:
         if env.gymnasium is None:
             raise ValueError(f"{env.name} has no Gymnasium counterpart; it runs in its MLX copy only (mlx)")
         if gym_adapter.gymnasium_version() is None:
-            raise ValueError("the gymnasium runner needs gymnasium: pip install 'wmplan[gym]'")
+            raise ValueError(f"the gymnasium runner needs gymnasium: {install('gym')}")
         return "gymnasium"
     return "gymnasium" if env.gymnasium is not None and gym_adapter.gymnasium_version() is not None else "mlx"
 

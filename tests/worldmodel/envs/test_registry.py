@@ -128,7 +128,7 @@ def test_particle_is_the_particle_env():
 
 def test_make_gym_env_without_gymnasium_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "gymnasium", None)  # import gymnasium now raises ImportError
-    with pytest.raises(ImportError, match=r"^make_gym_env needs gymnasium: pip install 'wmplan\[gym\]'$"):
+    with pytest.raises(ImportError, match=r"^make_gym_env needs gymnasium: pip install '\.\[gym\]' in the wmplan repository$"):
         make_gym_env(get_env("pendulum"))
 
 
