@@ -345,7 +345,7 @@ def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
     with bad_values():
         at_least(1, steps=steps)
         check_seed(seed)
-        chosen = parse_actions(env, actions) if actions else None
+        chosen = parse_actions(env, actions) if actions is not None else None  # "" is refused, not random
     start, given = resolve_start(env, x0, v0, start, seed)
     chosen = env.sample_actions(np.random.default_rng(seed), steps) if chosen is None else chosen
     model, _, env = load_model_for(env_name, model_path, start=start if given else None)

@@ -11,6 +11,14 @@ def at_least(minimum: int, **values) -> None:
             raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def positive_finite(**values) -> None:
+    """``ValueError`` ``"NAME must be a positive finite number, got VALUE"`` for the first value (not ``None``) that
+    is not (learning rates: ``0``, ``-1``, ``inf`` and ``nan`` are refused alike)."""
+    for name, value in values.items():
+        if value is not None and not 0 < value < float("inf"):
+            raise ValueError(f"{name} must be a positive finite number, got {value}")
+
+
 def check_seed(seed: int) -> int:
     """``seed`` when it is an integer from 0 to 2**64 - 1 (what every random generator takes); ``ValueError`` else."""
     if not 0 <= seed < 2**64:

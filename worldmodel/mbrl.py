@@ -39,7 +39,7 @@ import numpy as np
 import planners
 from planners.propagation import MODES
 
-from .checks import at_least, check_seed
+from .checks import at_least, check_seed, positive_finite
 from .data import Transitions
 from .envs import env_record, get_env
 from .envs.gymnasium import gym_id
@@ -111,8 +111,7 @@ class MbrlConfig:
         at_least(1, **{name: getattr(self, name) for name in (
             "random_episodes", "random_steps", "episodes_per_round", "ensemble", "first_train_steps", "train_steps",
             "batch_size", "eval_episodes", "particles", "horizon", "samples", "plan_iterations")})
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        positive_finite(lr=self.lr)
 
     def resolved(self, env) -> "MbrlConfig":
         """A copy with every ``None`` filled in for ``env`` (its budget, sizes, the runner that can run it)."""
@@ -281,6 +280,9 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
     with RunFolder(folder) as run_folder:
         if resume:
             run = _resumed(run_folder, config)
+            if run.round >= config.rounds:
+                log(f"Note: the run in {folder} already has {run.round} rounds, as many as rounds {config.rounds} asks "
+                    "for: nothing to run (give more rounds to continue it)")
         else:
             if holds_run(folder):
                 raise RunFolderError(existing_run_message(folder))

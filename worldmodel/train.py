@@ -26,7 +26,7 @@ from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from planners.runtime import streams
 
-from .checks import at_least, check_seed
+from .checks import at_least, check_seed, positive_finite
 from .data import Transitions
 from .features import state_change
 from .model import WorldModel
@@ -64,8 +64,7 @@ class TrainConfig:
 
     def __post_init__(self):
         at_least(1, epochs=self.epochs, batch_size=self.batch_size)
-        if not (self.lr > 0 and self.max_lr > 0):
-            raise ValueError(f"learning rates must be positive, got lr={self.lr}, max_lr={self.max_lr}")
+        positive_finite(lr=self.lr, max_lr=self.max_lr)
         if self.schedule not in ("onecycle", "constant"):
             raise ValueError(f"schedule must be 'onecycle' or 'constant', got {self.schedule!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -309,8 +308,7 @@ class ContinualTrainer:
 
     def __init__(self, model, *, lr: float = 1e-3, batch_size: int = 128, balance_bins: int = 10,
                  normalization: str = "fixed", compile: bool = True):
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
+        positive_finite(lr=lr)
         if batch_size < 1 or balance_bins < 0:
             raise ValueError(f"batch_size must be >= 1 and balance_bins >= 0, got {batch_size} and {balance_bins}")
         if normalization not in NORMALIZATIONS:

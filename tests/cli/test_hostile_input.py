@@ -174,7 +174,16 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, tmp_path, module, name, com
     (["benchmark", "--dynamics", "dream"], "Invalid value for '--dynamics': unknown dynamics 'dream'"),
     (["benchmark", "--planners", "cem,warp"], "Invalid value for '--planners': unknown planner 'warp'"),
     (["speed", "--samples", "10,-1"], "Invalid value for '--samples': --samples must be positive integers"),
-    (["train", "--lr", "0"], "learning rates must be positive"),  # TrainConfig's check, not an option's name
+    # one learning-rate check everywhere (issue 18 item 11): 0, negative, inf and nan alike, exit 2
+    (["train", "--lr", "0"], "Invalid value for '--lr': --lr must be a positive finite number, got 0.0"),
+    (["train", "--lr", "-1"], "Invalid value for '--lr': --lr must be a positive finite number, got -1.0"),
+    (["train", "--lr", "inf"], "Invalid value for '--lr': --lr must be a positive finite number, got inf"),
+    (["train", "--max-lr", "nan"], "Invalid value for '--max-lr': --max-lr must be a positive finite number, got nan"),
+    (["mbrl", "--lr", "0"], "Invalid value for '--lr': --lr must be a positive finite number, got 0.0"),
+    (["mbrl", "--lr", "inf"], "Invalid value for '--lr': --lr must be a positive finite number, got inf"),
+    # an empty --actions was random actions (issue 18 item 11)
+    (["rollout", "--actions", ""], "Invalid value for '--actions': --actions must be a comma-separated list"),
+    (["rollout", "--actions", " "], "Invalid value for '--actions': --actions must be a comma-separated list"),
 ])
 def test_a_bad_value_is_a_usage_error_naming_its_option(tmp_path, monkeypatch, args, message):
     """The config or library check finds the bad value; the CLI names the option (exit 2) before any work."""

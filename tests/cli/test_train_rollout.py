@@ -131,7 +131,7 @@ def test_rollout_bad_actions(tiny_model_path, actions):
         (["--episodes", "0"], "--episodes must be >= 1"),
         (["--steps", "-1"], "--steps must be >= 1"),
         (["--epochs", "0"], "--epochs must be >= 1"),
-        (["--lr", "0"], "learning rates must be positive"),
+        (["--lr", "0"], "--lr must be a positive finite number"),
         (["--schedule", "cosine"], "cosine"),
     ],
 )

@@ -78,9 +78,14 @@ def test_resume_continues_exactly(tmp_path):
     assert sorted(ta) == sorted(tb) and all(mx.array_equal(ta[k], tb[k]).item() for k in ta)
     np.testing.assert_array_equal(Transitions.load(os.path.join(a, "data.npz")).states,
                                   Transitions.load(os.path.join(b, "data.npz")).states)
-    # --resume without --rounds continues to the run's own number: here nothing is left to do
-    done, _, _ = run_json(tmp_path, "resumed", "--resume")
+    # --resume without --rounds continues to the run's own number: here nothing is left to do, and it says so
+    done, _, output = run_json(tmp_path, "resumed", "--resume")
     assert done["curve"] == straight["curve"]
+    note = f"Note: the run in {resumed_out} already has 3 rounds, as many as rounds 3 asks for: nothing to run"
+    assert note in output
+    fewer = invoke("--resume", "--rounds", "1", "--out", resumed_out)  # issue 18 item 11: not a silent no-op
+    assert fewer.exit_code == 0, fewer.output
+    assert f"Note: the run in {resumed_out} already has 3 rounds, as many as rounds 1 asks for" in fewer.stderr
 
 
 def test_old_spellings_run_and_resume(tmp_path):
@@ -153,7 +158,9 @@ def test_plot(tmp_path):
         (["--rounds", "-1"], "--rounds must be >= 0"),
         (["--ensemble", "0"], "--ensemble must be >= 1"),
         (["--propagation", "ts2"], "'ts2' is not one of"),
-        (["--lr", "0"], "--lr must be a positive number"),
+        (["--lr", "0"], "--lr must be a positive finite number, got 0.0"),
+        (["--lr", "inf"], "--lr must be a positive finite number, got inf"),  # issue 18 item 11: diverged before
+        (["--lr", "nan"], "--lr must be a positive finite number, got nan"),
         (["--normalization", "sometimes"], "is not one of"),
         (["--env", "nope"], "unknown environment 'nope'"),
         (["--planner", "nope"], "unknown planner 'nope'"),
