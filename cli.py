@@ -435,8 +435,11 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
     if not world.is_root:
         run_benchmark(config, env, model, starts, world=world)
         return  # rank 0 prints and writes
-    with click.progressbar(length=count_runs(config, env) * config.for_env(env).steps, label="benchmark", file=sys.stderr) as bar:
-        result = run_benchmark(config, env, model, starts, on_step=bar.update, world=world)
+    if sys.stderr.isatty():
+        with click.progressbar(length=count_runs(config, env) * config.for_env(env).steps, label="benchmark", file=sys.stderr) as bar:
+            result = run_benchmark(config, env, model, starts, on_step=bar.update, world=world)
+    else:  # a log file or a pipe: a line per run
+        result = run_benchmark(config, env, model, starts, world=world, log=lambda line: click.echo(line, err=True))
     result["config"].update(wall_seconds=round(time.perf_counter() - start, 2), device=device)
     click.echo(f"{table(result)}\n{footer(result)}; {result['config']['wall_seconds']:.1f} s\n{world.describe(device)}")
     write_outputs(result, json_path, plot_path, plot_returns)
@@ -466,7 +469,8 @@ def speed(env_name, planners, iterations, model_path, json_path, device, samples
     model, blas, peak = model.folded(), planners_pkg.runtime.blas.status(), planners_pkg.runtime.blas.measure_matmul_gflops()
     click.echo(f"Device: {device}\nBLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
                f"model: {model.flops_per_transition()} FLOP per transition; env: {env!r}")
-    rows = measure_planning(model, env, names, samples, horizons, iterations, repeats, peak)
+    rows = measure_planning(model, env, names, samples, horizons, iterations, repeats, peak,
+                            log=lambda line: click.echo(line, err=True))
     click.echo(speed_table(rows))
     write_outputs({"device": device, "env": env_record(env), "blas": blas.name, "matmul_peak_gflops": peak, "rows": rows},
                   json_path)

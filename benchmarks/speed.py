@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 import mlx.core as mx
 
@@ -25,10 +26,12 @@ def grid_sizes(text: str, name: str) -> list[int]:
     return values
 
 
-def measure_planning(model, env, names, sizes, horizons, iterations, repeats: int, peak_gflops: float) -> list[dict]:
+def measure_planning(model, env, names, sizes, horizons, iterations, repeats: int, peak_gflops: float,
+                     log: Callable[[str], None] | None = None) -> list[dict]:
     """Median time of ``repeats`` ``optimize`` calls (after one warm-up) for every planner x N x H.
 
-    The planners plan ``model`` in ``env``'s action space, with its termination, from its demo start.
+    The planners plan ``model`` in ``env``'s action space, with its termination, from its demo start;
+    ``log`` gets a line per cell as it is measured (progress).
 
     Returns:
         rows with ``ms_per_call``, ``transitions_per_s`` (imagined transitions the planner asked the
@@ -48,7 +51,7 @@ def measure_planning(model, env, names, sizes, horizons, iterations, repeats: in
                 planner.check_memory(state.shape[0])
                 cells.append((name, horizon, samples, counted, planner))
     rows = []
-    for name, horizon, samples, counted, planner in cells:
+    for number, (name, horizon, samples, counted, planner) in enumerate(cells, 1):
         planner.optimize(state)  # warm-up
         counted.count = 0
         times = []
@@ -64,6 +67,8 @@ def measure_planning(model, env, names, sizes, horizons, iterations, repeats: in
             "ms_per_call": 1000 * seconds, "transitions_per_s": per_call / seconds,
             "gflops": gflops, "percent_of_peak": 100 * gflops / peak_gflops,
         })
+        if log:
+            log(f"[{number}/{len(cells)}] {name} N={samples} H={horizon}: {1000 * seconds:.1f} ms per call")
     return rows
 
 

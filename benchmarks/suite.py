@@ -8,6 +8,7 @@ The reference is the exact optimum where the environment knows it (the discrete 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -180,6 +181,7 @@ def run_benchmark(
     starts: np.ndarray,
     on_step: Callable[[int], None] | None = None,
     world: World | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict:
     """Run every planner on every dynamics source, then the baselines and the reference row.
 
@@ -195,6 +197,7 @@ def run_benchmark(
         starts: ``[E, S]`` start states (the MLX runner's; Gymnasium's runner sets them only when
             ``config.init_states`` gave them, else it keeps its own ``reset``'s, which equal them).
         on_step: called with the number of closed-loop steps done (progress).
+        log: called with a line per run (planner and dynamics, baseline, reference) as it ends (progress).
         world: with ``K > 1`` processes (:func:`worldmodel.distributed.world`), each rank runs its
             contiguous share of the episodes; the episodes are gathered on every rank (per-episode
             returns identical to one process's), the planning time is the slowest rank's and the
@@ -224,17 +227,28 @@ def run_benchmark(
         return ep
 
     runs: list[tuple[str, str | None, Episodes]] = []
+    total, clock = count_runs(config, env), time.perf_counter()
+
+    def done(name, source, ep):
+        nonlocal clock
+        runs.append((name, source, ep))
+        if log:
+            what = name + ("" if source is None else f" with the {source} dynamics")
+            mean = f", mean return {ep.returns.mean():.3f}" if w.size == 1 and len(ep.returns) else ""
+            log(f"[{len(runs)}/{total}] {what}: {len(ep.returns)} episodes in {time.perf_counter() - clock:.1f} s{mean}")
+        clock = time.perf_counter()
+
     for name in config.planners:
         for source in config.dynamics:
             options = config.model_options(model) if source == "model" else {}
-            runs.append((name, source, planned(lambda d, n=name, o=options: make_planner(n, d, env, config, **o), source)))
+            done(name, source, planned(lambda d, n=name, o=options: make_planner(n, d, env, config, **o), source))
     for name, policy in baselines(env, config.seed, ids).items():
-        runs.append((name, None, episodes(policy)))
+        done(name, None, episodes(policy))
     reference, exact = reference_name(env), env.defaults.benchmark.optimum
     if exact is not None:
         optimum = gather_rows(exact.returns(env, local, steps), len(starts), w)
     else:
-        runs.append((reference, "true", planned(lambda d: reference_planner(d, env, config), "true")))
+        done(reference, "true", planned(lambda d: reference_planner(d, env, config), "true"))
     if w.size > 1:
         runs = [(name, source, _gather(ep, len(starts), w)) for name, source, ep in runs]
     reference_returns = optimum if exact is not None else runs[-1][2].returns

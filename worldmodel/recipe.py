@@ -198,7 +198,11 @@ def load_or_train_model(path: str | None, world=None, env_name: str = "particle"
         if world is None or world.is_root:
             if log:
                 log(f"No model at {path}: training the default one first (wmplan train --env {env_name}).")
-            train_world_model(path, env=get_env(env_name), log=log)
+            env = get_env(env_name)
+            _, metrics = train_world_model(path, env=env, log=log)
+            if log:
+                log(held_out_line(env, metrics))
+                log(f"Saved model to {path}")
         if several:
             all_max(0.0, world)  # wait until rank 0 has saved it
     return load_model(path), path

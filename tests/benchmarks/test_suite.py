@@ -195,6 +195,11 @@ def test_benchmark_cli_json_schema_and_determinism(tiny_model_path, tmp_path):
     assert model_row["model_gap"] == pytest.approx(true_row["mean_return"] - model_row["mean_return"])
     again = json.loads(out2.read_text())
     assert [r["returns"] for r in again["rows"]] == [r["returns"] for r in data["rows"]]
+    # stderr is not a terminal here: a progress line per run, none on stdout (issue 18 item 22)
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(progress) == 7 and progress[0].startswith("[1/7] cem with the model dynamics: 3 episodes in "), progress
+    assert re.match(r"^\[7/7\] feedback: 3 episodes in \d+\.\d s, mean return -?\d+\.\d{3}$", progress[-1]), progress
+    assert "episodes in" not in result.stdout
 
 
 def test_benchmark_cli_init_states_override_episodes(tiny_model_path, tmp_path):
@@ -272,6 +277,11 @@ def test_speed_cli(tiny_model_path, tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["samples"], r["horizon"]) for r in rows] == [(32, 3), (64, 3)]
     assert all(r["transitions_per_s"] > 0 and r["gflops"] > 0 for r in rows)
+    # a progress line per cell on stderr as it is measured (issue 18 item 22); stdout keeps the table
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in progress] == ["[1/2] mppi N=32 H=3", "[2/2] mppi N=64 H=3"]
+    assert all(re.search(r": \d+\.\d ms per call$", line) for line in progress)
+    assert "ms per call" not in result.stdout
 
 
 def test_speed_cli_rejects_bad_lists():

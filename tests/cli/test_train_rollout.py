@@ -160,7 +160,10 @@ def test_rollout_trains_default_model_when_missing(tmp_path, monkeypatch):
     assert f"No model at {default}: training the default one first" in result.stderr
     assert "Dataset size: 20000 transitions" in result.stderr
     assert len(EPOCH.findall(result.stderr)) == 20
-    assert len(ROW.findall(result.stdout)) == 2 and "Epoch" not in result.stdout
+    # what `wmplan train` says at the end, on stderr too (issue 18 item 22)
+    assert re.search(r"^Held-out one-step MSE \(20000 uniform transitions\): .*, mean = \S+$", result.stderr, re.M)
+    assert result.stderr.splitlines()[-1] == f"Saved model to {default}"
+    assert len(ROW.findall(result.stdout)) == 2 and "Epoch" not in result.stdout and "Saved" not in result.stdout
     config = read_config(default)
     assert config["data"]["transitions"] == 20000 and config["training"]["epochs"] == 20
     # the second time the saved default model is used as is
