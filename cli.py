@@ -361,7 +361,7 @@ def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, it
          plot_path, device):
     """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
     from benchmarks.plots import plot_episode
-    from benchmarks.report import episode_lines, state_text
+    from benchmarks.report import EpisodeLines, state_text
     from benchmarks.suite import BenchmarkConfig, PlanRecorder, make_planner
     from worldmodel.envs.gymnasium import gym_id
     from worldmodel.envs.runner import describe_runner, run_episodes
@@ -383,8 +383,10 @@ def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, it
     click.echo(f"Device: {device}")
     click.echo(f"{planner} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, gym_id(env))} "
                f"from ({state_text(env, start)}), {config.steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
-    ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[seed], set_starts=given)
-    click.echo("\n".join(episode_lines(env, ep, recorder.expected_returns, start, best)))
+    lines = EpisodeLines(env, recorder.expected_returns, start, best, echo=click.echo)  # each step as it ends
+    ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[seed], set_starts=given,
+                      on_transition=lines)
+    lines.summary(ep)
     if plot_path:
         length = int(ep.lengths[0])
         plot_episode(env, ep.states[0, : length + 1], recorder.predictions()[:length], ep.actions[0, :length], plot_path,

@@ -68,29 +68,59 @@ def state_text(env, state) -> str:
     return ", ".join(f"{name}={value:+.3f}" for name, value in zip(env.state_names, state))
 
 
-def episode_lines(env, ep, expected_returns, start, optimal=None) -> list:
-    """``wmplan plan``'s printout of episode 0 of ``ep`` (:class:`~worldmodel.envs.runner.Episodes`): one line
-    per step (action, state, reward, the plan's imagined return ``expected_returns[t][0]``, the return so
-    far, and the optimal plan's action and return so far when ``optimal = (return, actions [T, A])``), then
-    a summary (the score against the optimum where it is known)."""
-    length = int(ep.lengths[0])
-    if optimal is not None:
-        _, optimal_rewards = open_loop(env, np.asarray(start)[None], optimal[1][None])
-        optimal_totals = np.cumsum(optimal_rewards[0], dtype=np.float64)
-    lines, total = [], 0.0
-    for t in range(length):
-        total += ep.rewards[0, t]
-        line = (f"t={t:02d} a={env.describe_action(ep.actions[0, t])} | {state_text(env, ep.states[0, t + 1])}, "
-                f"r={ep.rewards[0, t]:+.3f} | predicted return {expected_returns[t][0]:+.3f} | return {total:+.3f}")
+class EpisodeLines:
+    """``wmplan plan``'s printout of episode 0, a line per step as the step ends (``run_episodes``'
+    ``on_transition``), then a summary: the action, state, reward, the plan's imagined return
+    ``expected_returns[t][0]``, the return so far, and the optimal plan's action and return so far when
+    ``optimal = (return, actions [T, A])``; the summary gives the score against the optimum where it is known.
+
+    Each line goes to ``echo`` as it is made (``None``: only kept, in :attr:`lines`).
+    """
+
+    def __init__(self, env, expected_returns, start, optimal=None, echo=None):
+        self.env, self.expected_returns, self.optimal, self.echo = env, expected_returns, optimal, echo
+        self.lines, self.total = [], 0.0
         if optimal is not None:
-            line += f" | optimal a={env.describe_action(optimal[1][t])}, return {optimal_totals[t]:+.3f}"
-        lines.append(line)
-    summary = f"Return {ep.returns[0]:.3f}" + (f", terminated after {length} steps" if ep.terminated[0] else "")
-    if optimal is not None:
-        score = SCORES[env.defaults.benchmark.score]
-        value = score.compute(ep.returns[:1], np.array([optimal[0]]))
-        summary += f", optimal {optimal[0]:.3f}, {score.header} {float('nan') if value is None else value:.4f}"
-    return lines + [summary]
+            _, optimal_rewards = open_loop(env, np.asarray(start)[None], optimal[1][None])
+            self.optimal_totals = np.cumsum(optimal_rewards[0], dtype=np.float64)
+
+    def __call__(self, t: int, actions, rewards, next_states, alive) -> None:
+        """Step ``t`` of every episode: ``actions [E, A]``, ``rewards [E]``, ``next_states [E, S]``, ``alive [E]``."""
+        if not alive[0]:
+            return
+        env = self.env
+        self.total += rewards[0]
+        line = (f"t={t:02d} a={env.describe_action(actions[0])} | {state_text(env, next_states[0])}, "
+                f"r={rewards[0]:+.3f} | predicted return {self.expected_returns[t][0]:+.3f} | return {self.total:+.3f}")
+        if self.optimal is not None:
+            line += f" | optimal a={env.describe_action(self.optimal[1][t])}, return {self.optimal_totals[t]:+.3f}"
+        self._say(line)
+
+    def summary(self, ep) -> str:
+        """The last line, of the ended :class:`~worldmodel.envs.runner.Episodes` ``ep`` (also echoed)."""
+        length, optimal = int(ep.lengths[0]), self.optimal
+        summary = f"Return {ep.returns[0]:.3f}" + (f", terminated after {length} steps" if ep.terminated[0] else "")
+        if optimal is not None:
+            score = SCORES[self.env.defaults.benchmark.score]
+            value = score.compute(ep.returns[:1], np.array([optimal[0]]))
+            summary += f", optimal {optimal[0]:.3f}, {score.header} {float('nan') if value is None else value:.4f}"
+        self._say(summary)
+        return summary
+
+    def _say(self, line: str) -> None:
+        self.lines.append(line)
+        if self.echo is not None:
+            self.echo(line)
+
+
+def episode_lines(env, ep, expected_returns, start, optimal=None) -> list:
+    """:class:`EpisodeLines` of the ended episode 0 of ``ep`` (:class:`~worldmodel.envs.runner.Episodes`), all at once."""
+    lines = EpisodeLines(env, expected_returns, start, optimal)
+    alive = np.ones(len(ep.lengths), bool)
+    for t in range(int(ep.lengths[0])):
+        lines(t, ep.actions[:, t], ep.rewards[:, t], ep.states[:, t + 1], alive)
+    lines.summary(ep)
+    return lines.lines
 
 
 def write_json(path: str, result: dict) -> None:

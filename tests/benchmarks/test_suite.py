@@ -356,3 +356,24 @@ def test_benchmark_propagation_is_ignored_for_one_model(tiny_model_path, tmp_pat
 def test_benchmark_propagation_usage_errors(args, message):
     result = invoke("benchmark", "--steps", "2", *args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_plan_prints_each_step_as_it_ends(monkeypatch):
+    """``wmplan plan`` prints step t's line before it plans step t + 1, not all lines at the end (issue 18 item 22)."""
+    import click
+
+    from benchmarks.suite import PlanRecorder
+
+    printed, seen = [], []
+    monkeypatch.setattr(click, "echo", lambda message=None, **kwargs: printed.append(str(message)))
+    planned = PlanRecorder.__call__
+
+    def call(self, state):
+        seen.append(sum(line.startswith("t=") for line in printed))  # step lines already out when step t is planned
+        return planned(self, state)
+
+    monkeypatch.setattr(PlanRecorder, "__call__", call)
+    result = invoke("plan", "--dynamics", "true", "--steps", "4", "--horizon", "3", "--samples", "16")
+    assert result.exit_code == 0
+    assert seen == [0, 1, 2, 3]
+    assert sum(line.startswith("t=") for line in printed) == 4 and printed[-1].startswith("Return ")

@@ -145,6 +145,7 @@ def run_episodes(
     on_step: Callable[[int], None] | None = None,
     restart: Callable[[np.ndarray], np.ndarray] | None = None,
     read: str = "observation",
+    on_transition: Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
 ) -> Episodes:
     """Step ``E`` episodes together for at most ``steps`` steps with ``runner``.
 
@@ -165,6 +166,9 @@ def run_episodes(
         read: Gymnasium only: what the runner records and the policy sees, ``"observation"``
             (the state read from the observation, as an agent would) or ``"state"`` (Gymnasium's
             internal Markov state, exactly).
+        on_transition: called after step ``t`` with ``(t, actions [E, A], rewards [E], next_states [E, S],
+            alive [E])`` (``alive``: the rows that took the step; the others' values are 0 / their last state), to
+            print steps as they end.
     """
     if runner not in RUNNERS:
         raise ValueError(f"unknown runner {runner!r}; choose from {', '.join(RUNNERS)}")
@@ -178,19 +182,19 @@ def run_episodes(
     else:
         stepper = _MlxSteps(env)
     try:
-        return _run(policy, env, starts, steps, stepper, restart, on_step)
+        return _run(policy, env, starts, steps, stepper, restart, on_step, on_transition)
     finally:
         stepper.close()
 
 
-def _run(policy, env, starts, steps, stepper, restart, on_step) -> Episodes:
+def _run(policy, env, starts, steps, stepper, restart, on_step, on_transition=None) -> Episodes:
     count = len(starts)
     state = stepper.start(np.arange(count), starts.copy())
     alive, terminated = np.ones(count, bool), np.zeros(count, bool)
     lengths = np.zeros(count, np.int64)
     states, actions, rewards, next_states = [state.copy()], [], [], []
     plan_seconds = 0.0
-    for _ in range(steps):
+    for t in range(steps):
         if not alive.any():
             break
         action, seconds = _choose(policy, state, env)
@@ -198,6 +202,8 @@ def _run(policy, env, starts, steps, stepper, restart, on_step) -> Episodes:
         next_state, reward, ended, truncated = stepper.step(state, action, alive)
         rewards.append(np.where(alive, reward, 0.0))
         actions.append(np.where(alive[:, None], action, 0.0).astype(np.float32))
+        if on_transition:
+            on_transition(t, actions[-1], rewards[-1], next_state, alive.copy())
         lengths += alive
         ended &= alive
         terminated |= ended
