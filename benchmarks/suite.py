@@ -162,11 +162,14 @@ def count_runs(config: BenchmarkConfig, env) -> int:
     return len(config.planners) * len(config.dynamics) + len(baselines(env, config.seed, [])) + (0 if env.defaults.benchmark.optimum else 1)
 
 
-def check_memory(config: BenchmarkConfig, env, episodes: int) -> None:
+def check_memory(config: BenchmarkConfig, env, episodes: int, model=None) -> None:
     """:class:`~planners.runtime.memory.MemoryBudgetError` when a planner of ``config`` (or the reference planner)
     would need more memory than is available to plan ``episodes`` environments together (each is built
-    and checked; none runs)."""
+    and checked; none runs). With ``model``, its rows are checked as they will run (an ensemble's particles)."""
     built = [make_planner(name, env, env, config) for name in config.planners]
+    options = config.model_options(model) if model is not None and "model" in config.dynamics else {}
+    if options:
+        built += [make_planner(name, model, env, config, **options) for name in config.planners]
     if env.defaults.benchmark.optimum is None:
         built.append(reference_planner(env, env, config))
     for planner in built:
@@ -209,7 +212,7 @@ def run_benchmark(
     part = share(len(starts), w.rank, w.size)
     local, ids = np.asarray(starts, np.float32)[part], np.arange(part.start, part.stop)
     sources = {"model": model, "true": env}
-    check_memory(config, env, len(local))
+    check_memory(config, env, len(local), model)
 
     def episodes(policy) -> Episodes:
         if not len(local):  # more processes than episodes: this one has none

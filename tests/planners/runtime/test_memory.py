@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from planners import CEM, MPPI, CEMGradient, GradientPlanner, RandomShooting
+from planners import CEM, MPPI, CEMGradient, GradientPlanner, Propagation, RandomShooting
 from planners.distributions import colored_noise_basis
 from planners.runtime import memory
 from planners.runtime.memory import MemoryBudgetError, available_bytes, check_fits, format_bytes
+from tests.conftest import invoke, one_error_line
 from worldmodel.envs import ParticleEnv
 
 ENV = ParticleEnv()
@@ -104,3 +105,50 @@ def test_speed_refuses_absurd_sizes_before_timing(eight_gb, tiny_model_path):
                                        "--samples", "256,1000000000", "--horizons", "15", "--repeats", "1"])
     assert result.exit_code == 1, result.output
     assert "1000000000 samples x horizon 15 needs about" in result.output.strip().splitlines()[-1]
+
+
+class ExplodingEnsemble(Exploding):
+    """An ensemble of five members that fails the test if it is ever called."""
+
+    ensemble_size = 5
+
+    def members(self, state, action, noise=None):
+        raise AssertionError("the planner started imagining")
+
+
+def test_particles_and_members_count_in_the_estimate():
+    plain = CEM(ENV, ENV.action_space, horizon=15, samples=500).memory_estimate(20)
+    with_particles = {
+        (mode, particles): CEM(ExplodingEnsemble(), ENV.action_space, horizon=15, samples=500,
+                               propagation=Propagation(mode, particles=particles)).memory_estimate(20)
+        for mode, particles in [("tsinf", 5), ("tsinf", 50), ("tsinf", 51), ("ts1", 50), ("expectation", 1)]
+    }
+    assert with_particles["tsinf", 5] > plain
+    assert with_particles["tsinf", 50] > 5 * with_particles["tsinf", 5]
+    assert with_particles["tsinf", 51] > with_particles["tsinf", 50]  # padded to whole members
+    assert with_particles["ts1", 50] == with_particles["tsinf", 50]
+    assert with_particles["expectation", 1] == with_particles["tsinf", 5]  # every member steps every row
+    gradient = GradientPlanner(ExplodingEnsemble(), ENV.action_space, horizon=15, samples=500,
+                               propagation=Propagation("tsinf", particles=50)).memory_estimate(20)
+    assert gradient > 10 * GradientPlanner(ENV, ENV.action_space, horizon=15, samples=500).memory_estimate(20)
+
+
+def test_a_million_particles_fail_before_imagining(eight_gb):
+    planner = CEM(ExplodingEnsemble(), ENV.action_space, horizon=15, samples=100,
+                  propagation=Propagation("tsinf", particles=10**6))
+    with pytest.raises(MemoryBudgetError, match=r"planning 1 environment\(s\) x 100 samples x horizon 15 x 1000000 particles "
+                                                r"needs about [\d.]+ GB of memory, more than the 8\.0 GB available"):
+        planner.optimize(mx.zeros((1, 2)))
+
+
+def test_benchmark_refuses_too_many_particles_before_planning(eight_gb, tmp_path):
+    path = str(tmp_path / "ensemble")
+    trained = invoke("train", "--episodes", "20", "--steps", "10", "--epochs", "2", "--hidden", "16", "--ensemble", "2", "--out", path)
+    assert trained.exit_code == 0, trained.output
+    start = time.perf_counter()
+    result = invoke("benchmark", "--planners", "cem", "--dynamics", "model", "--model", path, "--steps", "2",
+                    "--propagation", "tsinf", "--particles", "200000")
+    line = one_error_line(result, 1)
+    assert re.fullmatch(r"planning 20 environment\(s\) x \d+ samples x horizon \d+ x 200000 particles needs about "
+                        r"[\d.]+ TB of memory, more than the 8\.0 GB available", line), line
+    assert time.perf_counter() - start < 30
