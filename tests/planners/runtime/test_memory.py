@@ -152,3 +152,22 @@ def test_benchmark_refuses_too_many_particles_before_planning(eight_gb, tmp_path
     assert re.fullmatch(r"planning 20 environment\(s\) x \d+ samples x horizon \d+ x 200000 particles needs about "
                         r"[\d.]+ TB of memory, more than the 8\.0 GB available", line), line
     assert time.perf_counter() - start < 30
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["rollout", "--steps", "1000000000"], r"recording 2 episode\(s\) x 1000000000 steps"),
+        (["plan", "--dynamics", "true", "--steps", "1000000000"], r"recording 1 episode\(s\) x 1000000000 steps"),
+        (["benchmark", "--dynamics", "true", "--episodes", "1000000000"], r"recording 1000000000 episode\(s\) x 50 steps"),
+        (["train", "--episodes", "1000000000"], r"recording 1000000000 episode\(s\) x \d+ steps"),
+        (["train", "--steps", "1000000000"], r"recording \d+ episode\(s\) x 1000000000 steps"),
+    ],
+    ids=["rollout steps", "plan steps", "benchmark episodes", "train episodes", "train steps"],
+)
+def test_episode_sizes_are_refused_before_recording(eight_gb, tiny_model_path, args, message):
+    start = time.perf_counter()
+    model = ["--model", tiny_model_path] if args[0] == "rollout" else []
+    line = one_error_line(invoke(*args, *model), 1)
+    assert re.fullmatch(message + r" needs about [\d.]+ [GT]B of memory, more than the 8\.0 GB available", line), line
+    assert time.perf_counter() - start < 30
