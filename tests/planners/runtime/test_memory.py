@@ -171,3 +171,31 @@ def test_episode_sizes_are_refused_before_recording(eight_gb, tiny_model_path, a
     line = one_error_line(invoke(*args, *model), 1)
     assert re.fullmatch(message + r" needs about [\d.]+ [GT]B of memory, more than the 8\.0 GB available", line), line
     assert time.perf_counter() - start < 30
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ensemble", "1000000000"], r"training 1000000000 member\(s\) of 17,773 weights on 18000 transitions"),
+    (["--hidden", "30000"], r"training 1 member\(s\) of 900,270,237 weights on 18000 transitions"),
+], ids=["ensemble", "hidden"])
+def test_train_refuses_absurd_models_before_collecting_data(eight_gb, args, message, tmp_path):
+    result = invoke("train", *args, "--out", tmp_path / "model")
+    line = one_error_line(result, 1)
+    assert re.match(message + r" \(\d+ batches of 128 drawn at once\) needs about [\d.]+ [GT]B of memory, "
+                              r"more than the 8\.0 GB available$", line), line
+    assert "Dataset size" not in result.output  # refused before any episode was recorded
+
+
+def test_training_steps_are_estimated_before_drawing_batches(eight_gb, monkeypatch):
+    import numpy as np
+
+    from worldmodel import WorldModel
+    from worldmodel.data import generate
+    from worldmodel.train import ContinualTrainer, TrainConfig, train
+
+    data = generate(ENV, 4, 10)
+    with pytest.raises(MemoryBudgetError, match=r"\(1000000000 batches of 40 drawn at once\) needs about 800\.0 GB"):
+        ContinualTrainer(WorldModel(2, 3, hidden=(8, 8))).fit(data, 10**9, np.random.default_rng(0))
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**7)  # 10 MB: a 4 MB model's Adam state does not fit
+    with pytest.raises(MemoryBudgetError, match=r"training 1 member\(s\) of 1,\d{3},\d{3} weights on 36 transitions "
+                                                r"\(1 batches of 36 drawn at once\) needs about 2\d\.\d MB"):
+        train(WorldModel(2, 3, hidden=(1000, 1000)), data, TrainConfig(epochs=1), log=None)
