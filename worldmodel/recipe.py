@@ -97,15 +97,20 @@ def _architecture(env: Environment, hidden: tuple | None, angles: bool | None) -
     }
 
 
+def model_sizes_for(env: Environment, members: int = 1, probabilistic: bool = False, hidden: tuple | None = None,
+                    angles: bool | None = None) -> tuple[int, int]:
+    """``(weights, layer output units)`` of :func:`model_for`'s model over its ``members``, without building it."""
+    architecture = _architecture(env, hidden, angles)
+    shapes = layer_shapes(env.state_dim, env.action_space.dim, architecture["hidden"], architecture["reward_hidden"],
+                          architecture["angles"], architecture["reward_from_state"], probabilistic)
+    return members * sum(i * o + o * bias for i, o, bias in shapes), members * sum(o for _, o, bias in shapes if bias)
+
+
 def check_training_fits(env: Environment, transitions: int, config: TrainConfig, members: int = 1,
                         probabilistic: bool = False, hidden: tuple | None = None, angles: bool | None = None) -> None:
     """:class:`~planners.runtime.memory.MemoryBudgetError` when training :func:`model_for`'s model on ``transitions``
     rows with ``config`` would need more memory than is available: checked before any data is collected."""
-    architecture = _architecture(env, hidden, angles)
-    shapes = layer_shapes(env.state_dim, env.action_space.dim, architecture["hidden"], architecture["reward_hidden"],
-                          architecture["angles"], architecture["reward_from_state"], probabilistic)
-    parameters = members * sum(i * o + o * bias for i, o, bias in shapes)
-    units = members * sum(o for _, o, bias in shapes if bias)
+    parameters, units = model_sizes_for(env, members, probabilistic, hidden, angles)
     rows = transitions - int(round(config.val_fraction * transitions))
     batch = max(1, min(config.batch_size, rows))
     check_training(parameters, units, members, rows, batch, max(1, rows // batch))

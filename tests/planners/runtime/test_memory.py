@@ -199,3 +199,19 @@ def test_training_steps_are_estimated_before_drawing_batches(eight_gb, monkeypat
     with pytest.raises(MemoryBudgetError, match=r"training 1 member\(s\) of 1,\d{3},\d{3} weights on 36 transitions "
                                                 r"\(1 batches of 36 drawn at once\) needs about 2\d\.\d MB"):
         train(WorldModel(2, 3, hidden=(1000, 1000)), data, TrainConfig(epochs=1), log=None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--first-train-steps", "1000000000"], r"training 1 member\(s\) of [\d,]+ weights on \d+ transitions \(1000000000 batches"),
+    (["--train-steps", "1000000000"], r"training 1 member\(s\) of [\d,]+ weights on \d+ transitions \(1000000000 batches"),
+    (["--eval-episodes", "100000000"], r"recording 100000000 episode\(s\) x 50 steps"),
+    (["--episodes-per-round", "100000000"], r"recording 100000000 episode\(s\) x 50 steps"),
+    (["--random-episodes", "1000000000"], r"recording 1000000000 episode\(s\) x \d+ steps"),
+], ids=["first train steps", "train steps", "eval episodes", "episodes per round", "random episodes"])
+def test_mbrl_refuses_absurd_sizes_before_any_work(eight_gb, tmp_path, args, message):
+    start = time.perf_counter()
+    result = invoke("mbrl", "--out", tmp_path / "run", "--ensemble", "1", *args)
+    line = one_error_line(result, 1)
+    assert re.match(message + r".* needs about [\d.]+ [GT]B of memory, more than the 8\.0 GB available$", line), line
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    assert time.perf_counter() - start < 30
