@@ -339,6 +339,7 @@ def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
     import numpy as np
 
     from worldmodel.checks import at_least, check_seed
+    from worldmodel.envs.runner import check_recording
     from worldmodel.rollout import compare_open_loop, comparison_lines, parse_actions
 
     env, _, device = prepare(env_name, device=device)
@@ -347,6 +348,7 @@ def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
         check_seed(seed)
         chosen = parse_actions(env, actions) if actions is not None else None  # "" is refused, not random
     start, given = resolve_start(env, x0, v0, start, seed)
+    check_recording(env, 2, len(chosen) if chosen is not None else steps)  # the true and the imagined trajectory
     chosen = env.sample_actions(np.random.default_rng(seed), steps) if chosen is None else chosen
     model, _, env = load_model_for(env_name, model_path, start=start if given else None)
     click.echo("\n".join(comparison_lines(env, chosen, *compare_open_loop(env, model, start, chosen))))
@@ -364,7 +366,7 @@ def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, it
     from benchmarks.report import EpisodeLines, state_text
     from benchmarks.suite import BenchmarkConfig, PlanRecorder, make_planner
     from worldmodel.envs.gymnasium import gym_id
-    from worldmodel.envs.runner import describe_runner, run_episodes
+    from worldmodel.envs.runner import check_recording, describe_runner, run_episodes
 
     env, runner, device = prepare(env_name, runner, plot_path, device)
     distinct_outputs({"--plot": plot_path}, model=(model_path, env_name) if dynamics == "model" else None)
@@ -377,6 +379,7 @@ def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, it
         model, _, env = load_model_for(env_name, model_path, start=start if given else None)
         source = model.folded()
     config = config.for_env(env)
+    check_recording(env, 1, config.steps)  # before the optimum is solved for as many steps
     recorder = PlanRecorder(make_planner(planner, source, env, config), source)
     optimum = env.defaults.benchmark.optimum
     best = optimum.plan(env, start, config.steps) if optimum is not None else None
@@ -424,8 +427,9 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
                                  horizon=horizon, samples=samples, iterations=iterations, seed=seed, model=model_path,
                                  init_states=init_states, runner=runner, propagation=propagation, particles=particles)
     world, model = current_world(), None
-    starts = read_init_states(init_states, env) if init_states else env.benchmark_starts(episodes, seed)
-    check_memory(config.for_env(env), env, len(starts))  # before a model is trained or loaded
+    starts = read_init_states(init_states, env) if init_states else None
+    check_memory(config.for_env(env), env, episodes if starts is None else len(starts))  # before a model is trained or loaded
+    starts = env.benchmark_starts(episodes, seed) if starts is None else starts
     if "model" in config.dynamics:
         model, config.model, env = load_model_for(env_name, model_path, world)
         model = model.folded()  # the same function, normalizations folded into the weights: faster planning

@@ -20,7 +20,7 @@ from worldmodel.checks import at_least, check_seed
 from worldmodel.distributed import World, all_max, all_sum, gather_rows, share
 from worldmodel.envs import env_record
 from worldmodel.envs.gymnasium import gym_id, gymnasium_version
-from worldmodel.envs.runner import Episodes, choose_runner, planner_policy, run_episodes
+from worldmodel.envs.runner import Episodes, check_recording, choose_runner, planner_policy, run_episodes
 from worldmodel.envs.scores import SCORES
 from worldmodel.recipe import planner_for
 
@@ -163,11 +163,16 @@ def count_runs(config: BenchmarkConfig, env) -> int:
     return len(config.planners) * len(config.dynamics) + len(baselines(env, config.seed, [])) + (0 if env.defaults.benchmark.optimum else 1)
 
 
-def check_memory(config: BenchmarkConfig, env, episodes: int) -> None:
+def check_memory(config: BenchmarkConfig, env, episodes: int, model=None) -> None:
     """:class:`~planners.runtime.memory.MemoryBudgetError` when a planner of ``config`` (or the reference planner)
     would need more memory than is available to plan ``episodes`` environments together (each is built
-    and checked; none runs)."""
+    and checked; none runs), or recording the episodes would. With ``model``, its rows are checked as they will
+    run (an ensemble's particles)."""
+    check_recording(env, episodes, config.for_env(env).steps)
     built = [make_planner(name, env, env, config) for name in config.planners]
+    options = config.model_options(model) if model is not None and "model" in config.dynamics else {}
+    if options:
+        built += [make_planner(name, model, env, config, **options) for name in config.planners]
     if env.defaults.benchmark.optimum is None:
         built.append(reference_planner(env, env, config))
     for planner in built:
@@ -212,7 +217,7 @@ def run_benchmark(
     part = share(len(starts), w.rank, w.size)
     local, ids = np.asarray(starts, np.float32)[part], np.arange(part.start, part.stop)
     sources = {"model": model, "true": env}
-    check_memory(config, env, len(local))
+    check_memory(config, env, len(local), model)
 
     def episodes(policy) -> Episodes:
         if not len(local):  # more processes than episodes: this one has none

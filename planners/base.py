@@ -452,17 +452,32 @@ class Planner:
 
     def memory_estimate(self, envs: int) -> int:
         """Rough peak bytes of one :meth:`optimize` call for ``envs`` environments (:mod:`planners.runtime.memory`):
-        the populations, each imagined row and, for gradient planners, every step kept for the backward pass."""
-        rows = envs * self.samples
+        the populations, each imagined row (with ``propagation``, each particle's row on each member that steps
+        it) and, for gradient planners, every step kept for the backward pass."""
         population = 4 * POPULATION_COPIES * self.horizon * self.action_space.dim
-        return rows * (population + ROW_BYTES) + self._gradient_rows(envs) * self.horizon * GRADIENT_STEP_BYTES
+        imagined = self._imagined_rows(envs, self.samples) * ROW_BYTES
+        differentiated = self._gradient_rows(envs) // max(envs, 1)  # sequences per environment
+        kept = self._imagined_rows(envs, differentiated) * self.horizon * GRADIENT_STEP_BYTES
+        return envs * self.samples * population + imagined + kept
+
+    def _particles_named(self) -> str:
+        """`` x P particles`` with ``propagation``, else nothing (for messages)."""
+        if self.propagation is None:
+            return ""
+        return f" x {self.propagation.particle_count(self.evaluate.ensemble.ensemble_size)} particles"
+
+    def _imagined_rows(self, envs: int, sequences: int) -> int:
+        """Rows the dynamics step when ``envs`` environments imagine ``sequences`` sequences each."""
+        if self.propagation is None:
+            return envs * sequences
+        return envs * self.evaluate.member_rows(sequences)
 
     def check_memory(self, envs: int) -> None:
         """:class:`~planners.runtime.memory.MemoryBudgetError` when planning for ``envs`` environments would need
         more memory than is available (:meth:`optimize` checks this itself before its first search)."""
         check_fits(
             self.memory_estimate(envs),
-            f"planning {envs} environment(s) x {self.samples} samples x horizon {self.horizon}",
+            f"planning {envs} environment(s) x {self.samples} samples x horizon {self.horizon}{self._particles_named()}",
         )
 
     def _gradient_rows(self, envs: int) -> int:

@@ -108,6 +108,13 @@ class Propagation:
             return int(self.particles)
         return 1 if self.mode == "expectation" else int(ensemble_size)
 
+    def member_rows(self, sequences: int, ensemble_size: int) -> int:
+        """Rows the members step per environment when it imagines ``sequences`` sequences (for memory
+        estimates): its particles padded to whole members (``W``), every member on every one of them
+        (``K * W``) for ``expectation``."""
+        width = _width(sequences * self.particle_count(ensemble_size), ensemble_size, self.mode)
+        return width * (ensemble_size if self.mode == "expectation" else 1)
+
     def reduce(self, returns: mx.array) -> mx.array:
         """Aggregate particle returns ``[..., P]`` into ``[...]``; a non-finite particle makes the result ``-inf``."""
         returns = finite_or_neg_inf(returns)
@@ -164,6 +171,10 @@ class PropagatingEvaluate:
         self.discount, self.terminal_value, self.streams = discount, terminal_value, streams
         self.termination = termination
         self._bound = None  # the evaluate of the last start()
+
+    def member_rows(self, sequences: int) -> int:
+        """Rows the members step per environment for ``sequences`` sequences (:meth:`Propagation.member_rows`)."""
+        return self.propagation.member_rows(sequences, self.ensemble.ensemble_size)
 
     def bind(self, keys: mx.array) -> tuple:
         """``(evaluate, search keys [E, 2])`` for one planning call with per-environment keys ``[E, 2]``.

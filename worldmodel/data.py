@@ -106,7 +106,7 @@ def generate(env, episodes: int = 400, steps: int = 50, seed: int = 0, runner: s
     Returns:
         ``Transitions`` ordered step-major (all rows' step 0, then step 1, ...).
     """
-    from .envs.runner import RUNNERS, run_episodes
+    from .envs.runner import RUNNERS, check_recording, run_episodes
 
     if source is not None or runner == "gym":
         warnings.warn("generate(source=...) and 'gym' are deprecated: pass runner='mlx' or runner='gymnasium'",
@@ -117,6 +117,7 @@ def generate(env, episodes: int = 400, steps: int = 50, seed: int = 0, runner: s
         raise ValueError(f"episodes and steps must be >= 1, got {episodes} and {steps}")
     if runner not in RUNNERS:
         raise ValueError(f"unknown runner {runner!r}; choose from {', '.join(RUNNERS)}")
+    check_recording(env, episodes, steps, next_states=True)  # before the starts are drawn
     rng = np.random.default_rng(seed)
     starts = env.sample_states(rng, episodes)
     reset_seeds = (lambda number: int(np.random.SeedSequence((seed, number)).generate_state(1)[0]))

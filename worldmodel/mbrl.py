@@ -43,11 +43,11 @@ from .checks import at_least, check_seed, positive_finite
 from .data import Transitions
 from .envs import env_record, get_env
 from .envs.gymnasium import gym_id
-from .envs.runner import Episodes, choose_runner, describe_runner, planner_policy, random_policy, run_episodes
+from .envs.runner import Episodes, check_recording, choose_runner, describe_runner, planner_policy, random_policy, run_episodes
 from .envs.scores import cost_ratio
-from .recipe import default_home, model_for, planner_for
+from .recipe import default_home, model_for, model_sizes_for, planner_for
 from .run_folder import RunFolder, RunFolderError, holds_run, snapshot_name
-from .train import NORMALIZATIONS, ContinualTrainer
+from .train import NORMALIZATIONS, ContinualTrainer, check_training
 
 COLLECT_IDS = 1_000_000
 """Env ids of the collecting planner's episodes (``COLLECT_IDS + j``): key streams apart from the evaluation's ``0 .. E-1``."""
@@ -276,6 +276,7 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
     env = get_env(config.env)
     config = config.resolved(env)
     log = log or (lambda line: None)
+    check_memory(config, env)
     starts = env.benchmark_starts(config.eval_episodes, config.seed)
     with RunFolder(folder) as run_folder:
         if resume:
@@ -298,6 +299,20 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
             log(round_line(entry))
     model = os.path.join(folder, snapshot_name(run.round), "model")
     return {**run.record, "run_folder": folder, "model": model}
+
+
+def check_memory(config: MbrlConfig, env) -> None:
+    """:class:`~planners.runtime.memory.MemoryBudgetError` when a part of the run of ``config`` (resolved for ``env``)
+    would need more memory than is available: the episodes it records, the planner over the episodes it plans
+    together, and the training of round 0 and of the last round. Checked before any work."""
+    transitions = config.random_episodes * config.random_steps + config.rounds * config.episodes_per_round * env.steps
+    check_recording(env, config.random_episodes, config.random_steps, next_states=True)
+    for episodes in (config.episodes_per_round, config.eval_episodes):
+        check_recording(env, episodes, env.steps, next_states=True)
+        _planner(config, env, env, None).check_memory(episodes)
+    sizes = model_sizes_for(env, config.ensemble)
+    for rows, steps in ((config.random_episodes * config.random_steps, config.first_train_steps), (transitions, config.train_steps)):
+        check_training(*sizes, config.ensemble, rows, min(config.batch_size, rows), steps)
 
 
 def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:

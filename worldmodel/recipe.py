@@ -16,8 +16,9 @@ from planners.runtime.home import wmplan_home
 from .checkpoint import load_model, read_config, save_model
 from .data import generate, uniform_transitions
 from .envs import Environment, env_of_checkpoint, env_record, get_env
-from .model import EnsembleWorldModel, WorldModel
-from .train import TrainConfig, one_step_mse, train
+from .envs.runner import check_recording
+from .model import EnsembleWorldModel, WorldModel, layer_shapes
+from .train import TrainConfig, check_training, one_step_mse, train
 
 HELD_OUT_SIZE = 20_000
 
@@ -76,19 +77,43 @@ def model_for(env: Environment, ensemble: int | None = None, probabilistic: bool
     :class:`~worldmodel.EnsembleWorldModel` of ``K`` such members (``probabilistic`` heads on request).
     ``hidden`` and ``angles`` override the budget's.
     """
-    budget = env.defaults.training
-    angles = budget.angles if angles is None else angles
-    architecture = {
-        "hidden": budget.hidden if hidden is None else hidden,
-        "reward_hidden": budget.reward_hidden,
-        "angles": env.angles if angles else (),
-        "reward_from_state": budget.reward_from_state,
-    }
+    architecture = _architecture(env, hidden, angles)
     if ensemble is None:
         if probabilistic:
             raise ValueError("probabilistic heads need an ensemble (ensemble=K, K >= 1)")
         return WorldModel(env.state_dim, env.action_space.dim, **architecture)
     return EnsembleWorldModel(ensemble, env.state_dim, env.action_space.dim, probabilistic=probabilistic, **architecture)
+
+
+def _architecture(env: Environment, hidden: tuple | None, angles: bool | None) -> dict:
+    """The :class:`WorldModel` options of ``env``'s training budget, ``hidden`` and ``angles`` overriding it."""
+    budget = env.defaults.training
+    angles = budget.angles if angles is None else angles
+    return {
+        "hidden": budget.hidden if hidden is None else hidden,
+        "reward_hidden": budget.reward_hidden,
+        "angles": env.angles if angles else (),
+        "reward_from_state": budget.reward_from_state,
+    }
+
+
+def model_sizes_for(env: Environment, members: int = 1, probabilistic: bool = False, hidden: tuple | None = None,
+                    angles: bool | None = None) -> tuple[int, int]:
+    """``(weights, layer output units)`` of :func:`model_for`'s model over its ``members``, without building it."""
+    architecture = _architecture(env, hidden, angles)
+    shapes = layer_shapes(env.state_dim, env.action_space.dim, architecture["hidden"], architecture["reward_hidden"],
+                          architecture["angles"], architecture["reward_from_state"], probabilistic)
+    return members * sum(i * o + o * bias for i, o, bias in shapes), members * sum(o for _, o, bias in shapes if bias)
+
+
+def check_training_fits(env: Environment, transitions: int, config: TrainConfig, members: int = 1,
+                        probabilistic: bool = False, hidden: tuple | None = None, angles: bool | None = None) -> None:
+    """:class:`~planners.runtime.memory.MemoryBudgetError` when training :func:`model_for`'s model on ``transitions``
+    rows with ``config`` would need more memory than is available: checked before any data is collected."""
+    parameters, units = model_sizes_for(env, members, probabilistic, hidden, angles)
+    rows = transitions - int(round(config.val_fraction * transitions))
+    batch = max(1, min(config.batch_size, rows))
+    check_training(parameters, units, members, rows, batch, max(1, rows // batch))
 
 
 def train_world_model(
@@ -141,11 +166,13 @@ def train_world_model(
     config = config or train_config(env)
     root = world is None or world.is_root
     log = log if root else None
+    members = budget.ensemble if ensemble is None else ensemble
+    check_recording(env, episodes, steps, next_states=True)  # the data, then the model, before either is made
+    check_training_fits(env, episodes * steps, config, members, probabilistic, hidden, angles)
     data = generate(env, episodes, steps, seed=config.seed, runner=runner)
     if log:
         log(f"Dataset size: {len(data)} transitions")
     mx.random.seed(config.seed)
-    members = budget.ensemble if ensemble is None else ensemble
     model = model_for(env, ensemble=members if members > 1 else None, probabilistic=probabilistic, hidden=hidden, angles=angles)
     result = train(model, data, config, log=log, world=world)
     if not root:

@@ -25,6 +25,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from planners.runtime import streams
+from planners.runtime.memory import check_fits
 
 from .checks import at_least, check_seed, positive_finite
 from .data import Transitions
@@ -35,6 +36,15 @@ NORMALIZATIONS = ("fixed", "refit")
 """``fixed``: statistics fit on the first call's data and kept; ``refit``: fit again on every call's data."""
 FITTED_KEY = "normalization_fitted"
 OPTIMIZER_PREFIX = "optimizer."
+
+TRAINING_COPIES = 5
+"""float32 copies of the weights alive while training: the weights, their gradients, Adam's two moments, the update."""
+ACTIVATION_BYTES = 16
+"""Bytes per layer output unit and batch row of a training step: the value, its gradient, the step's temporaries."""
+BATCH_INDEX_BYTES = 20
+"""Bytes per drawn batch row: its uniform draw (float64), its index (int64) and the index's int32 copy."""
+BOOTSTRAP_BYTES = 24
+"""Bytes per member and training row of the bootstrap: the draws, their counts (int64) and the probabilities (float64)."""
 
 
 @dataclass
@@ -151,6 +161,27 @@ def draw_batches(rng: np.random.Generator, probabilities: np.ndarray, steps: int
     return np.clip(index, 0, n - 1)
 
 
+def training_bytes(parameters: int, units: int, members: int, rows: int, batch: int, batches: int) -> int:
+    """Rough peak bytes of training a model of ``parameters`` weights and ``units`` layer outputs per row (both over
+    all ``members``) on ``rows`` transitions: the weights and Adam's state, a step's activations for ``batch`` rows
+    per member, the indices of ``batches`` batches drawn at once, and each member's bootstrap of the rows."""
+    return (4 * TRAINING_COPIES * parameters + ACTIVATION_BYTES * units * batch
+            + BATCH_INDEX_BYTES * batches * members * batch + BOOTSTRAP_BYTES * members * rows)
+
+
+def model_sizes(model) -> tuple[int, int]:
+    """``(weights, layer output units)`` of ``model``, over all its members (for :func:`training_bytes`)."""
+    named = tree_flatten(model.trainable_parameters())
+    return sum(v.size for _, v in named), sum(v.size for name, v in named if name.endswith("bias"))
+
+
+def check_training(parameters: int, units: int, members: int, rows: int, batch: int, batches: int) -> None:
+    """:class:`~planners.runtime.memory.MemoryBudgetError` when :func:`training_bytes` exceed the memory available."""
+    check_fits(training_bytes(parameters, units, members, rows, batch, batches),
+               f"training {members} member(s) of {parameters // max(members, 1):,} weights on {rows} transitions "
+               f"({batches} batches of {batch} drawn at once)")
+
+
 def training_arrays(model, data: Transitions) -> tuple:
     """What a training step reads, as MLX arrays: ``states [N, S]``, ``actions [N, A]``, the normalized
     targets ``delta [N, S]`` and ``reward [N]`` (in ``model``'s current statistics), and the weights
@@ -242,6 +273,8 @@ def train(
 
     batch = min(config.batch_size, len(train_data))
     steps_per_epoch = max(1, len(train_data) // batch)
+    members = getattr(model, "ensemble_size", 1)
+    check_training(*model_sizes(model), members, len(train_data), batch, steps_per_epoch)
     optimizer = optim.Adam(learning_rate=_schedule(config, steps_per_epoch * config.epochs))
     probabilities = batch_probabilities(rng, model, train_data.states, config.balance_bins)
 
@@ -329,11 +362,13 @@ class ContinualTrainer:
         if steps < 1 or len(data) < 1:
             raise ValueError(f"fit needs steps >= 1 and some data, got {steps} steps and {len(data)} transitions")
         model = self.model
+        batch = min(self.batch_size, len(data))
+        check_training(*model_sizes(model), getattr(model, "ensemble_size", 1), len(data), batch, steps)
         if self.normalization == "refit" or not self.fitted:
             model.fit_normalization(data.states, data.next_states, data.rewards)
             self.fitted = True
         probabilities = batch_probabilities(rng, model, data.states, self.balance_bins)
-        index = mx.array(draw_batches(rng, probabilities, steps, min(self.batch_size, len(data))).astype(np.int32))
+        index = mx.array(draw_batches(rng, probabilities, steps, batch).astype(np.int32))
         states, actions, delta_targets, reward_targets, units = training_arrays(model, data)
         if self._step is None:
             self._step = make_step(model, self.optimizer, compile=self.compile)

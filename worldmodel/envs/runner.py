@@ -30,6 +30,7 @@ from typing import Optional
 import mlx.core as mx
 import numpy as np
 
+from planners.runtime.memory import check_fits
 from planners.spaces import Discrete
 
 from ..extras import install
@@ -39,6 +40,22 @@ RUNNERS = ("gymnasium", "mlx")
 READS = ("observation", "state")
 
 Policy = Callable[[np.ndarray], np.ndarray]
+
+RECORD_COPIES = 2
+"""Copies of an episode record alive at once: the per-step rows and the stacked arrays (and a dataset's arrays)."""
+
+
+def recording_bytes(env, episodes: int, steps: int, next_states: bool = False) -> int:
+    """Rough bytes of recording ``episodes x steps`` steps of ``env``: states (twice with ``next_states``),
+    actions and rewards per step, :data:`RECORD_COPIES` times."""
+    per_step = 4 * env.state_dim * (2 if next_states else 1) + 4 * env.action_space.dim + 8
+    return RECORD_COPIES * int(episodes) * (int(steps) + 1) * per_step
+
+
+def check_recording(env, episodes: int, steps: int, next_states: bool = False) -> None:
+    """:class:`~planners.runtime.memory.MemoryBudgetError` when recording ``episodes x steps`` steps
+    (:func:`recording_bytes`) would need more memory than is available."""
+    check_fits(recording_bytes(env, episodes, steps, next_states), f"recording {episodes} episode(s) x {steps} steps")
 """``policy(state [E, S] float32) -> actions [E, A]``, called once per step for all episodes."""
 
 
@@ -174,6 +191,7 @@ def run_episodes(
         raise ValueError(f"unknown runner {runner!r}; choose from {', '.join(RUNNERS)}")
     if read not in READS:
         raise ValueError(f"unknown read {read!r}; choose from {', '.join(READS)}")
+    check_recording(env, len(starts), steps, next_states=restart is not None)
     starts = np.asarray(starts, dtype=np.float32)
     if runner == "gymnasium":
         if seeds is None or (not callable(seeds) and len(seeds) != len(starts)):
