@@ -259,17 +259,13 @@ def load_model_for(env_name, path, world=None, start=None):
 
 
 def distinct_outputs(outputs: dict, inputs: dict | None = None, model: tuple | None = None) -> None:
-    """Usage error (exit 2), before any work: two ``outputs`` ``{option: path}`` on one file, or one onto an input
-    (``inputs`` ``{option: path}``) or into the checkpoint folder ``model`` (``(model_path, env_name)``, the default if
-    ``model_path`` is ``None``)."""
-    from worldmodel.files import OutputError, check_distinct_outputs
+    """Usage error, before any work: two ``outputs`` on one file, one onto ``inputs`` or into ``model``'s folder
+    (``(model_path, env_name)``; ``worldmodel.files.check_distinct_outputs``)."""
+    from worldmodel.files import check_distinct_outputs
     from worldmodel.recipe import default_model_path
 
-    folders = {} if model is None else {"--model": model[0] or default_model_path(model[1])}
-    try:
-        check_distinct_outputs(outputs, inputs, folders)
-    except OutputError as err:
-        raise click.UsageError(str(err)) from None
+    with bad_values():
+        check_distinct_outputs(outputs, inputs, {} if model is None else {"--model": model[0] or default_model_path(model[1])})
 
 
 def split(text) -> tuple:
@@ -413,8 +409,7 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
 
     from benchmarks.plots import plot_returns
     from benchmarks.report import footer, table
-    from benchmarks.starts import read_init_states
-    from benchmarks.suite import BenchmarkConfig, check_memory, count_runs, run_benchmark
+    from benchmarks.suite import BenchmarkConfig, count_runs, prepare_run, run_benchmark
     from worldmodel.distributed import world as current_world
 
     env, runner, device = prepare(env_name, runner, plot_path, device)
@@ -426,17 +421,8 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
         config = BenchmarkConfig(planners=split(planners), dynamics=split(dynamics), episodes=episodes, steps=steps,
                                  horizon=horizon, samples=samples, iterations=iterations, seed=seed, model=model_path,
                                  init_states=init_states, runner=runner, propagation=propagation, particles=particles)
-    world, model = current_world(), None
-    starts = read_init_states(init_states, env) if init_states else None
-    check_memory(config.for_env(env), env, episodes if starts is None else len(starts))  # before a model is trained or loaded
-    starts = env.benchmark_starts(episodes, seed) if starts is None else starts
-    if "model" in config.dynamics:
-        model, config.model, env = load_model_for(env_name, model_path, world)
-        model = model.folded()  # the same function, normalizations folded into the weights: faster planning
-        if propagation is not None and not config.model_options(model):
-            click.echo(f"Note: --propagation {propagation} ignored: the model is a single model, not an ensemble.", err=True)
-            config.propagation = config.particles = None
-        starts = read_init_states(init_states, env) if init_states else starts  # the model's env may have another box
+    world = current_world()
+    env, model, starts = prepare_run(config, env, env_name, world, log=lambda line: click.echo(line, err=True))
     start = time.perf_counter()
     if not world.is_root:
         run_benchmark(config, env, model, starts, world=world)
@@ -513,8 +499,7 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
 
     from benchmarks.mbrl_report import curve_table, references_line
     from benchmarks.plots import plot_learning_curve
-    from worldmodel.mbrl import MbrlConfig, default_run_folder, existing_run_message, resume_config, run_mbrl
-    from worldmodel.run_folder import MANIFEST, holds_run, owns
+    from worldmodel.mbrl import MbrlConfig, check_outputs, default_run_folder, resume_config, run_mbrl
 
     ctx = click.get_current_context()
     option_of = {f.name: MBRL_OPTION.get(f.name, f.name) for f in dataclasses.fields(MbrlConfig)}
@@ -525,14 +510,8 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
     with bad_values():
         config = MbrlConfig(**settings)
     run_path = default_run_folder(env.name) if out is None else out  # creates $WMPLAN_HOME if missing
-    distinct_outputs({"--out": run_path, "--json": json_path, "--plot": plot_path})
-    for option, path in (("--json", json_path), ("--plot", plot_path)):
-        if path is not None and owns(run_path, path):
-            raise click.UsageError(f"{option} {path} is one of the run folder's own files: write it outside "
-                                   f"{MANIFEST} and the iteration-NNNN snapshots")
-    if not resume and holds_run(run_path):  # a new run would replace it: nothing is touched
-        raise click.BadParameter(existing_run_message(run_path, "--resume"), param_hint="'--out'")
     with bad_values():
+        check_outputs(run_path, {"--json": json_path, "--plot": plot_path}, resume, how="--resume")
         config = resume_config(run_path, **given) if resume else config
     start = time.perf_counter()
     result = run_mbrl(config, run_path, resume=resume, log=lambda line: click.echo(line, err=True))

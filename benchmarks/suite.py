@@ -22,7 +22,7 @@ from worldmodel.envs import env_record
 from worldmodel.envs.gymnasium import gym_id, gymnasium_version
 from worldmodel.envs.runner import Episodes, check_recording, choose_runner, planner_policy, run_episodes
 from worldmodel.envs.scores import SCORES
-from worldmodel.recipe import planner_for
+from worldmodel.recipe import load_model_for, planner_for
 
 from .baselines import baselines
 
@@ -177,6 +177,27 @@ def check_memory(config: BenchmarkConfig, env, episodes: int, model=None) -> Non
         built.append(reference_planner(env, env, config))
     for planner in built:
         planner.check_memory(max(1, episodes))
+
+
+def prepare_run(config: BenchmarkConfig, env, env_name: str, world=None, log: Callable[[str], None] = print) -> tuple:
+    """``(env, model, starts [E, S])`` of a benchmark, its memory checked before a model is trained or loaded:
+    the starts (``config.init_states``' rows, else the env's benchmark starts), and with ``"model"`` dynamics
+    the folded model of ``config.model`` (the env's default one, trained if missing) and the env it was trained
+    on. Propagation asked of a single model is dropped, with a note to ``log``."""
+    from .starts import read_init_states
+
+    starts = read_init_states(config.init_states, env) if config.init_states else None
+    check_memory(config.for_env(env), env, config.episodes if starts is None else len(starts))
+    starts = env.benchmark_starts(config.episodes, config.seed) if starts is None else starts
+    model = None
+    if "model" in config.dynamics:
+        model, config.model, env = load_model_for(env_name, config.model, world, log=log)
+        model = model.folded()  # the same function, normalizations folded into the weights: faster planning
+        if config.propagation is not None and not config.model_options(model):
+            log(f"Note: --propagation {config.propagation} ignored: the model is a single model, not an ensemble.")
+            config.propagation = config.particles = None
+        starts = read_init_states(config.init_states, env) if config.init_states else starts  # the model's env's box
+    return env, model, starts
 
 
 def run_benchmark(

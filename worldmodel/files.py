@@ -27,8 +27,9 @@ TMP_PREFIX = ".tmp-"
 """Temporary files are ``.tmp-<pid>-<random><suffix>``, beside their target."""
 
 
-class OutputError(OSError):
-    """An output path that cannot be written; the message names the path as given."""
+class OutputError(OSError, ValueError):
+    """An output path that cannot be written; the message names the path as given (also a ``ValueError``:
+    a bad value of the option that gave it)."""
 
 
 class InputError(OSError):

@@ -46,7 +46,8 @@ from .envs.gymnasium import gym_id
 from .envs.runner import Episodes, check_recording, choose_runner, describe_runner, planner_policy, random_policy, run_episodes
 from .envs.scores import cost_ratio
 from .recipe import default_home, model_for, model_sizes_for, planner_for
-from .run_folder import RunFolder, RunFolderError, holds_run, snapshot_name
+from .files import OutputError, check_distinct_outputs
+from .run_folder import MANIFEST, RunFolder, RunFolderError, holds_run, owns, snapshot_name
 from .train import NORMALIZATIONS, ContinualTrainer, check_training
 
 COLLECT_IDS = 1_000_000
@@ -146,6 +147,19 @@ def default_run_folder(env_name: str) -> str:
     home = default_home()
     os.makedirs(home, exist_ok=True)
     return os.path.join(home, f"mbrl-{env_name}")
+
+
+def check_outputs(folder: str, outputs: dict, resume: bool, how: str = "resume=True") -> None:
+    """Before any work: :class:`~worldmodel.files.OutputError` when the run folder ``folder`` and the other
+    ``outputs`` ``{name: path}`` would overwrite each other or the run's own files, or when a new run (not
+    ``resume``) would replace the run ``folder`` holds (``how``: how to resume instead)."""
+    check_distinct_outputs({"--out": folder, **outputs})
+    for name, path in outputs.items():
+        if path is not None and owns(folder, path):
+            raise OutputError(f"{name} {path} is one of the run folder's own files: write it outside {MANIFEST} "
+                              "and the iteration-NNNN snapshots")
+    if not resume and holds_run(folder):  # a new run would replace it: nothing is touched
+        raise OutputError(f"--out {existing_run_message(folder, how)}")
 
 
 def existing_run_message(folder: str, resume: str = "resume=True") -> str:
