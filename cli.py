@@ -273,16 +273,6 @@ def split(text) -> tuple:
     return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
-def write_outputs(result: dict, json_path, plot_path=None, plot=None) -> None:
-    """``--json``: ``result`` as JSON; ``--plot``: ``plot(result, path)``; each announced."""
-    from benchmarks.report import write_json
-
-    for path, write in ((json_path, write_json), (plot_path, lambda path, result: plot(result, path))):
-        if path:
-            write(path, result)
-            click.echo(f"Wrote {path}")
-
-
 @main.command()
 @options("env", "runner", "episodes", "steps", "batch_size", "lr", "ensemble", "seed", "out", "device", lr={"default": 1e-3},
          out={"help": "Checkpoint folder (its parent must exist). Default: $WMPLAN_HOME/model[-ENV]."})
@@ -358,11 +348,7 @@ def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
 def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed,
          plot_path, device):
     """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
-    from benchmarks.plots import plot_episode
-    from benchmarks.report import EpisodeLines, state_text
-    from benchmarks.suite import BenchmarkConfig, PlanRecorder, make_planner
-    from worldmodel.envs.gymnasium import gym_id
-    from worldmodel.envs.runner import check_recording, describe_runner, run_episodes
+    from benchmarks.suite import BenchmarkConfig, plan_episode
 
     env, runner, device = prepare(env_name, runner, plot_path, device)
     distinct_outputs({"--plot": plot_path}, model=(model_path, env_name) if dynamics == "model" else None)
@@ -374,23 +360,8 @@ def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, it
     if dynamics == "model":
         model, _, env = load_model_for(env_name, model_path, start=start if given else None)
         source = model.folded()
-    config = config.for_env(env)
-    check_recording(env, 1, config.steps)  # before the optimum is solved for as many steps
-    recorder = PlanRecorder(make_planner(planner, source, env, config), source)
-    optimum = env.defaults.benchmark.optimum
-    best = optimum.plan(env, start, config.steps) if optimum is not None else None
-    click.echo(f"Device: {device}")
-    click.echo(f"{planner} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, gym_id(env))} "
-               f"from ({state_text(env, start)}), {config.steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
-    lines = EpisodeLines(env, recorder.expected_returns, start, best, echo=click.echo)  # each step as it ends
-    ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[seed], set_starts=given,
-                      on_transition=lines)
-    lines.summary(ep)
-    if plot_path:
-        length = int(ep.lengths[0])
-        plot_episode(env, ep.states[0, : length + 1], recorder.predictions()[:length], ep.actions[0, :length], plot_path,
-                     title=f"{env.name}: {planner} planning with the {dynamics} dynamics, return {ep.returns[0]:.2f}")
-        click.echo(f"Wrote {plot_path}")
+    plan_episode(planner, dynamics, source, env, config.for_env(env), start, given, click.echo, plot_path,
+                 intro=f"Device: {device}\n")
 
 
 @main.command()
@@ -408,7 +379,7 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
     import time
 
     from benchmarks.plots import plot_returns
-    from benchmarks.report import footer, table
+    from benchmarks.report import footer, table, write_outputs
     from benchmarks.suite import BenchmarkConfig, count_runs, prepare_run, run_benchmark
     from worldmodel.distributed import world as current_world
 
@@ -434,7 +405,7 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
         result = run_benchmark(config, env, model, starts, world=world, log=lambda line: click.echo(line, err=True))
     result["config"].update(wall_seconds=round(time.perf_counter() - start, 2), device=device)
     click.echo(f"{table(result)}\n{footer(result)}; {result['config']['wall_seconds']:.1f} s\n{world.describe(device)}")
-    write_outputs(result, json_path, plot_path, plot_returns)
+    write_outputs(result, json_path, plot_path, plot_returns, announce=click.echo)
 
 
 @main.command()
@@ -445,6 +416,7 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
 def speed(env_name, planners, iterations, model_path, json_path, device, samples, horizons, repeats):
     """Planning throughput on the learned model, from the env's demo start: ms per call, transitions/s, GFLOP/s."""
     import planners as planners_pkg
+    from benchmarks.report import write_outputs
     from benchmarks.speed import grid_sizes, measure_planning, speed_table
     from worldmodel.checks import at_least
     from worldmodel.envs import env_record
@@ -465,7 +437,7 @@ def speed(env_name, planners, iterations, model_path, json_path, device, samples
                             log=lambda line: click.echo(line, err=True))
     click.echo(speed_table(rows))
     write_outputs({"device": device, "env": env_record(env), "blas": blas.name, "matmul_peak_gflops": peak, "rows": rows},
-                  json_path)
+                  json_path, announce=click.echo)
 
 
 MBRL_OPTION = {"env": "env_name", "plan_iterations": "iterations"}
@@ -499,6 +471,7 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
 
     from benchmarks.mbrl_report import curve_table, references_line
     from benchmarks.plots import plot_learning_curve
+    from benchmarks.report import write_outputs
     from worldmodel.mbrl import MbrlConfig, check_outputs, default_run_folder, resume_config, run_mbrl
 
     ctx = click.get_current_context()
@@ -507,10 +480,9 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
     given = {field: settings[field] for field, name in option_of.items()
              if ctx.get_parameter_source(name).name == "COMMANDLINE" or name in ctx.meta.get("renamed", {})}
     env, _, device = prepare(settings["env"], "any" if resume else options["runner"], plot_path, device)
-    with bad_values():
-        config = MbrlConfig(**settings)
     run_path = default_run_folder(env.name) if out is None else out  # creates $WMPLAN_HOME if missing
     with bad_values():
+        config = MbrlConfig(**settings)
         check_outputs(run_path, {"--json": json_path, "--plot": plot_path}, resume, how="--resume")
         config = resume_config(run_path, **given) if resume else config
     start = time.perf_counter()
@@ -518,7 +490,7 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
     click.echo(f"{curve_table(result)}\n{references_line(result)}\nEpisodes in {result['runner']}; "
                f"{time.perf_counter() - start:.1f} s; device: {device}")
     click.echo(f"Run folder: {run_path}; the last model: {result['model']}")
-    write_outputs(result, json_path, plot_path, plot_learning_curve)
+    write_outputs(result, json_path, plot_path, plot_learning_curve, announce=click.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -126,3 +126,12 @@ def episode_lines(env, ep, expected_returns, start, optimal=None) -> list:
 def write_json(path: str, result: dict) -> None:
     """Write the result as JSON (atomically; see :func:`worldmodel.files.open_output`)."""
     files.write_json(path, result)
+
+
+def write_outputs(result: dict, json_path, plot_path=None, plot=None, announce=print) -> None:
+    """``result`` as JSON to ``json_path`` and drawn by ``plot(result, path)`` (a :mod:`benchmarks.plots`
+    function) to ``plot_path``; each written path (``None``: skipped) said through ``announce``."""
+    for path, write in ((json_path, write_json), (plot_path, lambda path, result: plot(result, path))):
+        if path:
+            write(path, result)
+            announce(f"Wrote {path}")

@@ -20,7 +20,7 @@ from worldmodel.checks import at_least, check_seed
 from worldmodel.distributed import World, all_max, all_sum, gather_rows, share
 from worldmodel.envs import env_record
 from worldmodel.envs.gymnasium import gym_id, gymnasium_version
-from worldmodel.envs.runner import Episodes, check_recording, choose_runner, planner_policy, run_episodes
+from worldmodel.envs.runner import Episodes, check_recording, choose_runner, describe_runner, planner_policy, run_episodes
 from worldmodel.envs.scores import SCORES
 from worldmodel.recipe import load_model_for, planner_for
 
@@ -136,6 +136,33 @@ class PlanRecorder:
     def predictions(self, episode: int = 0) -> np.ndarray:
         """The one-step predictions ``[T, S]`` of one episode (row ``episode`` of every step's ``[E, S]``)."""
         return np.stack(self.predicted)[:, episode]
+
+
+def plan_episode(name: str, dynamics: str, source, env, config: BenchmarkConfig, start, given: bool, echo,
+                 plot_path=None, intro: str = ""):
+    """One closed-loop episode of planner ``name`` imagining with ``source`` (``dynamics``: ``"model"`` or
+    ``"true"``) from ``start [S]`` (``given``: set it in Gymnasium too), printed through ``echo`` step by step
+    as each step ends, next to the optimum where the env knows it; ``plot_path``: the episode drawn to a PNG.
+    ``config`` is already the env's (:meth:`BenchmarkConfig.for_env`). Returns the :class:`Episodes`."""
+    from .plots import plot_episode
+    from .report import EpisodeLines, state_text
+
+    check_recording(env, 1, config.steps)  # before the optimum is solved for as many steps
+    recorder = PlanRecorder(make_planner(name, source, env, config), source)
+    optimum = env.defaults.benchmark.optimum
+    best = optimum.plan(env, start, config.steps) if optimum is not None else None
+    echo(f"{intro}{name} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, gym_id(env))} "
+         f"from ({state_text(env, start)}), {config.steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
+    lines = EpisodeLines(env, recorder.expected_returns, start, best, echo=echo)  # each step as it ends
+    ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[config.seed],
+                      set_starts=given, on_transition=lines)
+    lines.summary(ep)
+    if plot_path:
+        length = int(ep.lengths[0])
+        plot_episode(env, ep.states[0, : length + 1], recorder.predictions()[:length], ep.actions[0, :length], plot_path,
+                     title=f"{env.name}: {name} planning with the {dynamics} dynamics, return {ep.returns[0]:.2f}")
+        echo(f"Wrote {plot_path}")
+    return ep
 
 
 def make_planner(name: str, dynamics, env, config: BenchmarkConfig, **overrides):
