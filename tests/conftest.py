@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import stat
+import threading
 
 import pytest
 
@@ -57,6 +58,16 @@ def with_statistics(model, seed=0):
     model.fit_normalization(states, next_states, rng.normal(-0.7, 0.4, size=500).astype(np.float32))
     mx.eval(model.parameters())
     return model
+
+
+def pipe_with_reader(path):
+    """A named pipe at ``path`` and a started daemon thread reading it whole: ``(pipe, got, reader)``,
+    the text read appended to the list ``got`` (join ``reader`` before looking)."""
+    pipe, got = str(path), []
+    os.mkfifo(pipe)
+    reader = threading.Thread(target=lambda: got.append(open(pipe).read()), daemon=True)
+    reader.start()
+    return pipe, got, reader
 
 
 def char_device(path):

@@ -8,12 +8,11 @@ import json
 import os
 import stat
 import sys
-import threading
 
 import pytest
 
 from worldmodel.recipe import default_model_path
-from tests.conftest import char_device, invoke, one_error_line
+from tests.conftest import char_device, invoke, one_error_line, pipe_with_reader
 
 # a benchmark that runs in well under a second: the true dynamics, one cheap planner
 QUICK = ["benchmark", "--dynamics", "true", "--planners", "random-shooting", "--episodes", "2", "--steps", "2",
@@ -60,11 +59,7 @@ def test_json_and_plot_into_a_device_leave_the_device(tmp_path):
 
 
 def test_json_into_a_named_pipe_reaches_its_reader(tmp_path):
-    pipe = str(tmp_path / "pipe")
-    os.mkfifo(pipe)
-    got = []
-    reader = threading.Thread(target=lambda: got.append(open(pipe).read()), daemon=True)
-    reader.start()
+    pipe, got, reader = pipe_with_reader(tmp_path / "pipe")
     result = invoke(*QUICK, "--json", pipe)
     reader.join(timeout=30)
     assert result.exit_code == 0, result.output

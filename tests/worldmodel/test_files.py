@@ -15,7 +15,7 @@ import pytest
 
 from worldmodel import files
 from worldmodel.files import OutputError, check_output_folder, check_output_path, open_output, write_json
-from tests.conftest import char_device
+from tests.conftest import char_device, pipe_with_reader
 
 
 @pytest.fixture
@@ -77,11 +77,7 @@ def test_character_device_is_written_in_place(tmp_path):
 
 
 def test_named_pipe_is_written_to_its_reader(tmp_path):
-    pipe = str(tmp_path / "pipe")
-    os.mkfifo(pipe)
-    got = []
-    reader = threading.Thread(target=lambda: got.append(open(pipe).read()), daemon=True)
-    reader.start()
+    pipe, got, reader = pipe_with_reader(tmp_path / "pipe")
     for _ in range(200):  # wait until the reader has the pipe open
         try:
             write_json(pipe, {"piped": 1})
