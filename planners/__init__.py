@@ -9,7 +9,9 @@ Planners: :class:`RandomShooting`, :class:`CEM` (and the iCEM preset :class:`ICE
     plan = planner.optimize(state)       # Plan(actions [E, H, A], expected_return [E])
 
 :func:`rollout` is the imagination loop; :class:`KnownReward` pairs a learned step with a known
-reward; :class:`Propagation` and :class:`EnsembleDynamics` plan over an ensemble of models. A new
+reward; :class:`Propagation` and :class:`EnsembleDynamics` plan over an ensemble of models;
+:class:`SequenceEvaluator` plugs in a black-box simulator that scores whole action sequences
+(``evaluate(start, actions [E, N, H, A]) -> returns [E, N]``) in place of step dynamics. A new
 planner subclasses :class:`SamplingPlanner` (sample, score, refit) or :class:`Planner`.
 
 Internals are reachable by module path (``planners.base.shift``, ``planners.dynamics.make_evaluate``);
@@ -26,6 +28,7 @@ from .gradient import CEMGradient, GradientPlanner
 from .mppi import MPPI
 from .propagation import EnsembleDynamics, Propagation
 from .random_shooting import RandomShooting
+from .sequence import SequenceEvaluator
 from .registry import PLANNERS, make_planner, planner_class
 from .spaces import Box, Discrete
 
@@ -43,6 +46,7 @@ __all__ = [
     "Plan",
     "PlannerState",
     "Dynamics",
+    "SequenceEvaluator",
     "rollout",
     "KnownReward",
     "Propagation",

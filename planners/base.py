@@ -15,6 +15,7 @@ from .checks import check_float, check_int
 from .distributions import make_distribution
 from .dynamics import Dynamics, Evaluate, TerminalValue, Termination, check_options, check_sizes, make_evaluate
 from .runtime.memory import check_fits
+from .sequence import SequenceEvaluator, check_start, refuse_step_options
 from .spaces import Box
 from .runtime.streams import compile_works
 
@@ -218,7 +219,12 @@ class Planner:
     """Model-predictive control over any batched dynamics; subclasses write only the search.
 
     Args:
-        dynamics: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])`` (:class:`Dynamics`).
+        dynamics: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])`` (:class:`Dynamics`),
+            or a :class:`~planners.sequence.SequenceEvaluator` (a black-box simulator scoring whole
+            sequences; not for the gradient planners, and without the step dynamics' options
+            ``discount``, ``terminal_value``, ``termination``, ``propagation``, ``streams`` and
+            ``compile=True``): the start given to :meth:`act`, :meth:`optimize` and :meth:`step` is
+            then handed to it untouched (any array ``[E, ...]``) instead of read as ``[E, S]`` float32.
         action_space: ``Discrete(n)`` or ``Box(low, high, shape=(A,))`` (a ``Box`` of two scalar
             bounds and no shape takes ``A`` from the dynamics' declared ``action_dim``).
         horizon: plan length ``H``.
@@ -263,6 +269,9 @@ class Planner:
     one batch with all of them.
     """
 
+    differentiates = False
+    """Whether the search follows gradients through the dynamics (then it needs step dynamics)."""
+
     compile_by_default = False
     """Whether ``compile=None`` compiles each call. Off for every planner, as measured on the Linux
     CPU backend (speed_compare's MLP, CEM and MPPI, three interleaved runs on 2 shared cores): once
@@ -290,6 +299,11 @@ class Planner:
         **distribution_options,
     ):
         self.discount, self.streams = check_options(dynamics, discount, terminal_value, streams, termination)
+        if isinstance(dynamics, SequenceEvaluator):
+            refuse_step_options(
+                type(self).__name__, differentiates=self.differentiates, discount=self.discount, terminal_value=terminal_value,
+                termination=termination, streams=streams, propagation=propagation, compile=compile,
+            )
         self.dynamics = dynamics
         self.action_space = action_space = sized_space(action_space, dynamics)
         self.horizon = check_int("horizon", horizon)
@@ -308,10 +322,13 @@ class Planner:
         if propagation is not None and not callable(getattr(propagation, "make_evaluate", None)):
             raise ValueError(f"propagation must be a planners.Propagation or None, got {propagation!r}")
         self.propagation = propagation
-        build = make_evaluate if propagation is None else propagation.make_evaluate
-        self.evaluate = build(
-            dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams, termination=termination
-        )
+        if isinstance(dynamics, SequenceEvaluator):
+            self.evaluate = dynamics  # already the objective: checked returns [E, N]
+        else:
+            build = make_evaluate if propagation is None else propagation.make_evaluate
+            self.evaluate = build(
+                dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams, termination=termination
+            )
         if compile not in (None, True, False):
             raise ValueError(f"compile must be True, False or None, got {compile!r}")
         self.compile = compile
@@ -357,10 +374,11 @@ class Planner:
         warned about: where no finite imagined return was found, the plan is the warm start (or
         the initial mode) with return ``-inf``, and a ``RuntimeWarning`` says for how many.
         """
-        state = _states(state)
+        state = self._start(state)
         envs = state.shape[0]
         self._check_state(planner_state, envs)
-        check_sizes(self.dynamics, state_size=state.shape[1])
+        if not self._sequences:
+            check_sizes(self.dynamics, state_size=state.shape[1])
         if envs == 0:  # nothing to plan for: no search, no change to the warm start or the keys
             return Plan(mx.zeros((0, self.horizon, self.action_space.dim)), mx.zeros((0,))), planner_state
         if envs != self._memory_checked:  # a cache: the check reads the machine's free memory
@@ -391,7 +409,7 @@ class Planner:
         """
         if planner_state is not None:
             raise TypeError("optimize() no longer takes planner_state=; use step(state, planner_state) -> (Plan, PlannerState)")
-        state = _states(state)
+        state = self._start(state)
         ids = self._check_ids(env_ids, state.shape[0])
         plan, self._state = self.step(state, self._continued(ids))
         return plan
@@ -414,7 +432,16 @@ class Planner:
     def compiles(self) -> bool:
         """Whether :meth:`step` runs each call as one ``mx.compile``-d program (see the ``compile`` option)."""
         wanted = type(self).compile_by_default if self.compile is None else self.compile
-        return wanted and compile_works()
+        return wanted and not self._sequences and compile_works()
+
+    @property
+    def _sequences(self) -> bool:
+        """Whether the dynamics are a :class:`~planners.sequence.SequenceEvaluator`."""
+        return isinstance(self.dynamics, SequenceEvaluator)
+
+    def _start(self, state):
+        """The start states as the dynamics take them: float32 ``[E, S]`` for step dynamics, untouched for a sequence evaluator."""
+        return check_start(state) if self._sequences else _states(state)
 
     def _flat_graph(self, shape: tuple, state, keys, *warm_arrays) -> list:
         """:meth:`_graph` on and to flat lists of arrays (what ``mx.compile`` traces)."""
@@ -455,6 +482,8 @@ class Planner:
         the populations, each imagined row (with ``propagation``, each particle's row on each member that steps
         it) and, for gradient planners, every step kept for the backward pass."""
         population = 4 * POPULATION_COPIES * self.horizon * self.action_space.dim
+        if self._sequences:  # the evaluator's own memory: what it declares, and the actions it is handed
+            return envs * self.samples * (population + self.dynamics.memory_per_sequence(self.horizon, self.action_space.dim))
         imagined = self._imagined_rows(envs, self.samples) * ROW_BYTES
         differentiated = self._gradient_rows(envs) // max(envs, 1)  # sequences per environment
         kept = self._imagined_rows(envs, differentiated) * self.horizon * GRADIENT_STEP_BYTES

@@ -73,6 +73,8 @@ class GradientPlanner(Planner):
         init_std: ``Box`` only: spread of the starting sequences, as a fraction of the half-width. Default: ``1.0``.
     """
 
+    differentiates = True
+
     def __init__(
         self,
         dynamics,
@@ -109,6 +111,8 @@ class CEMGradient(CEM):
         learning_rate: Adam step size. Default: ``0.1``.
         **options: every :class:`CEM` option.
     """
+
+    differentiates = True
 
     def __init__(self, dynamics, action_space, *, grad_iterations: int = 10, learning_rate: float = 0.1, **options):
         super().__init__(dynamics, action_space, **options)
