@@ -1,5 +1,6 @@
 """The README stays true: its Python examples run and print what it shows, and its links resolve."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -41,6 +42,20 @@ def test_readme_python_examples_run_and_print_what_the_readme_shows(tmp_path):
     printed lines match the output block shown after it (numbers within 0.01)."""
     examples = python_examples(README.read_text())
     assert examples, "the README has no python example"
+    run_examples(examples, tmp_path)
+
+
+def test_docs_sequence_evaluator_examples_run_and_print_what_they_show(tmp_path):
+    """docs/planners.md's black-box section, as the README's examples (its MuJoCo block only with the mujoco extra)."""
+    text = (DOCS / "planners.md").read_text().split("## Black-box simulators: sequence evaluators")[1].split("\n## ")[0]
+    examples = python_examples(text)
+    assert len(examples) == 2 and "mujoco_true" in examples[1][0]
+    have_mujoco = all(importlib.util.find_spec(m) is not None for m in ("mujoco", "gymnasium"))
+    run_examples(examples if have_mujoco else examples[:1], tmp_path)
+
+
+def run_examples(examples, tmp_path):
+    """Run ``[(code, shown_output)]`` in order in one fresh interpreter; each block prints what it shows."""
     marker = "=== wmplan readme block ==="
     script = "".join(
         f"print({marker!r}, flush=True)\nexec(compile({code!r}, 'README block {i}', 'exec'))\n"
