@@ -73,7 +73,8 @@ class SequenceEvaluator:
         self.bytes_per_step = check_int("bytes_per_step", bytes_per_step, minimum=0)
 
     def __call__(self, start, actions: mx.array) -> mx.array:
-        """The checked returns ``[E, N]`` (float32 MLX; non-finite ones ``-inf``) of ``actions [E, N, H, A]`` from ``start [E, ...]``."""
+        """The checked returns ``[E, N]`` (float32 MLX; non-finite ones ``-inf``) of ``actions [E, N, H, A]``
+        from ``start [E, ...]``."""
         if len(actions.shape) != 4:
             raise ValueError(
                 f"a sequence evaluator takes whole sequences, actions [E, N, H, A], got shape {tuple(actions.shape)} "
@@ -116,7 +117,9 @@ def check_start(start) -> object:
     return start
 
 
-def refuse_step_options(planner: str, *, differentiates: bool, discount: float, terminal_value, termination, streams, propagation, compile) -> None:
+def refuse_step_options(
+    planner: str, *, differentiates: bool, discount: float, terminal_value, termination, streams, propagation, compile
+) -> None:
     """``ValueError`` naming the first option of ``planner`` that a sequence evaluator cannot serve."""
     if differentiates:
         raise ValueError(

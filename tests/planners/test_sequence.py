@@ -6,7 +6,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from planners import CEM, ICEM, MPPI, Box, CEMGradient, Discrete, GradientPlanner, Propagation, RandomShooting, SequenceEvaluator, make_planner, rollout
+from planners import (
+    CEM, ICEM, MPPI, Box, CEMGradient, Discrete, GradientPlanner, Propagation, RandomShooting, SequenceEvaluator, make_planner, rollout,
+)
 from planners.runtime.memory import MemoryBudgetError
 
 SAMPLING = [CEM, ICEM, MPPI, RandomShooting]
