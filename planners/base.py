@@ -13,10 +13,12 @@ import numpy as np
 
 from .checks import check_float, check_int
 from .distributions import make_distribution
-from .dynamics import Dynamics, Evaluate, TerminalValue, Termination, check_options, check_sizes, make_evaluate
+from .dynamics import (
+    DecodedActions, Dynamics, Evaluate, TerminalValue, Termination, check_options, check_sizes, make_evaluate,
+)
 from .runtime.memory import check_fits
 from .sequence import SequenceEvaluator, check_start, refuse_step_options
-from .spaces import Box
+from .spaces import Box, Discrete
 from .runtime.streams import compile_works
 
 __all__ = ["Plan", "Planner", "PlannerState", "SearchCall", "shift", "WarmStart", "env_key", "split_keys", "PerEnvDraws"]
@@ -30,7 +32,8 @@ class Plan(NamedTuple):
     """The result of :meth:`Planner.step` and :meth:`Planner.optimize`.
 
     Attributes:
-        actions: planned action sequences ``[E, H, A]`` (one-hot for ``Discrete``).
+        actions: planned action sequences ``[E, H, A]`` in the form the dynamics receive: one-hot for
+            ``Discrete`` (inside a search always), the values ``[E, H, D]`` for ``Discrete(values=..., one_hot=False)``.
         expected_return: their imagined returns ``[E]`` (``-inf`` where no finite return was found).
     """
 
@@ -40,7 +43,7 @@ class Plan(NamedTuple):
 
 class WarmStart(NamedTuple):
     """What one call hands to the next: the shifted plan ``[E, H, A]`` and, optionally, shifted
-    elite sequences ``[E, K, H, A]`` (iCEM)."""
+    elite sequences ``[E, K, H, A]`` (iCEM), as the search holds them (one-hot for ``Discrete``)."""
 
     actions: mx.array
     elites: Optional[mx.array] = None
@@ -226,7 +229,9 @@ class Planner:
             ``compile=True``): the start given to :meth:`act`, :meth:`optimize` and :meth:`step` is
             then handed to it untouched (any array ``[E, ...]``) instead of read as ``[E, S]`` float32.
         action_space: ``Discrete(n)`` or ``Box(low, high, shape=(A,))`` (a ``Box`` of two scalar
-            bounds and no shape takes ``A`` from the dynamics' declared ``action_dim``).
+            bounds and no shape takes ``A`` from the dynamics' declared ``action_dim``). With
+            ``Discrete(values=..., one_hot=False)`` the dynamics receive the actions' values ``[B, D]``
+            and :meth:`act` / :meth:`optimize` return them (the search itself stays one-hot).
         horizon: plan length ``H``.
         samples: sequences ``N`` imagined per environment and iteration (``num_samples``: its old
             name, still accepted with a ``DeprecationWarning``).
@@ -306,6 +311,7 @@ class Planner:
             )
         self.dynamics = dynamics
         self.action_space = action_space = sized_space(action_space, dynamics)
+        self.search_dynamics = search_dynamics(dynamics, action_space)
         self.horizon = check_int("horizon", horizon)
         self.samples = population_size(samples, num_samples)
         self.iterations = check_int("iterations", iterations)
@@ -318,16 +324,17 @@ class Planner:
             low, high, low_open = _DISTRIBUTION_RANGES[name]
             distribution_options[name] = check_float(name, value, low, high, low_open=low_open)
         self.distribution = PerEnvDraws(make_distribution(action_space, horizon=self.horizon, **distribution_options))
-        check_sizes(dynamics, action_size=action_space.dim, source=f"action_space {action_space!r}")
+        check_sizes(dynamics, action_size=action_space.dynamics_dim, source=f"action_space {action_space!r}")
         if propagation is not None and not callable(getattr(propagation, "make_evaluate", None)):
             raise ValueError(f"propagation must be a planners.Propagation or None, got {propagation!r}")
         self.propagation = propagation
         if isinstance(dynamics, SequenceEvaluator):
-            self.evaluate = dynamics  # already the objective: checked returns [E, N]
+            self.evaluate = self.search_dynamics  # already the objective: checked returns [E, N]
         else:
             build = make_evaluate if propagation is None else propagation.make_evaluate
             self.evaluate = build(
-                dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams, termination=termination
+                self.search_dynamics, discount=self.discount, terminal_value=terminal_value, streams=self.streams,
+                termination=termination,
             )
         if compile not in (None, True, False):
             raise ValueError(f"compile must be True, False or None, got {compile!r}")
@@ -380,11 +387,12 @@ class Planner:
         if not self._sequences:
             check_sizes(self.dynamics, state_size=state.shape[1])
         if envs == 0:  # nothing to plan for: no search, no change to the warm start or the keys
-            return Plan(mx.zeros((0, self.horizon, self.action_space.dim)), mx.zeros((0,))), planner_state
+            return Plan(mx.zeros((0, self.horizon, self.action_space.dynamics_dim)), mx.zeros((0,))), planner_state
         if envs != self._memory_checked:  # a cache: the check reads the machine's free memory
             self.check_memory(envs)
             self._memory_checked = envs
         plan, after, failed = self._call(state, planner_state)
+        plan = plan._replace(actions=self.action_space.to_dynamics(plan.actions))  # what the dynamics receive
         mx.eval(plan, after.keys, after.warm, failed)
         count = int(np.sum(np.array(failed)))
         if count:
@@ -630,6 +638,16 @@ class SamplingPlanner(Planner):
 def evaluate_plan(call: SearchCall, state: mx.array, actions: mx.array) -> Plan:
     """``actions [E, H, A]`` with their returns under ``call.evaluate``."""
     return Plan(actions, call.evaluate(state, actions[:, None])[:, 0])
+
+
+def search_dynamics(dynamics, action_space):
+    """The dynamics as the search calls them, with its one-hot actions for a ``Discrete`` space: ``dynamics``
+    itself, or behind :meth:`~planners.spaces.Discrete.decode` for ``Discrete(values=..., one_hot=False)``."""
+    if isinstance(action_space, Discrete) and not action_space.one_hot:
+        if isinstance(dynamics, SequenceEvaluator):
+            return dynamics.decoding(action_space.decode)
+        return DecodedActions(dynamics, action_space.decode, action_space.dim)
+    return dynamics
 
 
 def sized_space(action_space, dynamics):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 from contextlib import contextmanager
 from typing import Callable, Optional, Protocol, runtime_checkable
@@ -16,7 +17,7 @@ from .runtime.streams import CHUNK_ROWS, MIN_SHARD_ROWS, in_chunks, map_rows_in_
 __all__ = [
     "Dynamics", "TerminalValue", "Termination", "Evaluate", "KnownReward", "CheckedDynamics", "check_options",
     "check_sizes", "check_output", "check_members_output", "check_termination", "check_terminal_value", "check_step",
-    "rollout", "imagine", "RowStep", "ActionStep", "make_evaluate", "rows_named",
+    "rollout", "imagine", "RowStep", "ActionStep", "make_evaluate", "rows_named", "DecodedActions",
 ]
 
 
@@ -25,8 +26,9 @@ class Dynamics(Protocol):
     """One imagined step, batched: ``(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])``.
 
     ``ParticleEnv``, a trained ``WorldModel``, any ``nn.Module`` or plain function with this call
-    signature fits. Actions are one-hot (or probability) vectors for ``Discrete`` spaces and floats
-    within the bounds for ``Box`` spaces. All arrays are float32 MLX arrays (numpy arrays returned
+    signature fits. Actions are one-hot (or probability) vectors for ``Discrete`` spaces (their
+    values ``[B, D]`` for ``Discrete(values=..., one_hot=False)``) and floats within the bounds for
+    ``Box`` spaces. All arrays are float32 MLX arrays (numpy arrays returned
     are converted). An optional attribute ``rollout_streams`` (int) tells :func:`rollout` how many
     CPU streams suit the dynamics; optional ``state_dim`` and ``action_dim`` (ints) are checked
     against the states and actions the dynamics are given.
@@ -475,3 +477,36 @@ class KnownReward:
 
     def __repr__(self):
         return f"KnownReward({self.model!r}, {self.reward!r})"
+
+
+class DecodedActions:
+    """Dynamics that receive decoded actions, called with the search's own (one-hot) actions.
+
+    ``DecodedActions(dynamics, decode, search_dim)(state [B, S], action [B, n])`` is
+    ``dynamics(state, decode(action))``; an ensemble's ``members(state, action, ...)`` likewise
+    (its signature is the wrapped one's). The wrapper declares ``action_dim = search_dim``; other
+    attributes (``state_dim``, ``rollout_streams``, ``ensemble_size``, ...) are the wrapped one's.
+    Planners build it for ``Discrete(values=..., one_hot=False)``.
+    """
+
+    def __init__(self, dynamics, decode: Callable[[mx.array], mx.array], search_dim: int):
+        self.dynamics, self.decode, self.action_dim = dynamics, decode, int(search_dim)
+        members = getattr(dynamics, "members", None)
+        if callable(members):
+
+            @functools.wraps(members)
+            def decoded_members(state, action, *args, **kwargs):
+                return members(state, decode(action), *args, **kwargs)
+
+            self.members = decoded_members
+
+    def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
+        return self.dynamics(state, self.decode(action))
+
+    def __getattr__(self, name):
+        if name in ("dynamics", "decode"):  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.dynamics, name)
+
+    def __repr__(self):
+        return f"DecodedActions({self.dynamics!r})"

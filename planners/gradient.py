@@ -32,7 +32,7 @@ def refine(
     def loss(free):
         actions = space.relax(free).reshape(envs * num, horizon, dim)
         returns = rollout(
-            planner.dynamics,
+            planner.search_dynamics,
             starts,
             actions,
             planner.discount,

@@ -97,6 +97,16 @@ class SequenceEvaluator:
             )
         return finite_or_neg_inf(returns.astype(mx.float32))
 
+    def decoding(self, decode: Callable) -> "SequenceEvaluator":
+        """This evaluator handed ``decode(actions)`` instead of the search's actions: for
+        ``Discrete(values=..., one_hot=False)``, whose one-hot sequences ``[E, N, H, n]`` reach ``evaluate``
+        as their values ``[E, N, H, D]``."""
+        evaluate = self.evaluate
+        return SequenceEvaluator(
+            lambda start, actions: evaluate(start, decode(actions)), action_dim=self.action_dim, as_numpy=self.as_numpy,
+            bytes_per_step=self.bytes_per_step,
+        )
+
     def memory_per_sequence(self, horizon: int, action_dim: int) -> int:
         """Bytes per sequence besides the planner's populations: the actions handed over, the returns
         and the evaluator's declared ``bytes_per_step``."""

@@ -317,16 +317,34 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
 
 def check_memory(config: MbrlConfig, env) -> None:
     """:class:`~planners.runtime.memory.MemoryBudgetError` when a part of the run of ``config`` (resolved for ``env``)
-    would need more memory than is available: the episodes it records, the planner over the episodes it plans
-    together, and the training of round 0 and of the last round. Checked before any work."""
+    would need more memory than is available: the episodes it records, the planners over the episodes they plan
+    together (on the true dynamics, and on the model with an ensemble's particles), and the training of round 0
+    and of the last round. Checked before any work, from the sizes alone (no model is built)."""
     transitions = config.random_episodes * config.random_steps + config.rounds * config.episodes_per_round * env.steps
     check_recording(env, config.random_episodes, config.random_steps, next_states=True)
+    propagation = _propagation(config)
+    model_planner = _planner(config, env, _EnsembleSizes(config.ensemble), propagation) if propagation else None
     for episodes in (config.episodes_per_round, config.eval_episodes):
         check_recording(env, episodes, env.steps, next_states=True)
-        _planner(config, env, env, None).check_memory(episodes)
+        for planner in (_planner(config, env, env, None), model_planner):
+            if planner is not None:
+                planner.check_memory(episodes)
     sizes = model_sizes_for(env, config.ensemble)
     for rows, steps in ((config.random_episodes * config.random_steps, config.first_train_steps), (transitions, config.train_steps)):
         check_training(*sizes, config.ensemble, rows, min(config.batch_size, rows), steps)
+
+
+class _EnsembleSizes:
+    """An ensemble of ``size`` members as a planner's memory estimate sees it (its size); never stepped."""
+
+    def __init__(self, size: int):
+        self.ensemble_size = size
+
+    def members(self, state, action, noise=None):
+        raise NotImplementedError("a stand-in for memory estimates")
+
+    def __call__(self, state, action):
+        raise NotImplementedError("a stand-in for memory estimates")
 
 
 def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:

@@ -143,6 +143,15 @@ def layer_shapes(state_dim: int, action_dim: int, hidden: Sequence[int], reward_
     ]
 
 
+def check_weight_count(weights: int, ensemble: int, state_dim: int, action_dim: int, hidden: Sequence[int],
+                       reward_hidden: int) -> None:
+    """``ValueError`` naming the architecture when a model of ``weights`` weights (all ``ensemble`` members)
+    exceeds :data:`MAX_WEIGHTS` (checked from the architecture, before anything is built or collected)."""
+    if weights > MAX_WEIGHTS:
+        raise ValueError(f"a WorldModel of {weights:,} weights is larger than the {MAX_WEIGHTS:,} allowed (ensemble={ensemble}, "
+                         f"state_dim={state_dim}, action_dim={action_dim}, hidden={tuple(hidden)}, reward_hidden={reward_hidden})")
+
+
 def _size(value) -> int | None:
     """``value`` as a positive ``int``; ``None`` unless it is a whole number ``>= 1`` (bools are not sizes)."""
     if isinstance(value, bool) or not isinstance(value, (Integral, float)):
@@ -201,10 +210,7 @@ class WorldModel(nn.Module):
         k, (s, a, r, *hidden) = int(ensemble), sizes
         angles = checked_angles(angles, s)
         shapes = layer_shapes(s, a, hidden, r, angles, reward_from_state, probabilistic)
-        weights = k * sum(i * o + o * bias for i, o, bias in shapes)
-        if weights > MAX_WEIGHTS:
-            raise ValueError(f"a WorldModel of {weights:,} weights is larger than the {MAX_WEIGHTS:,} allowed "
-                             f"(ensemble={k}, state_dim={s}, action_dim={a}, hidden={tuple(hidden)}, reward_hidden={r})")
+        check_weight_count(k * sum(i * o + o * bias for i, o, bias in shapes), k, s, a, hidden, r)
         self.ensemble_size, self.state_dim, self.action_dim = k, s, a
         self.hidden, self.reward_hidden, self.angles = tuple(hidden), r, angles
         self.reward_from_state, self.probabilistic = bool(reward_from_state), bool(probabilistic)

@@ -17,7 +17,7 @@ from .checkpoint import load_model, read_config, save_model
 from .data import generate, uniform_transitions
 from .envs import Environment, env_of_checkpoint, env_record, get_env
 from .envs.runner import check_recording
-from .model import EnsembleWorldModel, WorldModel, layer_shapes
+from .model import EnsembleWorldModel, WorldModel, check_weight_count, layer_shapes
 from .train import TrainConfig, check_training, one_step_mse, train
 
 HELD_OUT_SIZE = 20_000
@@ -109,11 +109,15 @@ def model_sizes_for(env: Environment, members: int = 1, probabilistic: bool = Fa
 def check_training_fits(env: Environment, transitions: int, config: TrainConfig, members: int = 1,
                         probabilistic: bool = False, hidden: tuple | None = None, angles: bool | None = None) -> None:
     """:class:`~planners.runtime.memory.MemoryBudgetError` when training :func:`model_for`'s model on ``transitions``
-    rows with ``config`` would need more memory than is available: checked before any data is collected."""
+    rows with ``config`` would need more memory than is available, and ``ValueError`` when the model would have
+    more weights than a :class:`WorldModel` takes: checked from the architecture, before any data is collected."""
     parameters, units = model_sizes_for(env, members, probabilistic, hidden, angles)
     rows = transitions - int(round(config.val_fraction * transitions))
     batch = max(1, min(config.batch_size, rows))
     check_training(parameters, units, members, rows, batch, max(1, rows // batch))
+    architecture = _architecture(env, hidden, angles)
+    check_weight_count(parameters, members, env.state_dim, env.action_space.dim, architecture["hidden"],
+                       architecture["reward_hidden"])
 
 
 def train_world_model(

@@ -99,15 +99,19 @@ def owns(folder, path) -> bool:
 class RunFolder:
     """The run folder ``path`` (created if missing; its parent must exist), locked while open.
 
-    Use as a context manager: ``with RunFolder(path) as run: run.save(...)``.
+    Use as a context manager: ``with RunFolder(path) as run: run.save(...)``. A folder it created is
+    removed again on leaving if nothing was saved in it (a run interrupted or failed before its first
+    round leaves nothing behind).
     """
 
     def __init__(self, path: str):
         self.path = os.fspath(path)
         self._fd: Optional[int] = None
+        self._created = False
 
     def __enter__(self) -> "RunFolder":
         check_output_folder(self.path)
+        self._created = not os.path.lexists(self.path)
         os.makedirs(self.path, exist_ok=True)
         fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -121,6 +125,8 @@ class RunFolder:
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
+            if self._created and not os.listdir(self.path):
+                os.rmdir(self.path)  # still locked by us: no other process is using it
             os.close(self._fd)
             self._fd = None
 

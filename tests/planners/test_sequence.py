@@ -59,6 +59,16 @@ def test_a_discrete_space_sees_one_hot_actions():
     assert np.all(np.abs(closed_loop(planner, push=lambda action: (action @ pushes)[:, None]) - TARGET) < 1e-6)
 
 
+def test_discrete_values_reach_the_black_box_decoded():
+    def returns(start, pushes):  # pushes [E, N, H, 1]: the chosen values, no one-hot
+        assert pushes.shape[-1] == 1 and set(np.unique(pushes)) <= {-1.0, 0.0, 1.0}
+        return point_returns(start, pushes)
+
+    space = Discrete(values=[-1.0, 0.0, 1.0], one_hot=False)
+    planner = CEM(SequenceEvaluator(returns), space, horizon=6, samples=100, iterations=3)
+    assert np.all(np.abs(closed_loop(planner) - TARGET) < 1e-6)  # act returns the values themselves
+
+
 def test_the_start_is_handed_over_untouched_and_actions_as_a_fresh_copy():
     seen = []
 

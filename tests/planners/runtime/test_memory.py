@@ -215,3 +215,23 @@ def test_mbrl_refuses_absurd_sizes_before_any_work(eight_gb, tmp_path, args, mes
     assert re.match(message + r".* needs about [\d.]+ [GT]B of memory, more than the 8\.0 GB available$", line), line
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
     assert time.perf_counter() - start < 30
+
+
+def test_train_refuses_too_many_weights_before_collecting_data_on_any_machine(monkeypatch, tmp_path):
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**15)  # memory enough: the weights bound refuses
+    result = invoke("train", "--hidden", "30000", "--out", tmp_path / "model")
+    line = one_error_line(result, 1)
+    assert line == ("a WorldModel of 900,270,237 weights is larger than the 268,435,456 allowed (ensemble=1, "
+                    "state_dim=2, action_dim=3, hidden=(30000, 30000), reward_hidden=32)"), line
+    assert "Dataset size" not in result.output and not (tmp_path / "model").exists()
+
+
+def test_mbrl_counts_an_ensembles_particles_before_any_work(eight_gb, tmp_path):
+    start = time.perf_counter()
+    result = invoke("mbrl", "--out", tmp_path / "run", "--ensemble", "3", "--particles", "2000000")
+    line = one_error_line(result, 1)
+    assert re.fullmatch(r"planning 1 environment\(s\) x \d+ samples x horizon \d+ x 2000000 particles needs about "
+                        r"[\d.]+ [GT]B of memory, more than the 8\.0 GB available", line), line
+    assert "References" not in result.output  # before the true-dynamics references (the first work)
+    assert not (tmp_path / "run").exists()
+    assert time.perf_counter() - start < 30

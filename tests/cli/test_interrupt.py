@@ -1,0 +1,92 @@
+"""Ctrl-C (SIGINT) in the middle of long work: "Interrupted", exit 130 within seconds, no partial outputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+STOP_SECONDS = 5.0
+"""How soon an interrupted command must have exited (measured here: under 1 s, on 2 busy cores)."""
+
+ANNOUNCE_EVALUATION = (
+    "import sys, worldmodel.mbrl as m\n"
+    "evaluate = m._evaluate\n"
+    "def announced(*args, **kwargs):\n"
+    "    print('evaluation episodes begin', file=sys.stderr, flush=True)\n"
+    "    return evaluate(*args, **kwargs)\n"
+    "m._evaluate = announced\n"
+)
+"""Run before the CLI in the subprocess: a stderr line when mbrl starts evaluation episodes (so the
+test interrupts them, not something else)."""
+
+
+def interrupt(args, when: str, tmp_path, *, prelude: str = "", limit: float = 120.0):
+    """Run ``wmplan ARGS`` in a subprocess, send SIGINT once ``when`` appears in its output, and return
+    ``(exit status, seconds from the signal to the exit, everything it wrote)``."""
+    env = dict(os.environ, WMPLAN_HOME=str(tmp_path / "home"), PYTHONUNBUFFERED="1")
+    dump = "import faulthandler, signal; faulthandler.register(signal.SIGUSR1, all_threads=True)\n"  # stacks on a hang
+    process = subprocess.Popen([sys.executable, "-c", dump + prelude + "import cli; cli.main()", *map(str, args)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    lines, seen = [], threading.Event()
+
+    def read():
+        for line in process.stdout:
+            lines.append(line)
+            if when in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert seen.wait(limit), f"{when!r} never came:\n{''.join(lines)}"
+        process.send_signal(signal.SIGINT)
+        sent = time.perf_counter()
+        try:
+            status = process.wait(60)
+        except subprocess.TimeoutExpired:  # hung: its threads' stacks go into the output
+            status = None
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+        stopped = time.perf_counter() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(5)
+    return status, stopped, "".join(lines)
+
+
+def assert_interrupted(status, stopped, output):
+    assert status == 130, output
+    assert output.rstrip().splitlines()[-1] == "Interrupted", output
+    assert "Traceback" not in output, output
+    assert stopped < STOP_SECONDS, f"took {stopped:.1f} s to stop"
+
+
+def test_ctrl_c_stops_training_steps(tmp_path):
+    out = tmp_path / "model"
+    result = interrupt(["train", "--episodes", "20", "--steps", "10", "--epochs", "100000", "--out", out], "Epoch 03", tmp_path)
+    assert_interrupted(*result)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name != "home"]
+
+
+def test_ctrl_c_stops_benchmark_episodes(tmp_path):
+    out = tmp_path / "result.json"
+    args = ["benchmark", "--dynamics", "true", "--planners", "cem,mppi", "--episodes", "40", "--json", out]
+    result = interrupt(args, "[1/", tmp_path)  # cem's episodes are done: mppi's are running
+    assert_interrupted(*result)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name != "home"]
+
+
+def test_ctrl_c_stops_mbrl_evaluation_episodes(tmp_path):
+    run, out = tmp_path / "run", tmp_path / "run.json"
+    args = ["mbrl", "--out", run, "--eval-episodes", "20", "--json", out]
+    result = interrupt(args, "evaluation episodes begin", tmp_path, prelude=ANNOUNCE_EVALUATION)
+    assert_interrupted(*result)
+    assert not run.exists() and not out.exists()  # the run folder it made is gone again: nothing was saved
