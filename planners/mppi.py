@@ -7,7 +7,7 @@ import mlx.core as mx
 from .base import Plan, SamplingPlanner, check_float, evaluate_plan
 from .distributions import blend, select
 
-__all__ = ["MPPI"]
+__all__ = ["MPPI", "ClassicMPPI"]
 
 
 class MPPI(SamplingPlanner):
@@ -29,6 +29,8 @@ class MPPI(SamplingPlanner):
         spread: ``Discrete`` only: weight of the uniform distribution mixed into the warm start. Default: ``0.5``.
         noise_beta: colored-noise exponent along the horizon (see :class:`~planners.cem.CEM`). Default: ``2.0``.
         colored_fraction: fraction of each population drawn with colored noise. Default: ``0.25``.
+        keep_best: return the best sequence evaluated where it beats the final mean (``False``: the
+            mean, as textbook MPPI does). Default: ``True``.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class MPPI(SamplingPlanner):
         spread: float = 0.5,
         noise_beta: float = 2.0,
         colored_fraction: float = 0.25,
+        keep_best: bool = True,
         **options,
     ):
         super().__init__(
@@ -54,6 +57,7 @@ class MPPI(SamplingPlanner):
         )
         self.temperature = check_float("temperature", temperature, 0.0, float("inf"), low_open=True)
         self.momentum = check_float("momentum", momentum, 0.0, 1.0, high_open=True)
+        self.keep_best = bool(keep_best)
 
     def _update(self, params, samples, returns):
         valid = mx.isfinite(mx.max(returns, axis=1))
@@ -63,5 +67,18 @@ class MPPI(SamplingPlanner):
 
     def _finish(self, state, params, best, key, call) -> Plan:
         mode = evaluate_plan(call, state, self.distribution.mode(params))
+        if not self.keep_best:
+            return mode
         better = mode.expected_return >= best.expected_return
         return Plan(mx.where(better[:, None, None], mode.actions, best.actions), mx.maximum(mode.expected_return, best.expected_return))
+
+
+class ClassicMPPI(MPPI):
+    """Textbook MPPI (Williams et al., 2017), for comparisons with published baselines: white Gaussian
+    noise (``noise_beta=0``), the mean replaced by the reweighted mean at every update (``momentum=0``)
+    and the final mean returned (``keep_best=False``). Every :class:`MPPI` option can still be given;
+    the budgets (``horizon``, ``samples``, ``iterations``: Williams et al. update once per step) are MPPI's.
+    """
+
+    def __init__(self, dynamics, action_space, *, noise_beta: float = 0.0, momentum: float = 0.0, keep_best: bool = False, **options):
+        super().__init__(dynamics, action_space, noise_beta=noise_beta, momentum=momentum, keep_best=keep_best, **options)
