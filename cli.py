@@ -140,7 +140,7 @@ ENVS = "Default: the env's."
 OPTIONS = {
     "env": dict(dest="env_name", default="particle", show_default=True, cls=NamesInHelp, help="Environment: {envs}."),
     "planner": dict(default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}."),
-    "planners": dict(default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp, help="Comma-separated: {planners}."),
+    "planners": dict(default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp, help="Comma-separated names: {planners}."),
     "model": dict(dest="model_path", type=click.Path(), callback=_not_empty,
                   help="Checkpoint folder. Default: $WMPLAN_HOME/model[-ENV], trained if missing."),
     "episodes": dict(type=int, help="Episodes (train: random-action ones, default the env's budget; benchmark: i from reset(seed=--seed + i))."),
