@@ -140,7 +140,7 @@ ENVS = "Default: the env's."
 OPTIONS = {
     "env": dict(dest="env_name", default="particle", show_default=True, cls=NamesInHelp, help="Environment: {envs}."),
     "planner": dict(default="cem", show_default=True, cls=NamesInHelp, help="One of: {planners}."),
-    "planners": dict(default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp, help="Comma-separated: {planners}."),
+    "planners": dict(default="cem,mppi,random-shooting", show_default=True, cls=NamesInHelp, help="Comma-separated names: {planners}."),
     "model": dict(dest="model_path", type=click.Path(), callback=_not_empty,
                   help="Checkpoint folder. Default: $WMPLAN_HOME/model[-ENV], trained if missing."),
     "episodes": dict(type=int, help="Episodes (train: random-action ones, default the env's budget; benchmark: i from reset(seed=--seed + i))."),
@@ -149,6 +149,7 @@ OPTIONS = {
     "horizon": dict(type=int, help=f"Planning horizon. {ENVS}"),
     "samples": dict(type=int, help=f"Imagined action sequences per planning iteration. {ENVS}"),
     "iterations": dict(type=int, callback=_note_iterations, help="Planner iterations per planning call. Default: the planner's own."),
+    "time_budget_ms": dict(type=float, help="Plan each step within T ms: iterate while the next iteration fits (at least 1, at most --iterations)."),
     "ensemble": dict(type=int, help=f"Members of the world model, each trained on its own bootstrap of the data (1: one model). {ENVS}"),
     "propagation": dict(type=click.Choice(["expectation", "ts1", "tsinf"]), help="How an ensemble imagines (benchmark: "
                         "default the members' mean; mbrl: tsinf)."),
@@ -342,11 +343,11 @@ def rollout(env_name, model_path, steps, x0, v0, start, seed, device, actions):
 
 
 @main.command()
-@options("env", "planner", "dynamics", "x0", "v0", "start", "steps", "horizon", "samples", "iterations", "model", "runner",
-         "seed", "plot", "device", dynamics={"default": "model", "help": "What the planner imagines with: model or true."},
+@options("env", "planner", "dynamics", "x0", "v0", "start", "steps", "horizon", "samples", "iterations", "time_budget_ms", "model",
+         "runner", "seed", "plot", "device", dynamics={"default": "model", "help": "What the planner imagines with: model or true."},
          plot={"help": "Draw the states, actions and one-step predictions of the episode to a PNG."})
-def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, iterations, model_path, runner, seed,
-         plot_path, device):
+def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, iterations, time_budget_ms, model_path, runner,
+         seed, plot_path, device):
     """One closed-loop episode with one planner, step by step (next to the optimum where it is known)."""
     from benchmarks.suite import BenchmarkConfig, plan_episode
 
@@ -354,7 +355,7 @@ def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, it
     distinct_outputs({"--plot": plot_path}, model=(model_path, env_name) if dynamics == "model" else None)
     with bad_values():
         config = BenchmarkConfig(planners=(planner,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
-                                 samples=samples, iterations=iterations, seed=seed, runner=runner)
+                                 samples=samples, iterations=iterations, seed=seed, runner=runner, time_budget_ms=time_budget_ms)
     start, given = resolve_start(env, x0, v0, start, seed)
     source = env
     if dynamics == "model":
@@ -365,12 +366,12 @@ def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, it
 
 
 @main.command()
-@options("env", "planners", "dynamics", "episodes", "steps", "horizon", "samples", "iterations", "model", "runner",
-         "propagation", "particles", "seed", "json", "plot", "device", episodes={"default": 20, "show_default": True},
+@options("env", "planners", "dynamics", "episodes", "steps", "horizon", "samples", "iterations", "time_budget_ms", "model",
+         "runner", "propagation", "particles", "seed", "json", "plot", "device", episodes={"default": 20, "show_default": True},
          plot={"help": "Draw the return distributions to a PNG."})
 @click.option("--init-states", type=click.Path(), callback=_not_empty, help="CSV of starts, its header the env's state names (x,v).")
-def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, iterations, model_path, runner, propagation,
-              particles, seed, json_path, plot_path, device, init_states):
+def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, iterations, time_budget_ms, model_path, runner,
+              propagation, particles, seed, json_path, plot_path, device, init_states):
     """Closed-loop planner benchmark in the real environment.
 
     Every planner with every dynamics, against baselines and the optimum or a large-budget reference
@@ -391,7 +392,8 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
     with bad_values():
         config = BenchmarkConfig(planners=split(planners), dynamics=split(dynamics), episodes=episodes, steps=steps,
                                  horizon=horizon, samples=samples, iterations=iterations, seed=seed, model=model_path,
-                                 init_states=init_states, runner=runner, propagation=propagation, particles=particles)
+                                 init_states=init_states, runner=runner, propagation=propagation, particles=particles,
+                                 time_budget_ms=time_budget_ms)
     world = current_world()
     env, model, starts = prepare_run(config, env, env_name, world, log=lambda line: click.echo(line, err=True))
     start = time.perf_counter()

@@ -22,7 +22,8 @@ def _percent(value):
 
 def columns(result: dict) -> list:
     """``(header, cell(row) -> str)`` of the table: the env's score column; ``final |x|`` and ``success``
-    where the env defines them, ``length`` (mean steps) where its episodes can end early."""
+    where the env defines them, ``length`` (mean steps) where its episodes can end early; with a time
+    budget, the planning time's 99th percentile per step and the search's iterations per step."""
     rows = result["rows"]
     score = SCORES[result["config"]["score"]]
     spec = "+.3f" if score.key == "gap" else ".4f"
@@ -42,9 +43,11 @@ def columns(result: dict) -> list:
     out += [
         ("model gap", lambda r: _fmt(r["model_gap"], "+.3f")),
         ("ms/step", lambda r: _fmt(r["ms_per_step"], ".1f")),
-        ("imagined/s", lambda r: _fmt(r["imagined_per_s"], ".3g")),
     ]
-    return out
+    if result["config"].get("time_budget_ms") is not None:
+        out += [("p99 ms", lambda r: _fmt(r.get("step_ms_p99"), ".1f")),
+                ("iterations", lambda r: _fmt(r.get("iterations_per_step"), ".2f"))]
+    return out + [("imagined/s", lambda r: _fmt(r["imagined_per_s"], ".3g"))]
 
 
 def table(result: dict) -> str:
@@ -73,12 +76,15 @@ class EpisodeLines:
     ``on_transition``), then a summary: the action, state, reward, the plan's imagined return
     ``expected_returns[t][0]``, the return so far, and the optimal plan's action and return so far when
     ``optimal = (return, actions [T, A])``; the summary gives the score against the optimum where it is known.
+    With ``searches`` (a ``benchmarks.suite.SearchLog``), each line also gives the step's planning time and
+    iterations, and the summary their median, 99th percentile and mean.
 
     Each line goes to ``echo`` as it is made (``None``: only kept, in :attr:`lines`).
     """
 
-    def __init__(self, env, expected_returns, start, optimal=None, echo=None):
+    def __init__(self, env, expected_returns, start, optimal=None, echo=None, searches=None):
         self.env, self.expected_returns, self.optimal, self.echo = env, expected_returns, optimal, echo
+        self.searches = searches
         self.lines, self.total = [], 0.0
         if optimal is not None:
             _, optimal_rewards = open_loop(env, np.asarray(start)[None], optimal[1][None])
@@ -92,6 +98,9 @@ class EpisodeLines:
         self.total += rewards[0]
         line = (f"t={t:02d} a={env.describe_action(actions[0])} | {state_text(env, next_states[0])}, "
                 f"r={rewards[0]:+.3f} | predicted return {self.expected_returns[t][0]:+.3f} | return {self.total:+.3f}")
+        if self.searches is not None:
+            count = self.searches.iterations[t]
+            line += f" | {self.searches.ms[t]:.1f} ms, {count} iteration{'s' * (count != 1)}"
         if self.optimal is not None:
             line += f" | optimal a={env.describe_action(self.optimal[1][t])}, return {self.optimal_totals[t]:+.3f}"
         self._say(line)
@@ -104,6 +113,10 @@ class EpisodeLines:
             score = SCORES[self.env.defaults.benchmark.score]
             value = score.compute(ep.returns[:1], np.array([optimal[0]]))
             summary += f", optimal {optimal[0]:.3f}, {score.header} {float('nan') if value is None else value:.4f}"
+        if self.searches is not None:
+            stats = self.searches.summary()
+            summary += (f"; planning {stats['step_ms_p50']:.1f} ms per step (p50), {stats['step_ms_p99']:.1f} (p99), "
+                        f"{stats['iterations_per_step']:.2f} iterations per step")
         self._say(summary)
         return summary
 

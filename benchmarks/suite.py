@@ -16,11 +16,12 @@ import mlx.core as mx
 import numpy as np
 
 import planners
+from planners.deadline import check_time_budget
 from worldmodel.checks import at_least, check_seed
 from worldmodel.distributed import World, all_max, all_sum, gather_rows, share
 from worldmodel.envs import env_record
 from worldmodel.envs.gymnasium import gym_id, gymnasium_version
-from worldmodel.envs.runner import Episodes, check_recording, choose_runner, describe_runner, planner_policy, run_episodes
+from worldmodel.envs.runner import Episodes, check_recording, choose_runner, describe_runner, run_episodes
 from worldmodel.envs.scores import SCORES
 from worldmodel.recipe import load_model_for, planner_for
 
@@ -36,7 +37,9 @@ REFERENCE_SCALE = 2
 @dataclass
 class BenchmarkConfig:
     """What to run. ``None`` sizes are the environment's (``env.steps``, ``env.defaults.planning``'s horizon and samples)
-    and each planner's own iterations; ``runner`` ``None`` picks Gymnasium's env where there is one."""
+    and each planner's own iterations; ``runner`` ``None`` picks Gymnasium's env where there is one.
+    ``time_budget_ms``: every planner row plans each step within it (``planners.Planner``'s option; the
+    reference row keeps its full budget)."""
 
     planners: tuple = DEFAULT_PLANNERS
     dynamics: tuple = DYNAMICS
@@ -51,6 +54,7 @@ class BenchmarkConfig:
     runner: str | None = None
     propagation: str | None = None
     particles: int | None = None
+    time_budget_ms: float | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -64,6 +68,7 @@ class BenchmarkConfig:
         at_least(1, episodes=self.episodes, steps=self.steps, horizon=self.horizon, samples=self.samples,
                  iterations=self.iterations, particles=self.particles)
         check_seed(self.seed)
+        self.time_budget_ms = check_time_budget(self.time_budget_ms)
         if self.propagation is not None:
             planners.Propagation(self.propagation)  # ValueError naming the modes
 
@@ -111,8 +116,36 @@ class CountingDynamics:
         return getattr(self.dynamics, name)
 
 
-class PlanRecorder:
-    """A planner as a policy (``worldmodel.envs.runner.Policy``) that keeps what it planned at every step.
+class SearchLog:
+    """A planner as a policy (``worldmodel.envs.runner.Policy``: ``planner.act``) that keeps, per step, the
+    call's planning time (ms) and its search's iterations (``planner.last_search``)."""
+
+    def __init__(self, planner, env_ids=None):
+        self.planner, self.env_ids = planner, env_ids
+        self.ms: list = []
+        self.iterations: list = []
+
+    def __call__(self, state: np.ndarray) -> np.ndarray:
+        return np.array(self._plan(state).actions[:, 0])
+
+    def _plan(self, state: np.ndarray):
+        start = time.perf_counter()
+        plan = self.planner.optimize(state, self.env_ids)
+        self.ms.append(1000.0 * (time.perf_counter() - start))
+        self.iterations.append(self.planner.last_search.iterations)
+        return plan
+
+    def summary(self, w: World | None = None) -> dict:
+        """``step_ms_p50``, ``step_ms_p99`` (the slowest rank's) and ``iterations_per_step`` (mean over the steps)."""
+        w = w or World()
+        ms = np.array(self.ms) if self.ms else np.zeros(1)
+        mean = all_sum(float(np.sum(self.iterations)), w) / max(all_sum(len(self.iterations), w), 1)
+        return {"step_ms_p50": all_max(np.percentile(ms, 50), w), "step_ms_p99": all_max(np.percentile(ms, 99), w),
+                "iterations_per_step": mean}
+
+
+class PlanRecorder(SearchLog):
+    """A :class:`SearchLog` that also keeps what it planned at every step.
 
     Attributes:
         expected_returns: per step, the plan's imagined returns ``[E]``.
@@ -121,12 +154,13 @@ class PlanRecorder:
     """
 
     def __init__(self, planner, dynamics, env_ids=None):
-        self.planner, self.dynamics, self.env_ids = planner, dynamics, env_ids
+        super().__init__(planner, env_ids)
+        self.dynamics = dynamics
         self.expected_returns: list = []
         self.predicted: list = []
 
     def __call__(self, state: np.ndarray) -> np.ndarray:
-        plan = self.planner.optimize(state, self.env_ids)  # what act() does, keeping the plan's return
+        plan = self._plan(state)  # what act() does, keeping the plan's return
         action = plan.actions[:, 0]
         predicted, _ = self.dynamics(mx.array(state), action)
         self.expected_returns.append(np.array(plan.expected_return))
@@ -153,7 +187,8 @@ def plan_episode(name: str, dynamics: str, source, env, config: BenchmarkConfig,
     best = optimum.plan(env, start, config.steps) if optimum is not None else None
     echo(f"{intro}{name} planning with the {dynamics} dynamics in {describe_runner(config.runner, env.name, gym_id(env))} "
          f"from ({state_text(env, start)}), {config.steps} steps" + (f"; optimal return {best[0]:.3f}" if best else ""))
-    lines = EpisodeLines(env, recorder.expected_returns, start, best, echo=echo)  # each step as it ends
+    searches = recorder if config.time_budget_ms is not None else None
+    lines = EpisodeLines(env, recorder.expected_returns, start, best, echo=echo, searches=searches)  # each step as it ends
     ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[config.seed],
                       set_starts=given, on_transition=lines)
     lines.summary(ep)
@@ -168,16 +203,17 @@ def plan_episode(name: str, dynamics: str, source, env, config: BenchmarkConfig,
 def make_planner(name: str, dynamics, env, config: BenchmarkConfig, **overrides):
     """Planner ``name`` on ``dynamics`` for ``env`` (:func:`worldmodel.recipe.planner_for`) with ``config``'s
     sizes and seed, then ``overrides``; ``None`` keeps the env's or the planner's own default."""
-    sizes = {"horizon": config.horizon, "samples": config.samples, "iterations": config.iterations, "seed": config.seed}
+    sizes = {"horizon": config.horizon, "samples": config.samples, "iterations": config.iterations, "seed": config.seed,
+             "time_budget_ms": config.time_budget_ms}
     return planner_for(name, dynamics, env, **{**sizes, **overrides})
 
 
 def reference_planner(dynamics, env, config: BenchmarkConfig):
     """The ``reference`` row's planner: :data:`REFERENCE_PLANNER` with :data:`REFERENCE_SCALE` times the
-    samples and iterations that ``config`` (or the env, or the planner's defaults) gives it."""
+    samples and iterations that ``config`` (or the env, or the planner's defaults) gives it, and no time budget."""
     base = make_planner(REFERENCE_PLANNER, dynamics, env, config)
     return make_planner(REFERENCE_PLANNER, dynamics, env, config, samples=REFERENCE_SCALE * base.samples,
-                        iterations=REFERENCE_SCALE * base.iterations)
+                        iterations=REFERENCE_SCALE * base.iterations, time_budget_ms=None)
 
 
 def reference_name(env) -> str:
@@ -273,10 +309,14 @@ def run_benchmark(
         return run_episodes(policy, env, local, steps, runner=config.runner, seeds=config.seed + ids,
                             set_starts=config.init_states is not None, on_step=on_step)
 
-    def planned(planner_of, source):
+    searches = {}  # (name, source) -> SearchLog.summary()
+
+    def planned(planner_of, source, name):
         counted = CountingDynamics(sources[source])
-        ep = episodes(planner_policy(planner_of(counted), ids))
+        log = SearchLog(planner_of(counted), ids)
+        ep = episodes(log)
         ep.imagined = counted.count
+        searches[name, source] = log.summary(w)
         return ep
 
     runs: list[tuple[str, str | None, Episodes]] = []
@@ -294,19 +334,20 @@ def run_benchmark(
     for name in config.planners:
         for source in config.dynamics:
             options = config.model_options(model) if source == "model" else {}
-            done(name, source, planned(lambda d, n=name, o=options: make_planner(n, d, env, config, **o), source))
+            done(name, source, planned(lambda d, n=name, o=options: make_planner(n, d, env, config, **o), source, name))
     for name, policy in baselines(env, config.seed, ids).items():
         done(name, None, episodes(policy))
     reference, exact = reference_name(env), env.defaults.benchmark.optimum
     if exact is not None:
         optimum = gather_rows(exact.returns(env, local, steps), len(starts), w)
     else:
-        done(reference, "true", planned(lambda d: reference_planner(d, env, config), "true"))
+        done(reference, "true", planned(lambda d: reference_planner(d, env, config), "true", reference))
     if w.size > 1:
         runs = [(name, source, _gather(ep, len(starts), w)) for name, source, ep in runs]
     reference_returns = optimum if exact is not None else runs[-1][2].returns
 
-    rows = [_row(env, name, source, ep, reference_returns) for name, source, ep in runs]
+    rows = [{**_row(env, name, source, ep, reference_returns), **searches.get((name, source), _NO_SEARCH)}
+            for name, source, ep in runs]
     if exact is not None:
         rows.append(_optimal_row(env, optimum))
     means = {(r["planner"], r["dynamics"]): r["mean_return"] for r in rows}
@@ -380,6 +421,10 @@ def _row(env, name: str, source: str | None, ep: Episodes, reference: np.ndarray
     }
 
 
+_NO_SEARCH = {"step_ms_p50": None, "step_ms_p99": None, "iterations_per_step": None}
+"""The planning-time fields of a row that did not plan (baselines, the optimum)."""
+
+
 def _optimal_row(env, optimal: np.ndarray) -> dict:
     return {
         "planner": "optimal",
@@ -395,4 +440,5 @@ def _optimal_row(env, optimal: np.ndarray) -> dict:
         "imagined_per_s": None,
         "episode_lengths": None,
         "mean_length": None,
+        **_NO_SEARCH,
     }

@@ -2,7 +2,8 @@
 
 Planners: :class:`RandomShooting`, :class:`CEM` (and the iCEM preset :class:`ICEM`), :class:`MPPI`,
 :class:`GradientPlanner` and the CEM + gradient hybrid :class:`CEMGradient`, by name through
-:data:`PLANNERS` / :func:`make_planner`. Each works with ``Discrete`` and ``Box`` action spaces::
+:data:`PLANNERS` / :func:`make_planner`; the textbook variants for comparisons with published baselines
+by name only (``cem-classic``, ``mppi-classic``: :class:`planners.cem.ClassicCEM`, :class:`planners.mppi.ClassicMPPI`). Each works with ``Discrete`` and ``Box`` action spaces::
 
     planner = CEM(env, env.action_space, horizon=15, samples=1000)
     action = planner.act(state)          # [E, S] -> [E, A], warm-started from the previous call

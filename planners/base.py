@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numbers
+import time
 import warnings
 from typing import Callable, NamedTuple, Optional
 
@@ -12,6 +13,7 @@ import mlx.nn as nn
 import numpy as np
 
 from .checks import check_float, check_int
+from .deadline import Deadline, SearchInfo, check_time_budget
 from .distributions import make_distribution
 from .dynamics import (
     DecodedActions, Dynamics, Evaluate, TerminalValue, Termination, check_options, check_sizes, make_evaluate,
@@ -188,10 +190,20 @@ class SearchCall(NamedTuple):
             path (the backward graphs would pile up otherwise), nothing when the whole call is
             compiled into one program. Population searches build one graph and never call it
             (an eval per iteration measured no faster, with the same peak memory).
+        deadline: the call's :class:`~planners.deadline.Deadline` when it has a time budget: the
+            search asks ``deadline.next_fits(*arrays)`` after each iteration and stops when it says
+            no; ``None`` (no budget): every iteration runs and nothing is evaluated in between.
     """
 
     evaluate: Evaluate
     sync: Callable
+    deadline: Optional[Deadline] = None
+
+
+def next_fits(call: SearchCall, *arrays) -> bool:
+    """Whether the search may run another iteration: always without a deadline (nothing is
+    evaluated), else :meth:`~planners.deadline.Deadline.next_fits` of the arrays the last one made."""
+    return call.deadline is None or call.deadline.next_fits(*arrays)
 
 
 def _no_sync(*arrays) -> None:
@@ -261,6 +273,13 @@ class Planner:
             program may fuse element-wise operations, so elsewhere they may differ in the last bits.
             Dynamics that are an ``nn.Module`` are read afresh every call (their weights may
             change); arrays held by other dynamics are frozen into the program at its first call.
+        time_budget_ms: plan within this many milliseconds per call: the search evaluates each
+            iteration as it ends and stops when the next one, estimated as its slowest so far,
+            would overrun the budget (at least one iteration runs, at most ``iterations``), then
+            returns its best plan so far; :attr:`last_search` says how many ran. Such calls run
+            eagerly (``compile`` applies to calls without a budget). ``act``, ``optimize`` and
+            ``step`` take a ``time_budget_ms=`` of their own for one call. Default: ``None``, no
+            budget: every iteration runs, with no host sync inside the search.
         **distribution_options: for :func:`~planners.distributions.make_distribution` (subclasses
             name the ones they use: ``init_std``, ``spread``, ``noise_beta``, ``colored_fraction``).
 
@@ -272,6 +291,9 @@ class Planner:
     indices of the environments (default ``0 .. E-1``); a share of the episodes planned elsewhere
     (another process) with their global ids gets exactly the noise, and so the actions, it gets in
     one batch with all of them.
+
+    After each call, :attr:`last_search` (a :class:`~planners.deadline.SearchInfo`) says how many
+    iterations the search ran and how long the call took.
     """
 
     differentiates = False
@@ -301,6 +323,7 @@ class Planner:
         termination: Optional[Termination] = None,
         propagation=None,
         compile: Optional[bool] = None,
+        time_budget_ms: Optional[float] = None,
         **distribution_options,
     ):
         self.discount, self.streams = check_options(dynamics, discount, terminal_value, streams, termination)
@@ -339,6 +362,8 @@ class Planner:
         if compile not in (None, True, False):
             raise ValueError(f"compile must be True, False or None, got {compile!r}")
         self.compile = compile
+        self.time_budget_ms = check_time_budget(time_budget_ms)
+        self.last_search: Optional[SearchInfo] = None  # what the last call's search did (a record, not state)
         self._compiled: dict = {}  # (warm start?, elites?) -> the mx.compile-d call (a cache)
         self._state: Optional[PlannerState] = None  # the last call's environments (stateful use)
         self._parked: dict = {}  # env id -> its next key [2] (uint32), for ids not in the last call
@@ -372,15 +397,20 @@ class Planner:
 
     init_state = init  # its former name
 
-    def step(self, state, planner_state: PlannerState) -> tuple[Plan, PlannerState]:
+    def step(self, state, planner_state: PlannerState, *, time_budget_ms: Optional[float] = None) -> tuple[Plan, PlannerState]:
         """Plan from ``state [E, S]`` and ``planner_state`` (one row each; see :meth:`init`): ``(Plan, next PlannerState)``.
 
-        Pure: the planner is left unchanged, so the same arguments give the same result. The
-        search builds one graph (no host synchronisation inside it, with :attr:`compile` one
-        compiled program); it is evaluated once at the end, and only then is the fallback
-        warned about: where no finite imagined return was found, the plan is the warm start (or
-        the initial mode) with return ``-inf``, and a ``RuntimeWarning`` says for how many.
+        Pure: the planner is left unchanged (but for the record :attr:`last_search`), so the same
+        arguments give the same result. The search builds one graph (no host synchronisation
+        inside it, with :attr:`compile` one compiled program); it is evaluated once at the end, and
+        only then is the fallback warned about: where no finite imagined return was found, the
+        plan is the warm start (or the initial mode) with return ``-inf``, and a ``RuntimeWarning``
+        says for how many. ``time_budget_ms``: this call's budget (default: the planner's
+        :attr:`time_budget_ms`); with one, each iteration is evaluated as it ends, and the search
+        stops when the next would overrun it.
         """
+        budget = self.time_budget_ms if time_budget_ms is None else check_time_budget(time_budget_ms)
+        started = time.perf_counter()
         state = self._start(state)
         envs = state.shape[0]
         self._check_state(planner_state, envs)
@@ -391,9 +421,12 @@ class Planner:
         if envs != self._memory_checked:  # a cache: the check reads the machine's free memory
             self.check_memory(envs)
             self._memory_checked = envs
-        plan, after, failed = self._call(state, planner_state)
+        deadline = None if budget is None else Deadline(budget)
+        plan, after, failed = self._call(state, planner_state, deadline)
         plan = plan._replace(actions=self.action_space.to_dynamics(plan.actions))  # what the dynamics receive
         mx.eval(plan, after.keys, after.warm, failed)
+        iterations = self.planned_iterations() if deadline is None else deadline.iterations
+        self.last_search = SearchInfo(iterations, time.perf_counter() - started, budget)
         count = int(np.sum(np.array(failed)))
         if count:
             warnings.warn(
@@ -403,30 +436,36 @@ class Planner:
             )
         return plan, after
 
-    def act(self, state, env_ids=None) -> mx.array:
-        """One MPC step for ``E`` environments: ``state [E, S] -> action [E, A]`` (``env_ids``: see :meth:`optimize`)."""
-        return self.optimize(state, env_ids).actions[:, 0]
+    def act(self, state, env_ids=None, *, time_budget_ms: Optional[float] = None) -> mx.array:
+        """One MPC step for ``E`` environments: ``state [E, S] -> action [E, A]`` (``env_ids``, ``time_budget_ms``: see :meth:`optimize`)."""
+        return self.optimize(state, env_ids, time_budget_ms=time_budget_ms).actions[:, 0]
 
-    def optimize(self, state, env_ids=None, *, planner_state=None) -> Plan:
+    def optimize(self, state, env_ids=None, *, planner_state=None, time_budget_ms: Optional[float] = None) -> Plan:
         """Plan from ``state [E, S]``: a :class:`Plan` with ``actions [E, H, A]`` and ``expected_return [E]``.
 
         ``env_ids``: ``[E]`` distinct integers in ``[0, 2**63 - 1]`` naming the environments (default
         ``0 .. E-1``). Each one's random draws come from its own key stream; the warm start is
         used only when the ids are those of the previous call. The planner keeps the next
         :class:`PlannerState` (:attr:`state`); :meth:`step` is the pure form.
+        ``time_budget_ms``: this call's time budget (default: the planner's; see :class:`Planner`).
         """
         if planner_state is not None:
             raise TypeError("optimize() no longer takes planner_state=; use step(state, planner_state) -> (Plan, PlannerState)")
         state = self._start(state)
         ids = self._check_ids(env_ids, state.shape[0])
-        plan, self._state = self.step(state, self._continued(ids))
+        plan, self._state = self.step(state, self._continued(ids), time_budget_ms=time_budget_ms)
         return plan
 
-    def _call(self, state: mx.array, planner_state: PlannerState) -> tuple:
-        """The search as one graph: ``(Plan, next PlannerState, failed [E] bool)``, compiled where :meth:`compiles`."""
+    def planned_iterations(self) -> int:
+        """Iterations a call runs without a time budget (:attr:`iterations`)."""
+        return self.iterations
+
+    def _call(self, state: mx.array, planner_state: PlannerState, deadline: Optional[Deadline] = None) -> tuple:
+        """The search as one graph: ``(Plan, next PlannerState, failed [E] bool)``, compiled where :meth:`compiles`
+        (and no ``deadline``: a search that may stop early runs eagerly, iteration by iteration)."""
         warm = planner_state.warm
-        if not self.compiles():
-            plan, keys, warm, failed = self._graph(state, planner_state.keys, warm, mx.eval)
+        if deadline is not None or not self.compiles():
+            plan, keys, warm, failed = self._graph(state, planner_state.keys, warm, mx.eval, deadline)
             return plan, PlannerState(keys, planner_state.ids, warm), failed
         shape = (warm is not None, warm is not None and warm.elites is not None)
         if shape not in self._compiled:
@@ -458,7 +497,7 @@ class Planner:
         elites = [] if warm.elites is None else [warm.elites]
         return [plan.actions, plan.expected_return, keys, warm.actions, *elites, failed]
 
-    def _graph(self, state: mx.array, keys: mx.array, warm: Optional[WarmStart], sync: Callable) -> tuple:
+    def _graph(self, state: mx.array, keys: mx.array, warm: Optional[WarmStart], sync: Callable, deadline=None) -> tuple:
         """One planning call, pure: ``(Plan, next keys [E, 2], next WarmStart, failed [E] bool)``."""
         envs = state.shape[0]
         pairs = mx.vmap(lambda k: mx.random.split(k))(keys)  # [E, 2, 2]
@@ -466,7 +505,7 @@ class Planner:
         evaluate = self.evaluate
         if self.propagation is not None:
             evaluate, key = self.evaluate.bind(key)  # a share of each environment's key for its particles
-        plan, elites = self._search(state, warm, key, SearchCall(evaluate, sync))
+        plan, elites = self._search(state, warm, key, SearchCall(evaluate, sync, deadline))
         failed = ~mx.isfinite(plan.expected_return)  # keep the previous plan there (warned about after the call)
         actions = mx.where(failed[:, None, None], self._first_guess(envs, warm).actions, plan.actions)
         plan = Plan(actions, mx.where(failed, -mx.inf, plan.expected_return))
@@ -554,7 +593,7 @@ class Planner:
         """Return ``(Plan, elites [E, K, H, A] or None)`` for ``state [E, S]``; subclasses implement it.
 
         Build a graph only: no ``.item()``, numpy conversion or ``mx.eval`` (``call.sync`` between
-        gradient steps is the one place that may evaluate)."""
+        gradient steps and :func:`next_fits` between iterations are the places that may evaluate)."""
         raise NotImplementedError
 
     def _initial(self, envs: int, warm: Optional[WarmStart]):
@@ -620,6 +659,8 @@ class SamplingPlanner(Planner):
             returns = call.evaluate(state, samples)
             best = improve(best, samples, returns)
             params, extra = self._update(params, samples, returns)
+            if not next_fits(call, best, params, extra):
+                break
         return self._finish(state, params, best, finish_key, call), (extra if self.shift_elites else None)
 
     def _sample(self, key: mx.array, params, envs: int) -> mx.array:

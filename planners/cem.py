@@ -10,7 +10,7 @@ from .base import Plan, SamplingPlanner, check_float, evaluate_plan
 from .distributions import blend, select
 from .spaces import Box
 
-__all__ = ["CEM", "ICEM"]
+__all__ = ["CEM", "ICEM", "ClassicCEM"]
 
 
 class CEM(SamplingPlanner):
@@ -101,3 +101,15 @@ class ICEM(CEM):
             dynamics, action_space, colored_fraction=colored_fraction, keep_elites=keep_elites,
             shift_elites=shift_elites, **options,
         )
+
+
+class ClassicCEM(CEM):
+    """Textbook CEM as model-based RL papers run it (PETS, Chua et al., 2018; mbrl-lib's ``CEMOptimizer``,
+    without its truncation of the Gaussian), for comparisons with published baselines: white Gaussian noise
+    (``noise_beta=0``), the elites refitted with the old parameters' weight ``momentum=0.1``, nothing
+    carried between iterations or calls but the shifted mean, and the final mean returned
+    (``keep_best=False``). Every :class:`CEM` option can still be given; the budgets are CEM's.
+    """
+
+    def __init__(self, dynamics, action_space, *, noise_beta: float = 0.0, keep_best: bool = False, **options):
+        super().__init__(dynamics, action_space, noise_beta=noise_beta, keep_best=keep_best, **options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.optimizers as optim
 
-from .base import Plan, Planner, SearchCall, candidates, check_float, check_int, improve, inject
+from .base import Plan, Planner, SearchCall, candidates, check_float, check_int, improve, inject, next_fits
 from .cem import CEM
 from .dynamics import rollout
 
@@ -23,7 +23,8 @@ def refine(
     per environment where one of them is better. Non-finite returns and gradients count as zero
     in the step and as ``-inf`` in the selection; the hard sequences are scored by ``call.evaluate``,
     and ``call.sync`` runs after every step (on the eager path it evaluates the optimiser's state,
-    so the backward graphs do not pile up). Returns the best :class:`Plan`.
+    so the backward graphs do not pile up); with ``call.deadline``, the steps stop when the next
+    would overrun it. Returns the best :class:`Plan`.
     """
     space = planner.distribution
     envs, num, horizon, dim = samples.shape
@@ -52,6 +53,8 @@ def refine(
         hard = space.harden(space.relax(params["free"]))
         best = improve(best, hard, call.evaluate(state, hard))
         call.sync(params, optimizer.state, best)
+        if not next_fits(call, best):
+            break
     return best
 
 
@@ -122,7 +125,13 @@ class CEMGradient(CEM):
     def _gradient_rows(self, envs: int) -> int:
         return envs * self.num_elites
 
+    def planned_iterations(self) -> int:
+        """CEM's iterations and the Adam steps after them."""
+        return self.iterations + self.grad_iterations
+
     def _finish(self, state, params, best, key, call) -> Plan:
         best = super()._finish(state, params, best, key, call)
+        if call.deadline is not None and not call.deadline.fits():
+            return best  # no time left for a gradient step
         samples = inject(self.distribution.sample(key, params, self.num_elites), best.actions[:, None])
         return refine(self, state, samples, best, self.grad_iterations, self.learning_rate, call)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .cem import CEM, ICEM
+from .cem import CEM, ICEM, ClassicCEM
 from .gradient import CEMGradient, GradientPlanner
-from .mppi import MPPI
+from .mppi import MPPI, ClassicMPPI
 from .random_shooting import RandomShooting
 
 __all__ = ["PLANNERS", "planner_class", "make_planner"]
@@ -16,6 +16,8 @@ PLANNERS = {
     "mppi": MPPI,
     "gradient": GradientPlanner,
     "cem-gd": CEMGradient,
+    "cem-classic": ClassicCEM,
+    "mppi-classic": ClassicMPPI,
 }
 """Name -> planner class, in the order they are listed to users."""
 

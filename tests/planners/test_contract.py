@@ -18,13 +18,14 @@ from worldmodel.envs.particle import one_hot_pushes
 
 
 def _all_planners():
-    """Every concrete planner class the package exports (found by introspection, so new ones are covered)."""
-    exported = [getattr(planners, name) for name in planners.__all__]
+    """Every concrete planner class the package exports or names in ``PLANNERS`` (found by introspection, so new
+    ones are covered)."""
+    exported = [getattr(planners, name) for name in planners.__all__] + list(planners.PLANNERS.values())
     found, todo = [], [Planner]
     while todo:
         cls = todo.pop()
         todo.extend(cls.__subclasses__())
-        if cls in exported and cls not in (Planner, SamplingPlanner):
+        if cls in exported and cls not in (Planner, SamplingPlanner) and cls not in found:
             found.append(cls)
     return sorted(found, key=lambda c: c.__name__)
 
@@ -38,7 +39,7 @@ STARTS = mx.array([[1.0, 0.0], [-1.5, -1.0], [0.3, 0.5]])
 
 def test_every_planner_is_found_and_registered():
     names = {cls.__name__ for cls in PLANNERS}
-    assert {"RandomShooting", "CEM", "ICEM", "MPPI", "GradientPlanner", "CEMGradient"} <= names
+    assert {"RandomShooting", "CEM", "ICEM", "MPPI", "GradientPlanner", "CEMGradient", "ClassicCEM", "ClassicMPPI"} <= names
     assert set(PLANNERS) == set(planners.PLANNERS.values())
 
 
