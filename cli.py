@@ -440,6 +440,28 @@ def speed(env_name, planners, iterations, model_path, json_path, device, samples
                   json_path, announce=click.echo)
 
 
+@main.command()
+@options("env", "planners", "samples", "iterations", "horizon", "episodes", "steps", "model", "runner", "seed", "json", "plot",
+         "device", planners={"default": "cem,mppi"}, samples={"type": str, "help": "Comma-separated N. Default: 0.1, 0.3, 1 x the env's."},
+         iterations={"type": str, "default": "1,3", "show_default": True, "callback": None, "help": "Comma-separated iterations."},
+         horizon={"type": str, "help": f"Comma-separated H. {ENVS}"}, episodes={"default": 5, "show_default": True},
+         plot={"help": "Draw return vs ms/step (log x) to a PNG."})
+@click.option("--peers", default="", help="Peers planning the same model and episodes (the peers extra): pytorch_mppi, mbrl-lib, jax.")
+def frontier(env_name, runner, json_path, plot_path, device, planners, peers, horizon, **given):
+    """Return vs planning ms per step of each planner over a grid of budgets, and of its peers: the Pareto fronts."""
+    from benchmarks.frontier import FrontierConfig, measure_frontier, plot_frontier, report
+    from benchmarks.report import write_outputs
+
+    env, runner, device = prepare(env_name, runner, plot_path, device)
+    distinct_outputs({"--json": json_path, "--plot": plot_path}, model=(given["model_path"], env_name))
+    with bad_values():
+        config = FrontierConfig(planners=split(planners), peers=split(peers), horizons=horizon, runner=runner,
+                                model=given.pop("model_path"), **given)
+    result = measure_frontier(config, env, device, log=lambda line: click.echo(line, err=True))
+    click.echo(report(result))
+    write_outputs(result, json_path, plot_path, plot_frontier, announce=click.echo)
+
+
 MBRL_OPTION = {"env": "env_name", "plan_iterations": "iterations"}
 """``MbrlConfig`` fields whose ``wmplan mbrl`` option has another name; every other field is its own option."""
 
