@@ -78,9 +78,9 @@ class FrontierConfig:
             planners.planner_class(name)  # ValueError naming the choices
         if not self.planners:
             raise ValueError("planners must name at least one planner")
-        for name, option in (("samples", "samples"), ("iterations", "iterations"), ("horizons", "horizon")):
+        for name in ("samples", "iterations", "horizons"):
             if getattr(self, name) is not None:
-                setattr(self, name, grid_values(getattr(self, name), option))
+                setattr(self, name, grid_values(getattr(self, name), name))
         at_least(1, episodes=self.episodes, steps=self.steps)
         check_seed(self.seed)
         check_peers(self.peers)
@@ -273,6 +273,14 @@ def footer(result: dict) -> str:
 def report(result: dict) -> str:
     """What ``wmplan frontier`` prints: :func:`frontier_table` and :func:`footer`."""
     return f"{frontier_table(result)}\n{footer(result)}"
+
+
+def write_frontier(result: dict, json_path=None, plot_path=None, echo: Callable[[str], None] = print) -> None:
+    """``wmplan frontier``'s output: :func:`report` to ``echo``, then the JSON and the plot where asked for."""
+    from .report import write_outputs
+
+    echo(report(result))
+    write_outputs(result, json_path, plot_path, plot_frontier, announce=echo)
 
 
 def plot_frontier(result: dict, path: str) -> None:

@@ -31,7 +31,7 @@ def test_config_checks_its_values_and_builds_the_env_grid():
     assert config.grid(env) == [(10, 50, 1), (10, 50, 3), (10, 200, 1), (10, 200, 3)]
     default = FrontierConfig().grid(env)  # 0.1, 0.3, 1 x the env's 1000 samples at its horizon 40
     assert [p[1] for p in default[::2]] == [100, 300, 1000] and {p[0] for p in default} == {40}
-    with pytest.raises(ValueError, match="horizon must be"):
+    with pytest.raises(ValueError, match="horizons must be"):
         FrontierConfig(horizons="0")
     with pytest.raises(ValueError, match="peers must be among"):
         FrontierConfig(peers=("nope",))

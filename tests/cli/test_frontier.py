@@ -12,7 +12,7 @@ TINY = ["--env", "particle", "--samples", "8", "--iterations", "1,2", "--episode
 
 
 @pytest.mark.parametrize("option, value", [("--samples", "0"), ("--samples", "10,x"), ("--iterations", "-1"),
-                                           ("--iterations", ""), ("--horizon", "2.5"), ("--episodes", "0"),
+                                           ("--iterations", ""), ("--horizons", "2.5"), ("--episodes", "0"),
                                            ("--planners", "nope"), ("--peers", "nope")])
 def test_bad_grid_values_are_one_line_errors_naming_the_option(option, value):
     line = one_error_line(invoke("frontier", "--env", "particle", option, value), 2)
