@@ -31,7 +31,9 @@ def check_peers(names) -> None:
             raise ValueError(f"peers must be among {', '.join(PEERS)}, got {name!r}")
         missing = [m for m in NEEDS[name] if importlib.util.find_spec(m) is None]
         if missing:
-            raise ValueError(f"peers {name} needs {', '.join(missing)} (pip install '.[peers]')")
+            how = "pip install --no-deps mbrl==0.2.0" if missing == ["mbrl"] else "pip install '.[peers]'" + (
+                ", then pip install --no-deps mbrl==0.2.0" if "mbrl" in missing else "")
+            raise ValueError(f"peers {name} needs {', '.join(missing)} ({how})")
 
 
 class PeerError(RuntimeError):

@@ -158,6 +158,26 @@ class MbrlLib(Controllers):
 
 # -- JAX: the hand-written CEM/MPPI of benchmarks.peers.jax_planners -----------------------------------------
 
+def jax_model(arrays: dict) -> tuple:
+    """``(params, step)``: the model's float32 arrays in JAX and ``step(params, state [B, S], u [B, C]) -> (next_state,
+    reward [B])`` on the peers' continuous actions (the rest of the model fixed in it, for ``jax.jit``)."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_platforms", "cpu")
+    ops = SimpleNamespace(cat=lambda parts: jnp.concatenate(parts, axis=-1), relu=jax.nn.relu, cos=jnp.cos,
+                          sin=jnp.sin, take=lambda x, columns: x[..., jnp.array(columns)])
+    static = {k: arrays[k] for k in ("angles", "reward_from_state")}
+    values, n = jnp.asarray(arrays["values"]), len(arrays["values"])
+    params = {k: jnp.asarray(v) for k, v in arrays.items() if isinstance(v, np.ndarray) and v.dtype == np.float32}
+
+    def step(params, state, u):
+        action = model_actions(u, values, lambda i: jax.nn.one_hot(i, n, dtype=jnp.float32))
+        return forward({**params, **static}, state, action, ops)
+
+    return params, step
+
+
 class JaxPlanners(Controllers):
     """:mod:`benchmarks.peers.jax_planners`' jitted CEM/MPPI (one ``jax.jit`` per call, ``lax.scan`` over the
     horizon) warm-started from each episode's shifted previous mean; noise scaled to the action range."""
@@ -169,17 +189,7 @@ class JaxPlanners(Controllers):
 
         from . import jax_planners
 
-        jax.config.update("jax_platforms", "cpu")
-        ops = SimpleNamespace(cat=lambda parts: jnp.concatenate(parts, axis=-1), relu=jax.nn.relu, cos=jnp.cos,
-                              sin=jnp.sin, take=lambda x, columns: x[..., jnp.array(columns)])
-        static = {k: arrays[k] for k in ("angles", "reward_from_state")}
-        values, n = jnp.asarray(arrays["values"]), len(arrays["values"])
-        self.params = {k: jnp.asarray(v) for k, v in arrays.items() if isinstance(v, np.ndarray) and v.dtype == np.float32}
-
-        def step(params, state, u):
-            action = model_actions(u, values, lambda i: jax.nn.one_hot(i, n, dtype=jnp.float32))
-            return forward({**params, **static}, state, action, ops)
-
+        self.params, step = jax_model(arrays)
         bounds = {"low": self.low, "high": self.high, "step": step}
         if settings["planner"] == "cem":
             self.call = jax_planners.make_cem(self.samples, self.horizon, iterations=self.iterations, **bounds)

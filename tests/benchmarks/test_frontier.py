@@ -124,3 +124,43 @@ def test_the_exported_model_is_the_folded_models_function(particle_model):
         arrays.update(angles=list(arrays["angles"]), reward_from_state=bool(arrays["reward_from_state"]))
         for got, want in zip(forward(arrays, state, action), expected):
             np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_the_peers_continuous_push_is_the_one_hot_of_the_nearest_value():
+    from benchmarks.peers.model_export import action_bounds, model_actions
+    from worldmodel.envs import get_env
+
+    bounds = action_bounds(get_env("particle").action_space)
+    assert (bounds["low"], bounds["high"], list(bounds["values"])) == ([-1.0], [1.0], [-1.0, 0.0, 1.0])
+    u = np.array([[-0.9], [-0.4], [0.2], [0.7]], np.float32)
+    hot = model_actions(u, bounds["values"], lambda i: np.eye(3, dtype=np.float32)[i])
+    assert hot.argmax(-1).tolist() == [0, 1, 1, 2]
+    box = np.array([[0.3]], np.float32)
+    assert model_actions(box, action_bounds(get_env("pendulum").action_space)["values"], None) is box
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_each_peer_framework_computes_the_exported_model(framework, tmp_path):
+    from benchmarks.peers import closed_loop
+    from benchmarks.peers.model_export import load_exported
+    from tests.conftest import need
+    from worldmodel.envs import get_env
+    from worldmodel.recipe import model_for
+
+    need(framework)
+    env = get_env("pendulum")
+    np.savez(tmp_path / "m.npz", **export_model(model_for(env).folded(), env))
+    arrays = load_exported(tmp_path / "m.npz")
+    state = np.asarray(env.reset(8, 1), np.float32)
+    u = np.linspace(-2, 2, 8, dtype=np.float32)[:, None]
+    want = forward(arrays, state, u)
+    if framework == "torch":
+        import torch
+
+        got = closed_loop.torch_model(arrays)(torch.from_numpy(state), torch.from_numpy(u))
+    else:
+        params, step = closed_loop.jax_model(arrays)
+        got = step(params, state, u)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), w, atol=1e-5)
