@@ -148,6 +148,7 @@ OPTIONS = {
     "steps": dict(type=int, help=f"Steps per episode (at most). {ENVS}"),
     "horizon": dict(type=int, help=f"Planning horizon. {ENVS}"),
     "samples": dict(type=int, help=f"Imagined action sequences per planning iteration. {ENVS}"),
+    "horizons": dict(help="Comma-separated planning horizons H (frontier: default the env's)."),
     "iterations": dict(type=int, callback=_note_iterations, help="Planner iterations per planning call. Default: the planner's own."),
     "time_budget_ms": dict(type=float, help="Plan each step within T ms: iterate while the next iteration fits (at least 1, at most --iterations)."),
     "ensemble": dict(type=int, help=f"Members of the world model, each trained on its own bootstrap of the data (1: one model). {ENVS}"),
@@ -411,35 +412,37 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
 
 
 @main.command()
-@options("env", "planners", "iterations", "model", "json", "device")
+@options("env", "planners", "iterations", "model", "json", "device", "horizons", horizons={"default": "15,30", "show_default": True})
 @click.option("--samples", default="256,1024,4096,16384", show_default=True, help="Comma-separated N.")
-@click.option("--horizons", default="15,30", show_default=True, help="Comma-separated H.")
 @click.option("--repeats", default=5, show_default=True, help="Timed calls per cell (the median is shown).")
 def speed(env_name, planners, iterations, model_path, json_path, device, samples, horizons, repeats):
     """Planning throughput on the learned model, from the env's demo start: ms per call, transitions/s, GFLOP/s."""
-    import planners as planners_pkg
-    from benchmarks.report import write_outputs
-    from benchmarks.speed import grid_sizes, measure_planning, speed_table
-    from worldmodel.checks import at_least
-    from worldmodel.envs import env_record
+    from benchmarks.speed import check_speed_settings, run_speed, write_speed
 
     _, _, device = prepare(env_name, device=device)
     distinct_outputs({"--json": json_path}, model=(model_path, env_name))
     with bad_values():
-        at_least(1, iterations=iterations, repeats=repeats)
-        names = split(planners)
-        for name in names:
-            planners_pkg.planner_class(name)
-        samples, horizons = grid_sizes(samples, "samples"), grid_sizes(horizons, "horizons")
+        names, samples, horizons = check_speed_settings(split(planners), samples, horizons, iterations, repeats)
     model, _, env = load_model_for(env_name, model_path)
-    model, blas, peak = model.folded(), planners_pkg.runtime.blas.status(), planners_pkg.runtime.blas.measure_matmul_gflops()
-    click.echo(f"Device: {device}\nBLAS: {blas.name}; float32 matmul peak (1024x1024): {peak:.1f} GFLOP/s; "
-               f"model: {model.flops_per_transition()} FLOP per transition; env: {env!r}")
-    rows = measure_planning(model, env, names, samples, horizons, iterations, repeats, peak,
-                            log=lambda line: click.echo(line, err=True))
-    click.echo(speed_table(rows))
-    write_outputs({"device": device, "env": env_record(env), "blas": blas.name, "matmul_peak_gflops": peak, "rows": rows},
-                  json_path, announce=click.echo)
+    result = run_speed(model, env, names, samples, horizons, iterations, repeats, device, log=lambda line: click.echo(line, err=True))
+    write_speed(result, json_path, click.echo)
+
+
+@main.command()
+@options("env", "planners", "samples", "iterations", "horizons", "episodes", "steps", "model", "runner", "seed", "json", "plot",
+         "device", planners={"default": "cem,mppi"}, samples={"type": str, "help": "Comma-separated N. Default: 0.1, 0.3, 1 x the env's."},
+         iterations={"type": str, "default": "1,3", "show_default": True, "callback": None, "help": "Comma-separated iterations."},
+         episodes={"default": 5, "show_default": True}, plot={"help": "Draw return vs ms/step (log x) to a PNG."})
+@click.option("--peers", default="", help="Peers planning the same model and episodes (the peers extra): pytorch_mppi, mbrl-lib, jax.")
+def frontier(env_name, runner, json_path, plot_path, device, planners, peers, model_path, **given):
+    """Return vs planning ms per step of each planner over a grid of budgets, and of its peers: the Pareto fronts."""
+    from benchmarks.frontier import FrontierConfig, measure_frontier, write_frontier
+
+    env, runner, device = prepare(env_name, runner, plot_path, device)
+    distinct_outputs({"--json": json_path, "--plot": plot_path}, model=(model_path, env_name))
+    with bad_values():
+        config = FrontierConfig(planners=split(planners), peers=split(peers), runner=runner, model=model_path, **given)
+    write_frontier(measure_frontier(config, env, device, log=lambda line: click.echo(line, err=True)), json_path, plot_path, click.echo)
 
 
 MBRL_OPTION = {"env": "env_name", "plan_iterations": "iterations"}

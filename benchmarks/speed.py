@@ -10,6 +10,8 @@ from collections.abc import Callable
 import mlx.core as mx
 
 import planners
+from worldmodel.checks import at_least
+from worldmodel.envs import env_record
 from worldmodel.recipe import demo_start
 
 from .suite import CountingDynamics
@@ -24,6 +26,33 @@ def grid_sizes(text: str, name: str) -> list[int]:
     if not values or min(values) < 1:
         raise ValueError(f"{name} must be positive integers, got {text!r}")
     return values
+
+
+def check_speed_settings(names: tuple, samples: str, horizons: str, iterations, repeats: int) -> tuple:
+    """``(names, samples, horizons)`` of ``wmplan speed``, the grids parsed: ``ValueError`` naming the bad value's option."""
+    at_least(1, iterations=iterations, repeats=repeats)
+    for name in names:
+        planners.planner_class(name)
+    return names, grid_sizes(samples, "samples"), grid_sizes(horizons, "horizons")
+
+
+def run_speed(model, env, names, samples, horizons, iterations, repeats: int, device, log: Callable[[str], None] | None = None) -> dict:
+    """``wmplan speed``: the folded ``model``'s planning speed (:func:`measure_planning`) against the measured float32
+    matmul peak, progress to ``log``. Returns the JSON-ready result (:func:`write_speed` prints and writes it)."""
+    model, blas, peak = model.folded(), planners.runtime.blas.status(), planners.runtime.blas.measure_matmul_gflops()
+    rows = measure_planning(model, env, names, samples, horizons, iterations, repeats, peak, log=log)
+    return {"device": device, "env": env_record(env), "blas": blas.name, "matmul_peak_gflops": peak, "rows": rows,
+            "flops_per_transition": model.flops_per_transition(), "env_repr": repr(env)}
+
+
+def write_speed(result: dict, json_path=None, echo: Callable[[str], None] = print) -> None:
+    """``wmplan speed``'s output: the device, BLAS, peak and model, the table (:func:`speed_table`), the JSON if asked for."""
+    from .report import write_outputs
+
+    echo(f"Device: {result['device']}\nBLAS: {result['blas']}; float32 matmul peak (1024x1024): {result['matmul_peak_gflops']:.1f} "
+         f"GFLOP/s; model: {result['flops_per_transition']} FLOP per transition; env: {result['env_repr']}")
+    echo(speed_table(result["rows"]))
+    write_outputs(result, json_path, announce=echo)
 
 
 def measure_planning(model, env, names, sizes, horizons, iterations, repeats: int, peak_gflops: float,

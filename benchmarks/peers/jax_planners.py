@@ -66,13 +66,14 @@ def mlp(params: Params, state: jax.Array, action: jax.Array) -> tuple[jax.Array,
     return h[:, : mlp_weights.STATE_DIM], h[:, mlp_weights.STATE_DIM]
 
 
-def rollout_returns(params: Params, state: jax.Array, actions: jax.Array) -> jax.Array:
-    """Sum of rewards of ``actions [H, N, A]`` (time-major) from ``state [1, S]``: ``[N]``, a ``lax.scan`` over H."""
+def rollout_returns(params: Params, state: jax.Array, actions: jax.Array, model: Callable = mlp) -> jax.Array:
+    """Sum of rewards of ``actions [H, N, A]`` (time-major) from ``state [1, S]``: ``[N]``, a ``lax.scan`` over H
+    of ``model(params, state [N, S], action [N, A]) -> (next_state, reward [N])`` (default: the speed MLP)."""
     n = actions.shape[1]
 
     def step(carry, action):
         s, total = carry
-        s, r = mlp(params, s, action)
+        s, r = model(params, s, action)
         return (s, total + r), None
 
     start = (jnp.broadcast_to(state, (n, state.shape[-1])), jnp.zeros((n,), actions.dtype))
@@ -87,6 +88,13 @@ def _sample(key: jax.Array, mean: jax.Array, std, num_samples: int, low: float, 
     return jnp.clip(noise * std + mean, low, high)
 
 
+def _initial_mean(warm, horizon: int, action_dim: int) -> jax.Array:
+    """The search's starting mean ``[H, 1, A]``: zeros, or ``warm [H, A]`` (a shifted previous plan)."""
+    if warm is None:
+        return jnp.zeros((horizon, 1, action_dim), jnp.float32)
+    return jnp.asarray(warm, jnp.float32).reshape(horizon, 1, action_dim)
+
+
 def make_cem(
     num_samples: int,
     horizon: int,
@@ -97,8 +105,10 @@ def make_cem(
     low: float = common.ACTION_LOW,
     high: float = common.ACTION_HIGH,
     loop: str = "scan",
+    step: Callable = mlp,
 ) -> Callable:
-    """A jitted ``plan(params, state [1, S], key) -> (mean [H, A], mean elite return, next key)``.
+    """A jitted ``plan(params, state [1, S], key, warm=None) -> (mean [H, A], mean elite return, next key)``
+    (``warm [H, A]``: the starting mean instead of 0; ``step``: the model, ``model(params, state, action)``).
 
     Gaussian CEM on ``[H, A]`` as in ``torch_planners.plan_cem``: mean 0, std ``init_std x (high -
     low) / 2``; each iteration samples N clipped sequences, keeps the ``round(elite_fraction x N)``
@@ -113,15 +123,15 @@ def make_cem(
     def iteration(params, state, carry, key):
         mean, std = carry
         actions = _sample(key, mean, std, num_samples, low, high)
-        returns = rollout_returns(params, state, actions)
+        returns = rollout_returns(params, state, actions, step)
         values, indices = lax.top_k(returns, num_elites)
         elites = jnp.take(actions, indices, axis=1)  # [H, K, A]
         return (elites.mean(axis=1, keepdims=True), elites.std(axis=1, keepdims=True)), values.mean()
 
-    def plan(params, state, key):
+    def plan(params, state, key, warm=None):
         keys = jax.random.split(key, iterations + 1)
         state = state.reshape(1, -1).astype(jnp.float32)
-        carry = (jnp.zeros((horizon, 1, action_dim), jnp.float32),
+        carry = (_initial_mean(warm, horizon, action_dim),
                  jnp.full((horizon, 1, action_dim), init_std * (high - low) / 2, jnp.float32))
         if loop == "scan":
             carry, elite_returns = lax.scan(lambda c, k: iteration(params, state, c, k), carry, keys[1:])
@@ -144,8 +154,10 @@ def make_mppi(
     low: float = common.ACTION_LOW,
     high: float = common.ACTION_HIGH,
     loop: str = "scan",
+    step: Callable = mlp,
 ) -> Callable:
-    """A jitted ``plan(params, state [1, S], key) -> (mean [H, A], expected return, next key)``.
+    """A jitted ``plan(params, state [1, S], key, warm=None) -> (mean [H, A], expected return, next key)``
+    (``warm`` and ``step`` as for :func:`make_cem`).
 
     MPPI as in ``torch_planners.plan_mppi``: from mean 0, sample ``clip(mean + noise_std x noise)``,
     roll out, weight by ``softmax(returns / temperature)``, and set the mean to the weighted average
@@ -157,14 +169,14 @@ def make_mppi(
 
     def iteration(params, state, mean, key):
         actions = _sample(key, mean, noise_std, num_samples, low, high)
-        returns = rollout_returns(params, state, actions)
+        returns = rollout_returns(params, state, actions, step)
         weights = jax.nn.softmax(returns / temperature)  # [N]
         return jnp.einsum("n,hna->ha", weights, actions)[:, None, :], weights @ returns
 
-    def plan(params, state, key):
+    def plan(params, state, key, warm=None):
         keys = jax.random.split(key, iterations + 1)
         state = state.reshape(1, -1).astype(jnp.float32)
-        mean = jnp.zeros((horizon, 1, action_dim), jnp.float32)
+        mean = _initial_mean(warm, horizon, action_dim)
         if loop == "scan" and iterations > 1:
             mean, expected = lax.scan(lambda m, k: iteration(params, state, m, k), mean, keys[1:])
             expected = expected[-1]
