@@ -388,8 +388,6 @@ def benchmark(env_name, planners, dynamics, episodes, steps, horizon, samples, i
     env, runner, device = prepare(env_name, runner, plot_path, device)
     distinct_outputs({"--json": json_path, "--plot": plot_path}, {"--init-states": init_states},
                      model=(model_path, env_name) if "model" in split(dynamics) else None)
-    if particles is not None and propagation is None:
-        raise click.BadParameter("--particles needs --propagation", param_hint="'--particles'")
     with bad_values():
         config = BenchmarkConfig(planners=split(planners), dynamics=split(dynamics), episodes=episodes, steps=steps,
                                  horizon=horizon, samples=samples, iterations=iterations, seed=seed, model=model_path,

@@ -71,6 +71,8 @@ class BenchmarkConfig:
         self.time_budget_ms = check_time_budget(self.time_budget_ms)
         if self.propagation is not None:
             planners.Propagation(self.propagation)  # ValueError naming the modes
+        elif self.particles is not None:
+            raise ValueError("particles needs --propagation")
 
     def model_options(self, model) -> dict:
         """Planner options for the ``model`` rows: ``propagation=`` when ``propagation`` is set and ``model``
