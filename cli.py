@@ -155,7 +155,7 @@ OPTIONS = {
     "particles": dict(type=int, help="Particles per sequence with an ensemble. Default: the members (1 for expectation)."),
     "batch_size": dict(type=int, help=f"Transitions per training batch. {ENVS}"),
     "lr": dict(type=float, help="Adam's learning rate (train: the one-cycle schedule's base). Default: train: 1e-3; mbrl: the env's."),
-    "runner": dict(type=click.Choice(["mlx", "gymnasium"]), help="Where episodes run. Default: train: mlx; else gymnasium where it can."),
+    "runner": dict(type=click.Choice(["mlx", "gymnasium"]), help="Where episodes run. Default: train: mlx (MuJoCo's envs: gymnasium); else gymnasium where it can."),
     "seed": dict(type=int, default=0, show_default=True, help="Seeds every random draw of the command."),
     "device": dict(type=click.Choice(["cpu", "gpu"]), help="Where MLX computes. Default: MLX's (the GPU where this MLX build has one)."),
     "json": dict(dest="json_path", type=click.Path(dir_okay=False), callback=_writable("path"), help="Also write the result as JSON here."),
@@ -294,9 +294,10 @@ def train(env_name, runner, episodes, steps, batch_size, lr, ensemble, seed, out
 
     from worldmodel.checks import at_least
     from worldmodel.distributed import world as current_world
+    from worldmodel.envs import env_has_mlx_copy
     from worldmodel.recipe import default_model_path, held_out_line, train_config, train_world_model
 
-    env, runner, device = prepare(env_name, runner or "mlx", device=device)
+    env, runner, device = prepare(env_name, runner or ("mlx" if env_has_mlx_copy(env_name) else "gymnasium"), device=device)
     with bad_values():
         at_least(1, episodes=episodes, steps=steps, hidden=hidden, ensemble=ensemble)
         config = train_config(env, epochs=epochs, batch_size=batch_size, lr=lr, max_lr=max_lr, schedule=schedule,

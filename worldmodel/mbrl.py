@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -174,7 +175,8 @@ CURVE_FIELDS = {"round": "an integer", "env_steps": "an integer", "train_returns
 
 REFERENCE_FIELDS = {"true_dynamics": {"returns": "a list of numbers", "mean_return": "a number", "cost_ratio": "a number or null"},
                     "optimal": {"returns": "a list of numbers", "mean_return": "a number"}}
-"""A run record's ``references``: each reference's fields (``optimal`` is null for an env without a known optimum)."""
+"""A run record's ``references``: each reference's fields (``optimal`` is null for an env without a known optimum,
+``true_dynamics`` for one without true dynamics to plan with: ``env.true_dynamics()`` is ``None``)."""
 
 _KINDS = {
     "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -220,7 +222,8 @@ def check_record(record: dict, number: int, where: str) -> None:
     references = record.get("references")
     if not isinstance(references, dict):
         raise bad("references", "an object", references if "references" in record else "missing")
-    fields_of(references.get("true_dynamics", "missing"), "references.true_dynamics", REFERENCE_FIELDS["true_dynamics"], {})
+    if references.get("true_dynamics", "missing") is not None:  # null: an env without true dynamics to plan with
+        fields_of(references.get("true_dynamics", "missing"), "references.true_dynamics", REFERENCE_FIELDS["true_dynamics"], {})
     if references.get("optimal") is not None:
         fields_of(references["optimal"], "references.optimal", REFERENCE_FIELDS["optimal"], {})
     curve = record.get("curve")
@@ -336,10 +339,12 @@ def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
     trainer = ContinualTrainer(model, lr=config.lr, batch_size=config.batch_size, normalization=config.normalization)
     exact = _exact(env)
     optimum = exact.returns(env, starts, env.steps) if exact is not None else None
-    true = _evaluate(config, env, env, starts, propagation=None)
+    truth = env.true_dynamics()
+    true = None if truth is None else _evaluate(config, env, truth, starts, propagation=None)
     references = {
-        "true_dynamics": {"returns": _floats(true.returns), "mean_return": float(true.returns.mean()),
-                          "cost_ratio": None if optimum is None else cost_ratio(true.returns, optimum)},
+        "true_dynamics": None if true is None else {
+            "returns": _floats(true.returns), "mean_return": float(true.returns.mean()),
+            "cost_ratio": None if optimum is None else cost_ratio(true.returns, optimum)},
         "optimal": None if optimum is None else {"returns": _floats(optimum), "mean_return": float(optimum.mean())},
     }
     record = {
@@ -350,7 +355,7 @@ def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
         "curve": [],
     }
     log(f"References over {len(starts)} evaluation episodes: {config.planner} with the true dynamics "
-        f"{references['true_dynamics']['mean_return']:.3f}"
+        + ("(none: no true dynamics to plan with)" if true is None else f"{references['true_dynamics']['mean_return']:.3f}")
         + ("" if optimum is None else f", optimal {references['optimal']['mean_return']:.3f}"))
     return _Run(-1, model, trainer, None, None, record)
 
@@ -372,16 +377,20 @@ def _resumed(run_folder: RunFolder, config: MbrlConfig) -> _Run:
 
 def _round(config: MbrlConfig, env, run: _Run, number: int, starts: np.ndarray, optimum) -> dict:
     """Round ``number``: collect, retrain, evaluate; updates ``run`` and returns the curve entry."""
+    clock = time.perf_counter()
     if number == 0:
         episodes = _random_episodes(config, env)
         steps = config.first_train_steps
     else:
         episodes = _planned_episodes(config, env, run, number)
         steps = config.train_steps
+    collected = time.perf_counter()
     new = Transitions.from_episodes(episodes)
     run.data = new if run.data is None else Transitions.concatenate([run.data, new])
     loss = run.trainer.fit(run.data, steps, np.random.default_rng([config.seed, number]))
+    trained = time.perf_counter()
     evaluation = _evaluate(config, env, run.model, starts, _propagation(config))
+    seconds = {"collect": collected - clock, "train": trained - collected, "eval": time.perf_counter() - trained}
     return {
         "round": number,
         "env_steps": len(run.data),
@@ -390,7 +399,16 @@ def _round(config: MbrlConfig, env, run: _Run, number: int, starts: np.ndarray, 
         "eval_cost_ratio": None if optimum is None else cost_ratio(evaluation.returns, optimum),
         "eval_returns": _floats(evaluation.returns),
         "train_loss": loss,
+        "collect_ms_per_step": None if number == 0 else ms_per_step(episodes),
+        "eval_ms_per_step": ms_per_step(evaluation),
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
     }
+
+
+def ms_per_step(episodes: Episodes) -> float:
+    """Planning milliseconds per step of ``episodes`` (one planning call chooses the actions of all of them)."""
+    calls = int(episodes.lengths.max()) if len(episodes.lengths) else 0
+    return 1000.0 * episodes.plan_seconds / calls if calls else 0.0
 
 
 def episode_numbers(config: MbrlConfig, number: int) -> range:
@@ -438,9 +456,9 @@ def _planned_episodes(config: MbrlConfig, env, run: _Run, number: int) -> Episod
 
 
 def _evaluate(config: MbrlConfig, env, dynamics, starts: np.ndarray, propagation) -> Episodes:
-    """The planner on ``dynamics`` (a model, or ``env`` itself) in closed loop from the evaluation ``starts``:
+    """The planner on ``dynamics`` (a model, or the env's true dynamics) in closed loop from the evaluation ``starts``:
     env ids ``0 .. E-1``, fresh key streams, Gymnasium's ``reset(seed=seed + i)`` (the benchmark's episodes)."""
-    planned = dynamics if dynamics is env else dynamics.folded()
+    planned = dynamics.folded() if hasattr(dynamics, "folded") else dynamics
     policy = planner_policy(_planner(config, env, planned, propagation))
     seeds = config.seed + np.arange(len(starts))
     return run_episodes(policy, env, starts, env.steps, runner=config.runner, seeds=seeds, set_starts=False)
@@ -471,6 +489,10 @@ def _floats(values) -> list:
 def round_line(entry: dict) -> str:
     """One curve entry as a progress line."""
     ratio = "" if entry["eval_cost_ratio"] is None else f" | cost ratio {entry['eval_cost_ratio']:.4f}"
+    seconds = entry.get("seconds")
+    times = "" if seconds is None else (
+        f" | planning {entry['eval_ms_per_step']:.1f} ms/step | s: collect {seconds['collect']:.1f}, "
+        f"train {seconds['train']:.1f}, eval {seconds['eval']:.1f}")
     return (f"round {entry['round']} | env steps {entry['env_steps']} | "
             f"train return {np.mean(entry['train_returns']):.3f} | eval return {entry['eval_mean_return']:.3f}"
-            f"{ratio} | loss {entry['train_loss']:.2e}")
+            f"{ratio} | loss {entry['train_loss']:.2e}{times}")

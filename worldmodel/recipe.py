@@ -153,7 +153,7 @@ def train_world_model(
 
     Returns:
         The model and its metrics: ``held_out_mse`` per dimension (``[x, v, r]`` for the particle) on
-        20,000 transitions drawn uniformly from the env's training-state box and all actions, and its mean.
+        20,000 transitions (:func:`held_out_transitions`), and its mean.
     """
     if source is not None:
         warnings.warn("train_world_model(source=...) is deprecated: pass runner='mlx' or runner='gymnasium'",
@@ -177,7 +177,7 @@ def train_world_model(
     result = train(model, data, config, log=log, world=world)
     if not root:
         return model, {}
-    held_out = one_step_mse(model, uniform_transitions(env, HELD_OUT_SIZE, seed=config.seed + 1_000_003))
+    held_out = one_step_mse(model, held_out_transitions(env, steps, seed=config.seed + 1_000_003))
     metrics = {
         "held_out_mse": [float(v) for v in held_out],
         "held_out_mse_mean": float(np.mean(held_out)),
@@ -197,11 +197,21 @@ def train_world_model(
     return model, metrics
 
 
+def held_out_transitions(env: Environment, steps: int, seed: int):
+    """:data:`HELD_OUT_SIZE` transitions to measure a model on: uniform over the env's training box (one step
+    each of its MLX copy), or, for an env without an MLX copy (MuJoCo's), random-action episodes of ``steps``
+    steps in Gymnasium from reset draws (:func:`~worldmodel.data.generate` with another seed)."""
+    if env.mlx_copy:
+        return uniform_transitions(env, HELD_OUT_SIZE, seed=seed)
+    return generate(env, max(1, HELD_OUT_SIZE // steps), steps, seed=seed, runner="gymnasium")
+
+
 def held_out_line(env: Environment, metrics: dict) -> str:
     """The printed summary of ``metrics["held_out_mse"]``: each state variable, the reward ``r``, the mean."""
     names = (*env.state_names, "r")
     values = ", ".join(f"{name} = {value:.2e}" for name, value in zip(names, metrics["held_out_mse"]))
-    return f"Held-out one-step MSE ({HELD_OUT_SIZE} uniform transitions): {values}, mean = {metrics['held_out_mse_mean']:.2e}"
+    kind = "uniform" if env.mlx_copy else "random-action"
+    return f"Held-out one-step MSE ({HELD_OUT_SIZE} {kind} transitions): {values}, mean = {metrics['held_out_mse_mean']:.2e}"
 
 
 def load_or_train_model(path: str | None, world=None, env_name: str = "particle",

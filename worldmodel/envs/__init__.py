@@ -44,6 +44,7 @@ __all__ = [
     "MLX_ENV_NAMES",
     "Environment",
     "ParticleEnv",
+    "env_has_mlx_copy",
     "env_of_checkpoint",
     "env_record",
     "get_env",
@@ -67,6 +68,11 @@ def get_env(name: str, **options) -> Environment:
         takes = f"takes the options {accepted}" if accepted else "takes no options"
         raise ValueError(f"environment {name!r} {takes}; got {', '.join(options)}") from None
     return cls(**options)
+
+
+def env_has_mlx_copy(name: str) -> bool:
+    """Whether the environment ``name`` has an MLX copy of its dynamics (``False`` also for an unknown name)."""
+    return name in MLX_ENV_NAMES
 
 
 def env_record(env: Environment) -> dict:
