@@ -6,6 +6,11 @@ their velocities), action a force ``[B, 1]`` in ``[-3, 3]``, ``dt = 0.04`` s (tw
 step, which is the one whose next observation has ``|theta| > 0.2`` or a non-finite number
 (1000 steps at most: a perfect episode returns 1000). Reset: ``qpos`` and ``qvel`` each
 ``U[-0.01, 0.01]``.
+
+Every imagined sequence that keeps the pole up earns the same, so planners get a tie-breaker, a
+terminal value (:meth:`InvertedPendulum.terminal_value`, a planning option like the acrobot's): a
+small cost, below one step's reward, of ending away from the middle, tilted or moving. Without it
+the planner picks among the tied sequences by chance, and the cart drifts into its rail's end.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .mujoco_base import MujocoEnvironment, mujoco_spec
 MAX_FORCE = 3.0
 ANGLE_LIMIT = 0.2
 RESET_NOISE = 0.01
+VALUE_WEIGHTS = (0.1, 1.0, 0.01, 0.01)  # terminal value -(these . (x, theta, x_dot, theta_dot)^2)
 PD_GAINS = (1.0, 10.0, 1.0, 2.0)  # force = x, theta, x_dot, theta_dot . these (theta > 0: push to +x)
 
 
@@ -55,8 +61,8 @@ def stayed_up(env: "InvertedPendulum", states: np.ndarray, terminated: np.ndarra
 
 
 DEFAULTS = EnvDefaults(
-    training=TrainingBudget(episodes=200, steps=50, epochs=30, batch_size=256, hidden=(64, 64)),
-    planning=PlanningDefaults(horizon=25, samples=300),
+    training=TrainingBudget(episodes=20, steps=500, epochs=30, batch_size=256, hidden=(64, 64)),
+    planning=PlanningDefaults(horizon=15, samples=100, options=lambda env: {"terminal_value": env.terminal_value}),
     mbrl=MbrlBudget(random_episodes=10, episodes_per_round=1, rounds=3, ensemble=3, first_train_steps=1500,
                     train_steps=1000, batch_size=128, lr=1e-3, eval_episodes=5),
     benchmark=BenchmarkDefaults(score="return_ratio", controller_name="pd", controller=pd, success=stayed_up),
@@ -82,6 +88,10 @@ class InvertedPendulum(MujocoEnvironment):
     def reward(self, state: mx.array, action: mx.array, next_state: mx.array) -> mx.array:
         """``[B]``: 1 where the step leaves the pole up, 0 on the terminating step."""
         return 1.0 - self.termination(next_state).astype(mx.float32)
+
+    def terminal_value(self, state: mx.array) -> mx.array:
+        """``[B]``: ``-(0.1 x^2 + theta^2 + 0.01 x_dot^2 + 0.01 theta_dot^2)`` of observations ``[B, 4]`` (see the module)."""
+        return -(state**2) @ mx.array(VALUE_WEIGHTS, dtype=mx.float32)
 
     def termination(self, next_state: mx.array) -> mx.array:
         """``[B]`` bool: ``|theta| > 0.2`` or a non-finite number in the observation ``[B, 4]``."""

@@ -63,7 +63,7 @@ def pd(env: "Reacher", state: np.ndarray) -> np.ndarray:
 
 
 DEFAULTS = EnvDefaults(
-    training=TrainingBudget(episodes=400, steps=50, epochs=30, batch_size=256, hidden=(128, 128)),
+    training=TrainingBudget(episodes=40, steps=500, epochs=30, batch_size=256, hidden=(128, 128)),
     planning=PlanningDefaults(horizon=15, samples=300),
     mbrl=MbrlBudget(random_episodes=10, episodes_per_round=10, rounds=19, ensemble=3, first_train_steps=2000,
                     train_steps=500, batch_size=256, lr=1e-3, eval_episodes=10),
