@@ -48,6 +48,7 @@ from .envs.runner import Episodes, check_recording, choose_runner, describe_runn
 from .envs.scores import cost_ratio
 from .recipe import default_home, model_for, model_sizes_for, planner_for
 from .files import OutputError, check_distinct_outputs
+from .folded import KnownRewardModel
 from .run_folder import MANIFEST, RunFolder, RunFolderError, holds_run, owns, snapshot_name
 from .train import NORMALIZATIONS, ContinualTrainer, check_training
 
@@ -126,8 +127,9 @@ class MbrlConfig:
         values["random_steps"] = values["random_steps"] or budget.random_steps or env.steps
         values["horizon"] = values["horizon"] or planning.horizon
         values["samples"] = values["samples"] or planning.samples
-        if values["plan_iterations"] is None:
-            values["plan_iterations"] = inspect.signature(planners.planner_class(self.planner)).parameters["iterations"].default
+        if values["plan_iterations"] is None:  # the env's planning options, else the planner's own default
+            values["plan_iterations"] = planning.planner_options(env).get(
+                "iterations", inspect.signature(planners.planner_class(self.planner)).parameters["iterations"].default)
         values["runner"] = choose_runner(env, self.runner)
         return MbrlConfig(**values)
 
@@ -441,7 +443,7 @@ def _random_episodes(config: MbrlConfig, env) -> Episodes:
 
 def _planned_episodes(config: MbrlConfig, env, run: _Run, number: int) -> Episodes:
     """Round ``number``'s episodes, planned with the current model; the planner's key streams continue ``run.collector``."""
-    planner = _planner(config, env, run.model.folded(), _propagation(config))
+    planner = _planner(config, env, planning_model(run.model, env), _propagation(config))
     ids = COLLECT_IDS + np.arange(config.episodes_per_round)
     state = planner.init(ids) if run.collector is None else run.collector.without_warm_start()
 
@@ -458,10 +460,17 @@ def _planned_episodes(config: MbrlConfig, env, run: _Run, number: int) -> Episod
 def _evaluate(config: MbrlConfig, env, dynamics, starts: np.ndarray, propagation) -> Episodes:
     """The planner on ``dynamics`` (a model, or the env's true dynamics) in closed loop from the evaluation ``starts``:
     env ids ``0 .. E-1``, fresh key streams, Gymnasium's ``reset(seed=seed + i)`` (the benchmark's episodes)."""
-    planned = dynamics.folded() if hasattr(dynamics, "folded") else dynamics
+    planned = planning_model(dynamics, env) if hasattr(dynamics, "folded") else dynamics
     policy = planner_policy(_planner(config, env, planned, propagation))
     seeds = config.seed + np.arange(len(starts))
     return run_episodes(policy, env, starts, env.steps, runner=config.runner, seeds=seeds, set_starts=False)
+
+
+def planning_model(model, env):
+    """What the planner imagines with: the model's folded snapshot, its reward replaced by the env's known one
+    where the env's budget says so (``env.defaults.mbrl.known_reward``: :class:`~worldmodel.folded.KnownRewardModel`)."""
+    folded = model.folded()
+    return KnownRewardModel(folded, env.reward) if env.defaults.mbrl.known_reward else folded
 
 
 def _planner(config: MbrlConfig, env, dynamics, propagation):

@@ -61,10 +61,11 @@ def stayed_up(env: "InvertedPendulum", states: np.ndarray, terminated: np.ndarra
 
 
 DEFAULTS = EnvDefaults(
-    training=TrainingBudget(episodes=20, steps=500, epochs=30, batch_size=256, hidden=(64, 64)),
-    planning=PlanningDefaults(horizon=15, samples=100, options=lambda env: {"terminal_value": env.terminal_value}),
-    mbrl=MbrlBudget(random_episodes=10, episodes_per_round=1, rounds=3, ensemble=3, first_train_steps=1500,
-                    train_steps=1000, batch_size=128, lr=1e-3, eval_episodes=5),
+    training=TrainingBudget(episodes=20, steps=500, epochs=30, batch_size=256, hidden=(200, 200)),
+    planning=PlanningDefaults(horizon=15, samples=100,
+                              options=lambda env: {"terminal_value": env.terminal_value, "iterations": 3}),
+    mbrl=MbrlBudget(random_episodes=10, episodes_per_round=1, rounds=8, ensemble=1, first_train_steps=2000,
+                    train_steps=2000, batch_size=128, lr=3e-3, eval_episodes=3),
     benchmark=BenchmarkDefaults(score="return_ratio", controller_name="pd", controller=pd, success=stayed_up),
 )
 
