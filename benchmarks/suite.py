@@ -147,6 +147,7 @@ def plan_episode(name: str, dynamics: str, source, env, config: BenchmarkConfig,
     from .plots import plot_episode
     from .report import EpisodeLines, state_text
 
+    check_dynamics(config, env)
     check_recording(env, 1, config.steps)  # before the optimum is solved for as many steps
     recorder = PlanRecorder(make_planner(name, source, env, config), source)
     optimum = env.defaults.benchmark.optimum

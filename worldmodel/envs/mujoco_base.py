@@ -33,8 +33,8 @@ def require_mujoco(name: str) -> None:
     """``ValueError`` naming the install command unless MuJoCo and Gymnasium's MuJoCo envs can be imported;
     MuJoCo's warnings then go through Python's ``warnings``, less :data:`SILENCED_WARNINGS`."""
     try:
+        import mujoco  # first: Gymnasium's MuJoCo envs raise their own error without it
         import gymnasium.envs.mujoco  # noqa: F401
-        import mujoco
     except ImportError:
         raise ValueError(f"environment {name!r} needs MuJoCo: {install('mujoco')}") from None
     mujoco.set_mju_user_warning(_warn)

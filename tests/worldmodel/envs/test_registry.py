@@ -13,6 +13,7 @@ from planners import Box, Discrete, KnownReward, rollout
 from worldmodel import ParticleEnv
 from worldmodel.envs import ENV_NAMES, MLX_ENV_NAMES, Environment, get_env
 from worldmodel.envs.gymnasium import gym_id, make_gym_env
+from tests.conftest import invoke, one_error_line
 
 
 def test_registry_names_and_errors():
@@ -158,3 +159,12 @@ def test_the_plain_step_runs_where_mlx_cannot_compile(monkeypatch):
     assert env._compiled_step == env.step
     expected = env.step(state, action)
     assert mx.array_equal(next_state, expected[0]).item() and mx.array_equal(reward, expected[1]).item()
+
+
+@pytest.mark.parametrize("name", ["inverted-pendulum", "reacher", "half-cheetah"])
+def test_a_mujoco_env_without_mujoco_names_the_install_command(monkeypatch, name):
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # import mujoco now raises ImportError
+    with pytest.raises(ValueError, match=rf"^environment '{name}' needs MuJoCo: pip install '\.\[mujoco\]' in the wmplan repository$"):
+        get_env(name)
+    result = invoke("mbrl", "--env", name, "--rounds", "0")
+    assert one_error_line(result, 2).endswith("needs MuJoCo: pip install '.[mujoco]' in the wmplan repository")
