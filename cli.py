@@ -151,7 +151,7 @@ OPTIONS = {
     "iterations": dict(type=int, callback=_note_iterations, help="Planner iterations per planning call. Default: the planner's own."),
     "ensemble": dict(type=int, help=f"Members of the world model, each trained on its own bootstrap of the data (1: one model). {ENVS}"),
     "propagation": dict(type=click.Choice(["expectation", "ts1", "tsinf"]), help="How an ensemble imagines (benchmark: "
-                        "default the members' mean; mbrl: tsinf)."),
+                        "default the members' mean; mbrl: the env's, tsinf)."),
     "particles": dict(type=int, help="Particles per sequence with an ensemble. Default: the members (1 for expectation)."),
     "batch_size": dict(type=int, help=f"Transitions per training batch. {ENVS}"),
     "lr": dict(type=float, help="Adam's learning rate (train: the one-cycle schedule's base). Default: train: 1e-3; mbrl: the env's."),
@@ -449,6 +449,7 @@ MBRL_OPTION = {"env": "env_name", "plan_iterations": "iterations"}
 @options("env", "planner", "horizon", "samples", "iterations", "ensemble", "propagation", "particles", "batch_size",
          "lr", "runner", "seed", "out", "json", "plot", "device",
          out={"help": "Run folder (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV."},
+         planner={"default": None, "show_default": False, "help": "One of: {planners}. Default: the env's (cem)."},
          plot={"help": "Draw the learning curve (return vs env steps) to a PNG."})
 @renamed("--plan-iterations", "--iterations", "iterations", type=int)
 @renamed("--episodes-per-iteration", "--episodes-per-round", "episodes_per_round", type=int)

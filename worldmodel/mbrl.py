@@ -74,9 +74,9 @@ class MbrlConfig:
         rounds, random_episodes, random_steps, episodes_per_round, ensemble,
         first_train_steps, train_steps, batch_size, lr, normalization, eval_episodes: see
             :class:`~worldmodel.envs.defaults.MbrlBudget`.
-        propagation, particles: how an ensemble (``ensemble > 1``) imagines: ``planners.Propagation(mode,
+        propagation, particles: how an ensemble (``ensemble > 1``) imagines (default: the budget's, TS∞): ``planners.Propagation(mode,
             particles=P)``; ignored for one model.
-        planner: the planner's name (``planners.PLANNERS``).
+        planner: the planner's name (``planners.PLANNERS``; default: the budget's, CEM).
         horizon, samples, plan_iterations: the planner's sizes.
         runner: ``"gymnasium"`` or ``"mlx"``: where episodes run.
     """
@@ -94,9 +94,9 @@ class MbrlConfig:
     lr: float | None = None
     normalization: str | None = None
     eval_episodes: int | None = None
-    propagation: str = "tsinf"
+    propagation: str | None = None
     particles: int | None = None
-    planner: str = "cem"
+    planner: str | None = None
     horizon: int | None = None
     samples: int | None = None
     plan_iterations: int | None = None
@@ -104,8 +104,9 @@ class MbrlConfig:
 
     def __post_init__(self):
         get_env(self.env)  # ValueError naming the choices
-        planners.planner_class(self.planner)
-        if self.propagation not in MODES:
+        if self.planner is not None:
+            planners.planner_class(self.planner)
+        if self.propagation is not None and self.propagation not in MODES:
             raise ValueError(f"propagation must be one of {', '.join(MODES)}, got {self.propagation!r}")
         if self.normalization is not None and self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
@@ -121,7 +122,7 @@ class MbrlConfig:
         budget, planning = env.defaults.mbrl, env.defaults.planning
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("rounds", "random_episodes", "episodes_per_round", "ensemble", "first_train_steps",
-                     "train_steps", "batch_size", "lr", "normalization", "eval_episodes"):
+                     "train_steps", "batch_size", "lr", "normalization", "eval_episodes", "planner", "propagation"):
             if values[name] is None:
                 values[name] = getattr(budget, name)
         values["random_steps"] = values["random_steps"] or budget.random_steps or env.steps
@@ -129,7 +130,7 @@ class MbrlConfig:
         values["samples"] = values["samples"] or planning.samples
         if values["plan_iterations"] is None:  # the env's planning options, else the planner's own default
             values["plan_iterations"] = planning.planner_options(env).get(
-                "iterations", inspect.signature(planners.planner_class(self.planner)).parameters["iterations"].default)
+                "iterations", inspect.signature(planners.planner_class(values["planner"])).parameters["iterations"].default)
         values["runner"] = choose_runner(env, self.runner)
         return MbrlConfig(**values)
 
@@ -282,10 +283,13 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
         log: called with one line per round (and one before the first).
 
     Returns:
-        ``{"config", "env", "runner", "references", "curve", "run_folder", "model"}`` (JSON-ready):
+        ``{"config", "env", "runner", "references", "curve", "timing", "run_folder", "model"}`` (JSON-ready):
         ``curve`` has one entry per round (``round``, ``env_steps``, ``train_returns``,
-        ``eval_mean_return``, ``eval_cost_ratio``, ``eval_returns``, ``train_loss``); ``model`` is
-        the checkpoint folder of the last round's model.
+        ``eval_mean_return``, ``eval_cost_ratio``, ``eval_returns``, ``train_loss``); ``timing`` one per
+        round run in this process or recorded before (``round``, planning ``collect_ms_per_step`` and
+        ``eval_ms_per_step``, ``seconds`` of ``collect``, ``train``, ``eval``: wall times, so not part of
+        the curve, which a resumed run reproduces exactly); ``model`` is the checkpoint folder of the
+        last round's model.
 
     Raises:
         ValueError: bad settings, or settings that differ from the resumed run's.
@@ -309,13 +313,14 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
             run = _fresh(config, env, starts, log)
         optimum = np.asarray(run.record["references"]["optimal"]["returns"]) if _exact(env) else None
         for number in range(run.round + 1, config.rounds + 1):
-            entry = _round(config, env, run, number, starts, optimum)
+            entry, timing = _round(config, env, run, number, starts, optimum)
             run.record["curve"].append(entry)
+            run.record.setdefault("timing", []).append(timing)
             run.round = number
             about = {"env": run.record["env"], "data": {"transitions": len(run.data), "source": run.record["runner"]},
                      "mbrl": {"round": number, "seed": config.seed}}
             run_folder.save(number, run.model, run.trainer.state_arrays(), run.data, run.collector, run.record, model_extra=about)
-            log(round_line(entry))
+            log(round_line(entry, timing))
     model = os.path.join(folder, snapshot_name(run.round), "model")
     return {**run.record, "run_folder": folder, "model": model}
 
@@ -355,6 +360,7 @@ def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
         "runner": describe_runner(config.runner, env.name, gym_id(env)),
         "references": references,
         "curve": [],
+        "timing": [],
     }
     log(f"References over {len(starts)} evaluation episodes: {config.planner} with the true dynamics "
         + ("(none: no true dynamics to plan with)" if true is None else f"{references['true_dynamics']['mean_return']:.3f}")
@@ -377,8 +383,9 @@ def _resumed(run_folder: RunFolder, config: MbrlConfig) -> _Run:
     return _Run(snapshot.number, snapshot.model, trainer, snapshot.data, snapshot.planner, record)
 
 
-def _round(config: MbrlConfig, env, run: _Run, number: int, starts: np.ndarray, optimum) -> dict:
-    """Round ``number``: collect, retrain, evaluate; updates ``run`` and returns the curve entry."""
+def _round(config: MbrlConfig, env, run: _Run, number: int, starts: np.ndarray, optimum) -> tuple[dict, dict]:
+    """Round ``number``: collect, retrain, evaluate; updates ``run`` and returns the curve entry and the
+    round's timing (planning ms per step of the collected and the evaluation episodes, seconds per phase)."""
     clock = time.perf_counter()
     if number == 0:
         episodes = _random_episodes(config, env)
@@ -401,6 +408,8 @@ def _round(config: MbrlConfig, env, run: _Run, number: int, starts: np.ndarray, 
         "eval_cost_ratio": None if optimum is None else cost_ratio(evaluation.returns, optimum),
         "eval_returns": _floats(evaluation.returns),
         "train_loss": loss,
+    }, {
+        "round": number,
         "collect_ms_per_step": None if number == 0 else ms_per_step(episodes),
         "eval_ms_per_step": ms_per_step(evaluation),
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
@@ -495,12 +504,12 @@ def _floats(values) -> list:
     return [float(v) for v in values]
 
 
-def round_line(entry: dict) -> str:
-    """One curve entry as a progress line."""
+def round_line(entry: dict, timing: dict | None = None) -> str:
+    """One curve entry (and the round's timing) as a progress line."""
     ratio = "" if entry["eval_cost_ratio"] is None else f" | cost ratio {entry['eval_cost_ratio']:.4f}"
-    seconds = entry.get("seconds")
+    seconds = None if timing is None else timing["seconds"]
     times = "" if seconds is None else (
-        f" | planning {entry['eval_ms_per_step']:.1f} ms/step | s: collect {seconds['collect']:.1f}, "
+        f" | planning {timing['eval_ms_per_step']:.1f} ms/step | s: collect {seconds['collect']:.1f}, "
         f"train {seconds['train']:.1f}, eval {seconds['eval']:.1f}")
     return (f"round {entry['round']} | env steps {entry['env_steps']} | "
             f"train return {np.mean(entry['train_returns']):.3f} | eval return {entry['eval_mean_return']:.3f}"

@@ -87,6 +87,7 @@ class MbrlBudget:
         batch_size, lr: Adam's batches and learning rate.
         normalization: ``"refit"`` (statistics fit again on all data before every training) or ``"fixed"``.
         eval_episodes: closed-loop episodes from the benchmark's starts after every round.
+        planner, propagation: the planner's name and how an ensemble imagines (``planners.Propagation``'s mode).
         known_reward: plan with the env's ``reward(state, action, next_state)`` in place of the model's
             reward head (the model still learns it; ``False``: the learned reward, as for the classic envs).
     """
@@ -103,6 +104,8 @@ class MbrlBudget:
     normalization: str = "refit"
     eval_episodes: int = 20
     known_reward: bool = False
+    planner: str = "cem"
+    propagation: str = "tsinf"
 
 
 @dataclass(frozen=True)

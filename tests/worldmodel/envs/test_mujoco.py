@@ -145,7 +145,8 @@ def test_mbrl_and_resume_on_a_mujoco_env(tmp_path):
     record = json.loads(open(curve).read())
     assert record["references"]["true_dynamics"] is None
     assert [entry["round"] for entry in record["curve"]] == [0, 1]
-    assert record["curve"][1]["eval_ms_per_step"] > 0 and set(record["curve"][1]["seconds"]) == {"collect", "train", "eval"}
+    assert [t["round"] for t in record["timing"]] == [0, 1] and record["timing"][0]["collect_ms_per_step"] is None
+    assert record["timing"][1]["eval_ms_per_step"] > 0 and set(record["timing"][1]["seconds"]) == {"collect", "train", "eval"}
 
 
 def test_train_on_a_mujoco_env_runs_in_gymnasium(tmp_path):
