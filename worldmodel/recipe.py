@@ -55,7 +55,7 @@ def planner_for(name: str, dynamics, env: Environment, *, horizon: int | None = 
         **planning.planner_options(env),
         "horizon": horizon or planning.horizon,
         "samples": samples or planning.samples,
-        "iterations": iterations,
+        "iterations": iterations if iterations is not None else planning.planner_options(env).get("iterations"),
         "seed": seed,
         "termination": env.termination,
         **overrides,
