@@ -129,8 +129,7 @@ class MbrlConfig:
         values["horizon"] = values["horizon"] or planning.horizon
         values["samples"] = values["samples"] or planning.samples
         if values["plan_iterations"] is None:  # the env's planning options, else the planner's own default
-            values["plan_iterations"] = planning.planner_options(env).get(
-                "iterations", inspect.signature(planners.planner_class(values["planner"])).parameters["iterations"].default)
+            values["plan_iterations"] = planning.planner_options(env).get("iterations", default_iterations(values["planner"]))
         values["runner"] = choose_runner(env, self.runner)
         return MbrlConfig(**values)
 
@@ -144,6 +143,16 @@ class MbrlConfig:
         known = {f.name for f in fields(cls)}
         values = {RENAMED.get(k, k): v for k, v in values.items()}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def default_iterations(planner: str) -> int:
+    """The planner's own default iterations per planning call (from the first class in its MRO that names
+    them: iCEM passes its options on to CEM's)."""
+    for cls in planners.planner_class(planner).__mro__:
+        parameter = inspect.signature(cls.__init__).parameters.get("iterations")
+        if parameter is not None:
+            return parameter.default
+    raise ValueError(f"planner {planner!r} has no iterations")
 
 
 def default_run_folder(env_name: str) -> str:
