@@ -64,7 +64,7 @@ DEFAULTS = EnvDefaults(
     training=TrainingBudget(episodes=20, steps=500, epochs=30, batch_size=256, hidden=(200, 200)),
     planning=PlanningDefaults(horizon=15, samples=100,
                               options=lambda env: {"terminal_value": env.terminal_value, "iterations": 3}),
-    mbrl=MbrlBudget(random_episodes=10, episodes_per_round=1, rounds=8, ensemble=1, first_train_steps=2000,
+    mbrl=MbrlBudget(random_episodes=10, episodes_per_round=1, rounds=15, ensemble=1, first_train_steps=2000,
                     train_steps=2000, batch_size=128, lr=3e-3, eval_episodes=3),
     benchmark=BenchmarkDefaults(score="return_ratio", controller_name="pd", controller=pd, success=stayed_up),
 )
