@@ -149,9 +149,12 @@ def test_mbrl_and_resume_on_a_mujoco_env(tmp_path):
     assert record["timing"][1]["eval_ms_per_step"] > 0 and set(record["timing"][1]["seconds"]) == {"collect", "train", "eval"}
 
 
-def test_train_on_a_mujoco_env_runs_in_gymnasium(tmp_path):
+def test_train_and_rollout_on_a_mujoco_env_run_in_gymnasium(tmp_path):
     result = invoke("train", "--env", "reacher", "--episodes", "4", "--steps", "10", "--epochs", "1", "--out", str(tmp_path / "m"))
     assert result.exit_code == 0, result.output
     assert "Held-out one-step MSE (20000 random-action transitions)" in result.output
+    result = invoke("rollout", "--env", "reacher", "--model", str(tmp_path / "m"), "--steps", "3")  # the truth: Gymnasium's
+    assert result.exit_code == 0, result.output
+    assert result.output.count("| TRUE ") == 3 and "Max |error| over 3 steps" in result.output
     result = invoke("train", "--env", "reacher", "--runner", "mlx", "--out", str(tmp_path / "n"))
     assert result.exit_code != 0 and "reacher has no MLX copy" in result.output
