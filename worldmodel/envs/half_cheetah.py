@@ -65,7 +65,7 @@ class HalfCheetah(MujocoEnvironment):
     defaults = DEFAULTS
     gymnasium = mujoco_spec("HalfCheetah-v5", physics_of_obs)
     reset_physics = staticmethod(reset_physics)
-    known_reward = False
+    has_reward_copy = False
 
     def __init__(self):
         super().__init__()

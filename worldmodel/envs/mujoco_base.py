@@ -109,15 +109,15 @@ class MujocoEnvironment(Environment):
     """
 
     mlx_copy = False
-    known_reward = True
+    has_reward_copy = True
     """Whether :meth:`reward` is Gymnasium's reward of ``(obs, action, next_obs)`` (HalfCheetah's is not: the model predicts it)."""
+
+    reset_physics: Callable[[np.random.Generator, np.ndarray, np.ndarray], tuple]
+    """``reset_physics(rng, qpos0, qvel0) -> (qpos, qvel)``: one reset, drawn from ``rng`` as Gymnasium's ``reset_model`` draws it."""
 
     def __init__(self):
         require_mujoco(self.name)
         self._sim = None  # a Gymnasium env of our own, for observations of drawn starts
-
-    reset_physics: Callable[[np.random.Generator, np.ndarray, np.ndarray], tuple]
-    """``reset_physics(rng, qpos0, qvel0) -> (qpos, qvel)``: one reset, drawn from ``rng`` as Gymnasium's ``reset_model`` draws it."""
 
     def simulator(self):
         """This env's own Gymnasium environment's ``unwrapped`` (built on first use)."""

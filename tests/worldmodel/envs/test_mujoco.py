@@ -51,7 +51,7 @@ def test_reward_and_termination_copies_agree_with_gymnasiums_step(name, episodes
 
 def test_half_cheetah_has_no_reward_copy():
     env = get_env("half-cheetah")
-    assert not env.known_reward and env.termination is None
+    assert not env.has_reward_copy and env.termination is None
     with pytest.raises(ValueError, match="the learned model predicts the reward"):
         env.reward(mx.zeros((1, 17)), mx.zeros((1, 6)), mx.zeros((1, 17)))
 
