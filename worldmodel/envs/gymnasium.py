@@ -8,6 +8,7 @@ functions here read it. Gymnasium itself is imported only by :func:`make_gym_env
     state = state_from_obs(env, obs)                  # [..., O] -> [..., S] float32
     obs, reward, terminated, truncated, _ = gym_env.step(gym_action(env, action))
     set_gym_state(env, gym_env, state); gym_state(env, gym_env)   # the Markov state, exactly
+    set_physics_state(env, gym_env, p); physics_state(env, gym_env)   # MuJoCo's full physics state [P]
 """
 
 from __future__ import annotations
@@ -119,8 +120,6 @@ def physics_state(env, gym_env) -> np.ndarray:
     ``mjSTATE_FULLPHYSICS``: time, ``qpos``, ``qvel``, actuator and plugin states); ``ValueError`` for others."""
     if env.gymnasium is None or not env.gymnasium.physics:
         raise ValueError(f"{env.name} has no physics state (only MuJoCo's environments do)")
-    from .mujoco_base import get_physics
-
     return get_physics(gym_env.unwrapped)
 
 
@@ -128,6 +127,38 @@ def set_physics_state(env, gym_env, physics) -> None:
     """Put a MuJoCo Gymnasium env in the full physics state ``physics [P]`` (:func:`physics_state`)."""
     if env.gymnasium is None or not env.gymnasium.physics:
         raise ValueError(f"{env.name} has no physics state (only MuJoCo's environments do)")
-    from .mujoco_base import set_physics
-
     set_physics(gym_env.unwrapped, physics)
+
+
+def _full_physics():
+    import mujoco
+
+    return mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+
+def physics_size(unwrapped) -> int:
+    """``P``: the numbers in the full physics state of a MuJoCo Gymnasium env (``env.unwrapped``)."""
+    import mujoco
+
+    return int(mujoco.mj_stateSize(unwrapped.model, _full_physics()))
+
+
+def get_physics(unwrapped) -> np.ndarray:
+    """The full physics state ``[P]`` float64 of ``unwrapped`` (a Gymnasium ``MujocoEnv``): ``mj_getState``
+    with ``mjSTATE_FULLPHYSICS`` (time, ``qpos``, ``qvel``, activations, plugin states)."""
+    import mujoco
+
+    state = np.empty(physics_size(unwrapped), dtype=np.float64)
+    mujoco.mj_getState(unwrapped.model, unwrapped.data, state, _full_physics())
+    return state
+
+
+def set_physics(unwrapped, physics) -> None:
+    """Put ``unwrapped`` in the full physics state ``physics [P]`` (``mj_setState``, then ``mj_forward``)."""
+    import mujoco
+
+    physics = np.asarray(physics, dtype=np.float64).reshape(-1)
+    if physics.size != physics_size(unwrapped):
+        raise ValueError(f"a physics state of {type(unwrapped).__name__} has {physics_size(unwrapped)} numbers, got {physics.size}")
+    mujoco.mj_setState(unwrapped.model, unwrapped.data, physics, _full_physics())
+    mujoco.mj_forward(unwrapped.model, unwrapped.data)

@@ -1,4 +1,4 @@
-"""What Gymnasium's MuJoCo environments share: the base class :class:`MujocoEnvironment` and the physics state.
+"""What Gymnasium's MuJoCo environments share: the base class :class:`MujocoEnvironment` and its ``GymSpec``.
 
 There is no MLX copy of MuJoCo's physics: episodes run in Gymnasium's own environment (the runner
 ``"gymnasium"``), a learned model imagines, and the planner state is Gymnasium's observation
@@ -10,8 +10,8 @@ dynamics do not depend on, so it is put at 0).
 
     env = get_env("reacher")                      # ValueError naming the install command without MuJoCo
     starts = env.reset(8, seed=0)                 # [8, S]: reset(1, s) is Gymnasium's reset(seed=s)'s observation
-    physics = get_physics(gym_env.unwrapped)      # [P] float64: mj_getState(mjSTATE_FULLPHYSICS)
-    set_physics(gym_env.unwrapped, physics)       # and back (then mj_forward)
+    physics = physics_state(env, gym_env)         # [P] float64: mj_getState(mjSTATE_FULLPHYSICS)
+    set_physics_state(env, gym_env, physics)      # and back (then mj_forward): worldmodel.envs.gymnasium
 
 MuJoCo and Gymnasium are imported only when an environment is built or a physics state is read.
 """
@@ -48,40 +48,6 @@ deprecated, and MuJoCo would print that on every ``gymnasium.make``."""
 def _warn(text: str) -> None:
     if not any(part in text for part in SILENCED_WARNINGS):
         warnings.warn(f"MuJoCo: {text}", stacklevel=2)
-
-
-def _full_physics():
-    import mujoco
-
-    return mujoco.mjtState.mjSTATE_FULLPHYSICS
-
-
-def physics_size(unwrapped) -> int:
-    """``P``: the numbers in the full physics state of a MuJoCo Gymnasium env (``env.unwrapped``)."""
-    import mujoco
-
-    return int(mujoco.mj_stateSize(unwrapped.model, _full_physics()))
-
-
-def get_physics(unwrapped) -> np.ndarray:
-    """The full physics state ``[P]`` float64 of ``unwrapped`` (a Gymnasium ``MujocoEnv``): ``mj_getState``
-    with ``mjSTATE_FULLPHYSICS`` (time, ``qpos``, ``qvel``, activations, plugin states)."""
-    import mujoco
-
-    state = np.empty(physics_size(unwrapped), dtype=np.float64)
-    mujoco.mj_getState(unwrapped.model, unwrapped.data, state, _full_physics())
-    return state
-
-
-def set_physics(unwrapped, physics) -> None:
-    """Put ``unwrapped`` in the full physics state ``physics [P]`` (``mj_setState``, then ``mj_forward``)."""
-    import mujoco
-
-    physics = np.asarray(physics, dtype=np.float64).reshape(-1)
-    if physics.size != physics_size(unwrapped):
-        raise ValueError(f"a physics state of {type(unwrapped).__name__} has {physics_size(unwrapped)} numbers, got {physics.size}")
-    mujoco.mj_setState(unwrapped.model, unwrapped.data, physics, _full_physics())
-    mujoco.mj_forward(unwrapped.model, unwrapped.data)
 
 
 def read_obs(unwrapped) -> np.ndarray:
