@@ -153,11 +153,11 @@ OPTIONS = {
     "time_budget_ms": dict(type=float, help="Plan each step within T ms: iterate while the next iteration fits (at least 1, at most --iterations)."),
     "ensemble": dict(type=int, help=f"Members of the world model, each trained on its own bootstrap of the data (1: one model). {ENVS}"),
     "propagation": dict(type=click.Choice(["expectation", "ts1", "tsinf"]), help="How an ensemble imagines (benchmark: "
-                        "default the members' mean; mbrl: tsinf)."),
+                        "default the members' mean; mbrl: the env's, tsinf)."),
     "particles": dict(type=int, help="Particles per sequence with an ensemble. Default: the members (1 for expectation)."),
     "batch_size": dict(type=int, help=f"Transitions per training batch. {ENVS}"),
     "lr": dict(type=float, help="Adam's learning rate (train: the one-cycle schedule's base). Default: train: 1e-3; mbrl: the env's."),
-    "runner": dict(type=click.Choice(["mlx", "gymnasium"]), help="Where episodes run. Default: train: mlx; else gymnasium where it can."),
+    "runner": dict(type=click.Choice(["mlx", "gymnasium"]), help="Where episodes run. Default: train: mlx (MuJoCo's envs: gymnasium); else gymnasium where it can."),
     "seed": dict(type=int, default=0, show_default=True, help="Seeds every random draw of the command."),
     "device": dict(type=click.Choice(["cpu", "gpu"]), help="Where MLX computes. Default: MLX's (the GPU where this MLX build has one)."),
     "json": dict(dest="json_path", type=click.Path(dir_okay=False), callback=_writable("path"), help="Also write the result as JSON here."),
@@ -296,9 +296,9 @@ def train(env_name, runner, episodes, steps, batch_size, lr, ensemble, seed, out
 
     from worldmodel.checks import at_least
     from worldmodel.distributed import world as current_world
-    from worldmodel.recipe import default_model_path, held_out_line, train_config, train_world_model
+    from worldmodel.recipe import default_model_path, held_out_line, train_config, train_runner, train_world_model
 
-    env, runner, device = prepare(env_name, runner or "mlx", device=device)
+    env, runner, device = prepare(env_name, runner or train_runner(env_name), device=device)
     with bad_values():
         at_least(1, episodes=episodes, steps=steps, hidden=hidden, ensemble=ensemble)
         config = train_config(env, epochs=epochs, batch_size=batch_size, lr=lr, max_lr=max_lr, schedule=schedule,
@@ -451,6 +451,7 @@ MBRL_OPTION = {"env": "env_name", "plan_iterations": "iterations"}
 @options("env", "planner", "horizon", "samples", "iterations", "ensemble", "propagation", "particles", "batch_size",
          "lr", "runner", "seed", "out", "json", "plot", "device",
          out={"help": "Run folder (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV."},
+         planner={"default": None, "show_default": False, "help": "One of: {planners}. Default: the env's (cem)."},
          plot={"help": "Draw the learning curve (return vs env steps) to a PNG."})
 @renamed("--plan-iterations", "--iterations", "iterations", type=int)
 @renamed("--episodes-per-iteration", "--episodes-per-round", "episodes_per_round", type=int)
@@ -494,7 +495,3 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
                f"{time.perf_counter() - start:.1f} s; device: {device}")
     click.echo(f"Run folder: {run_path}; the last model: {result['model']}")
     write_outputs(result, json_path, plot_path, plot_learning_curve, announce=click.echo)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

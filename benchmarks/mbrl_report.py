@@ -32,11 +32,11 @@ def references_line(result: dict) -> str:
     """The horizontal references of the curve: the planner on the true dynamics, the optimum, the random-data model."""
     config, references = result["config"], result["references"]
     true = references["true_dynamics"]
-    parts = [f"{config['planner']} with the true dynamics {true['mean_return']:.3f}"
-             + ("" if true["cost_ratio"] is None else f" (cost ratio {true['cost_ratio']:.4f})")]
+    parts = [] if true is None else [f"{config['planner']} with the true dynamics {true['mean_return']:.3f}"
+                                     + ("" if true["cost_ratio"] is None else f" (cost ratio {true['cost_ratio']:.4f})")]
     if references["optimal"] is not None:
         parts.append(f"optimal {references['optimal']['mean_return']:.3f}")
     if result["curve"]:
         parts.append(f"the random-data model (round 0) {result['curve'][0]['eval_mean_return']:.3f}")
-    episodes = len(true["returns"])
+    episodes = len(result["curve"][0]["eval_returns"]) if result["curve"] else len(true["returns"]) if true else 0
     return f"Eval over {episodes} episodes from the benchmark's starts; references: " + ", ".join(parts)

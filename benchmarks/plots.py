@@ -93,7 +93,8 @@ def plot_learning_curve(result: dict, path: str) -> None:
     ax.plot(steps, [entry["eval_mean_return"] for entry in curve], "-o", ms=4, label=f"eval: {config['planner']} with the model")
     collected = [(entry["env_steps"], r) for entry in curve for r in entry["train_returns"]]
     ax.plot(*zip(*collected), "x", ms=5, alpha=0.6, label="collected episodes")
-    ax.axhline(references["true_dynamics"]["mean_return"], color="C2", ls="--", label=f"{config['planner']} with the true dynamics")
+    if references["true_dynamics"] is not None:
+        ax.axhline(references["true_dynamics"]["mean_return"], color="C2", ls="--", label=f"{config['planner']} with the true dynamics")
     if references["optimal"] is not None:
         ax.axhline(references["optimal"]["mean_return"], color="k", ls=":", label="optimal")
     if curve:

@@ -60,8 +60,9 @@ def table(result: dict) -> str:
 def footer(result: dict) -> str:
     """``20 episodes x 50 steps in the MLX particle; cost ratio = ...``: the runs, the runner and the score."""
     config = result["config"]
-    reference = result["rows"][-1]["planner"]
-    definition = SCORES[config["score"]].definition.format(reference=reference)
+    reference = result["rows"][-1]["planner"] if "optimal_solver" in config or "reference" in config else None
+    definition = ("no reference row (no true dynamics to plan with): no score" if reference is None
+                  else SCORES[config["score"]].definition.format(reference=reference))
     ran_in = describe_runner(config["runner"], config["env"]["name"], config["gym_id"])
     return f"{config['episodes']} episodes x {config['steps']} steps in {ran_in}; {definition}"
 

@@ -183,6 +183,7 @@ def plan_episode(name: str, dynamics: str, source, env, config: BenchmarkConfig,
     from .plots import plot_episode
     from .report import EpisodeLines, state_text
 
+    check_dynamics(config, env)
     check_recording(env, 1, config.steps)  # before the optimum is solved for as many steps
     recorder = PlanRecorder(make_planner(name, source, env, config), source)
     optimum = env.defaults.benchmark.optimum
@@ -218,14 +219,23 @@ def reference_planner(dynamics, env, config: BenchmarkConfig):
                         iterations=REFERENCE_SCALE * base.iterations, time_budget_ms=None)
 
 
-def reference_name(env) -> str:
-    """The reference row's name: ``optimal`` (exact) or ``reference`` (a planner with a large budget)."""
-    return "optimal" if env.defaults.benchmark.optimum is not None else "reference"
+def reference_name(env) -> str | None:
+    """The reference row's name: ``optimal`` (exact), ``reference`` (a planner with a large budget on the
+    true dynamics), or ``None`` where the env has neither (no true dynamics to plan with: MuJoCo's envs)."""
+    if env.defaults.benchmark.optimum is not None:
+        return "optimal"
+    return "reference" if env.true_dynamics() is not None else None
 
 
 def count_runs(config: BenchmarkConfig, env) -> int:
     """Closed-loop runs of one benchmark (for progress bars): planner rows, baselines, a reference planner."""
-    return len(config.planners) * len(config.dynamics) + len(baselines(env, config.seed, [])) + (0 if env.defaults.benchmark.optimum else 1)
+    return len(config.planners) * len(config.dynamics) + len(baselines(env, config.seed, [])) + (reference_name(env) == "reference")
+
+
+def check_dynamics(config: BenchmarkConfig, env) -> None:
+    """``ValueError`` when ``config`` asks for the true dynamics of an env that has none to plan with."""
+    if "true" in config.dynamics and env.true_dynamics() is None:
+        raise ValueError(f"{env.name} has no true dynamics to plan with (no MLX copy of its physics): use --dynamics model")
 
 
 def check_memory(config: BenchmarkConfig, env, episodes: int, model=None) -> None:
@@ -233,13 +243,15 @@ def check_memory(config: BenchmarkConfig, env, episodes: int, model=None) -> Non
     would need more memory than is available to plan ``episodes`` environments together (each is built
     and checked; none runs), or recording the episodes would. With ``model``, its rows are checked as they will
     run (an ensemble's particles)."""
+    check_dynamics(config, env)
     check_recording(env, episodes, config.for_env(env).steps)
-    built = [make_planner(name, env, env, config) for name in config.planners]
+    truth = env.true_dynamics()
+    built = [make_planner(name, truth, env, config) for name in config.planners] if truth is not None else []
     options = config.model_options(model) if model is not None and "model" in config.dynamics else {}
     if options:
         built += [make_planner(name, model, env, config, **options) for name in config.planners]
-    if env.defaults.benchmark.optimum is None:
-        built.append(reference_planner(env, env, config))
+    if reference_name(env) == "reference":
+        built.append(reference_planner(truth, env, config))
     for planner in built:
         planner.check_memory(max(1, episodes))
 
@@ -302,7 +314,7 @@ def run_benchmark(
     w = world or World()
     part = share(len(starts), w.rank, w.size)
     local, ids = np.asarray(starts, np.float32)[part], np.arange(part.start, part.stop)
-    sources = {"model": model, "true": env}
+    sources = {"model": model, "true": env.true_dynamics()}
     check_memory(config, env, len(local), model)
 
     def episodes(policy) -> Episodes:
@@ -342,11 +354,11 @@ def run_benchmark(
     reference, exact = reference_name(env), env.defaults.benchmark.optimum
     if exact is not None:
         optimum = gather_rows(exact.returns(env, local, steps), len(starts), w)
-    else:
+    elif reference is not None:
         done(reference, "true", planned(lambda d: reference_planner(d, env, config), "true", reference))
     if w.size > 1:
         runs = [(name, source, _gather(ep, len(starts), w)) for name, source, ep in runs]
-    reference_returns = optimum if exact is not None else runs[-1][2].returns
+    reference_returns = optimum if exact is not None else runs[-1][2].returns if reference is not None else None
 
     rows = [{**_row(env, name, source, ep, reference_returns), **searches.get((name, source), _NO_SEARCH)}
             for name, source, ep in runs]
@@ -367,8 +379,8 @@ def _config_record(config: BenchmarkConfig, env, episodes: int, w: World) -> dic
         record["gymnasium"] = gymnasium_version()
     if bench.optimum is not None:
         record["optimal_solver"] = bench.optimum.solver
-    else:
-        planner = reference_planner(env, env, config)
+    elif reference_name(env) is not None:
+        planner = reference_planner(env.true_dynamics(), env, config)
         record["reference"] = {"planner": REFERENCE_PLANNER, "dynamics": "true", "horizon": planner.horizon,
                                "samples": planner.samples, "iterations": planner.iterations}
     return record
@@ -388,10 +400,11 @@ def _gather(ep: Episodes, total: int, w: World) -> Episodes:
     )
 
 
-def _scores(env, returns: np.ndarray, reference: np.ndarray) -> dict:
-    """Every score key; the env's own one computed, the others ``None``."""
+def _scores(env, returns: np.ndarray, reference: np.ndarray | None) -> dict:
+    """Every score key; the env's own one computed (``None`` too without ``reference``), the others ``None``."""
     own = env.defaults.benchmark.score
-    return {key: (score.compute(returns, reference) if key == own else None) for key, score in SCORES.items()}
+    return {key: (score.compute(returns, reference) if key == own and reference is not None else None)
+            for key, score in SCORES.items()}
 
 
 def _mean(values) -> float | None:

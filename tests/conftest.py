@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-EXTRAS = {"gymnasium": "gym", "matplotlib": "plot", "jax": "peers", "torch": "peers", "pytorch_mppi": "peers", "mujoco": "mujoco"}
+EXTRAS = {"gymnasium": "gym", "mujoco": "mujoco", "matplotlib": "plot", "jax": "peers", "torch": "peers", "pytorch_mppi": "peers"}
 """The optional module a test may need -> the extra that installs it."""
 
 

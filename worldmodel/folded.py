@@ -160,3 +160,28 @@ def mean_of_members(ensemble_size: int, next_state: mx.array, reward: mx.array) 
     if ensemble_size == 1:
         return next_state, reward
     return next_state.mean(axis=0), reward.mean(axis=0)
+
+
+class KnownRewardModel:
+    """A learned model's next states with a known reward in place of its reward head (as PETS plans).
+
+    ``KnownRewardModel(model, reward)(state [B, S], action [B, A]) -> (next_state [B, S], reward [B])`` with
+    ``reward(state, action, next_state)``; :meth:`members` gives every member's ``[K, B, S]`` and ``[K, B]``
+    (``reward`` must broadcast over the member axis). Other attributes are the model's.
+    """
+
+    def __init__(self, model, reward):
+        self.model, self.reward = model, reward
+
+    def __call__(self, state: mx.array, action: mx.array) -> tuple[mx.array, mx.array]:
+        next_state, _ = self.model(state, action)
+        return next_state, self.reward(state, action, next_state)
+
+    def members(self, state: mx.array, action: mx.array, noise: mx.array | None = None) -> tuple[mx.array, mx.array]:
+        next_state, _ = self.model.members(state, action, noise)
+        return next_state, self.reward(state, action, next_state)
+
+    def __getattr__(self, name):
+        if name in ("model", "reward"):
+            raise AttributeError(name)
+        return getattr(self.model, name)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -47,6 +48,7 @@ from .envs.runner import Episodes, check_recording, choose_runner, describe_runn
 from .envs.scores import cost_ratio
 from .recipe import default_home, model_for, model_sizes_for, planner_for
 from .files import OutputError, check_distinct_outputs
+from .folded import KnownRewardModel
 from .run_folder import MANIFEST, RunFolder, RunFolderError, holds_run, owns, snapshot_name
 from .train import NORMALIZATIONS, ContinualTrainer, check_training
 
@@ -72,9 +74,9 @@ class MbrlConfig:
         rounds, random_episodes, random_steps, episodes_per_round, ensemble,
         first_train_steps, train_steps, batch_size, lr, normalization, eval_episodes: see
             :class:`~worldmodel.envs.defaults.MbrlBudget`.
-        propagation, particles: how an ensemble (``ensemble > 1``) imagines: ``planners.Propagation(mode,
+        propagation, particles: how an ensemble (``ensemble > 1``) imagines (default: the budget's, TS∞): ``planners.Propagation(mode,
             particles=P)``; ignored for one model.
-        planner: the planner's name (``planners.PLANNERS``).
+        planner: the planner's name (``planners.PLANNERS``; default: the budget's, CEM).
         horizon, samples, plan_iterations: the planner's sizes.
         runner: ``"gymnasium"`` or ``"mlx"``: where episodes run.
     """
@@ -92,9 +94,9 @@ class MbrlConfig:
     lr: float | None = None
     normalization: str | None = None
     eval_episodes: int | None = None
-    propagation: str = "tsinf"
+    propagation: str | None = None
     particles: int | None = None
-    planner: str = "cem"
+    planner: str | None = None
     horizon: int | None = None
     samples: int | None = None
     plan_iterations: int | None = None
@@ -102,8 +104,9 @@ class MbrlConfig:
 
     def __post_init__(self):
         get_env(self.env)  # ValueError naming the choices
-        planners.planner_class(self.planner)
-        if self.propagation not in MODES:
+        if self.planner is not None:
+            planners.planner_class(self.planner)
+        if self.propagation is not None and self.propagation not in MODES:
             raise ValueError(f"propagation must be one of {', '.join(MODES)}, got {self.propagation!r}")
         if self.normalization is not None and self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
@@ -119,14 +122,14 @@ class MbrlConfig:
         budget, planning = env.defaults.mbrl, env.defaults.planning
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("rounds", "random_episodes", "episodes_per_round", "ensemble", "first_train_steps",
-                     "train_steps", "batch_size", "lr", "normalization", "eval_episodes"):
+                     "train_steps", "batch_size", "lr", "normalization", "eval_episodes", "planner", "propagation"):
             if values[name] is None:
                 values[name] = getattr(budget, name)
         values["random_steps"] = values["random_steps"] or budget.random_steps or env.steps
         values["horizon"] = values["horizon"] or planning.horizon
         values["samples"] = values["samples"] or planning.samples
-        if values["plan_iterations"] is None:
-            values["plan_iterations"] = inspect.signature(planners.planner_class(self.planner)).parameters["iterations"].default
+        if values["plan_iterations"] is None:  # the env's planning options, else the planner's own default
+            values["plan_iterations"] = planning.planner_options(env).get("iterations", default_iterations(values["planner"]))
         values["runner"] = choose_runner(env, self.runner)
         return MbrlConfig(**values)
 
@@ -140,6 +143,16 @@ class MbrlConfig:
         known = {f.name for f in fields(cls)}
         values = {RENAMED.get(k, k): v for k, v in values.items()}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def default_iterations(planner: str) -> int:
+    """The planner's own default iterations per planning call (from the first class in its MRO that names
+    them: iCEM passes its options on to CEM's)."""
+    for cls in planners.planner_class(planner).__mro__:
+        parameter = inspect.signature(cls.__init__).parameters.get("iterations")
+        if parameter is not None:
+            return parameter.default
+    raise ValueError(f"planner {planner!r} has no iterations")
 
 
 def default_run_folder(env_name: str) -> str:
@@ -174,7 +187,8 @@ CURVE_FIELDS = {"round": "an integer", "env_steps": "an integer", "train_returns
 
 REFERENCE_FIELDS = {"true_dynamics": {"returns": "a list of numbers", "mean_return": "a number", "cost_ratio": "a number or null"},
                     "optimal": {"returns": "a list of numbers", "mean_return": "a number"}}
-"""A run record's ``references``: each reference's fields (``optimal`` is null for an env without a known optimum)."""
+"""A run record's ``references``: each reference's fields (``optimal`` is null for an env without a known optimum,
+``true_dynamics`` for one without true dynamics to plan with: ``env.true_dynamics()`` is ``None``)."""
 
 _KINDS = {
     "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -220,7 +234,8 @@ def check_record(record: dict, number: int, where: str) -> None:
     references = record.get("references")
     if not isinstance(references, dict):
         raise bad("references", "an object", references if "references" in record else "missing")
-    fields_of(references.get("true_dynamics", "missing"), "references.true_dynamics", REFERENCE_FIELDS["true_dynamics"], {})
+    if references.get("true_dynamics", "missing") is not None:  # null: an env without true dynamics to plan with
+        fields_of(references.get("true_dynamics", "missing"), "references.true_dynamics", REFERENCE_FIELDS["true_dynamics"], {})
     if references.get("optimal") is not None:
         fields_of(references["optimal"], "references.optimal", REFERENCE_FIELDS["optimal"], {})
     curve = record.get("curve")
@@ -277,10 +292,13 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
         log: called with one line per round (and one before the first).
 
     Returns:
-        ``{"config", "env", "runner", "references", "curve", "run_folder", "model"}`` (JSON-ready):
+        ``{"config", "env", "runner", "references", "curve", "timing", "run_folder", "model"}`` (JSON-ready):
         ``curve`` has one entry per round (``round``, ``env_steps``, ``train_returns``,
-        ``eval_mean_return``, ``eval_cost_ratio``, ``eval_returns``, ``train_loss``); ``model`` is
-        the checkpoint folder of the last round's model.
+        ``eval_mean_return``, ``eval_cost_ratio``, ``eval_returns``, ``train_loss``); ``timing`` one per
+        round run in this process or recorded before (``round``, planning ``collect_ms_per_step`` and
+        ``eval_ms_per_step``, ``seconds`` of ``collect``, ``train``, ``eval``: wall times, so not part of
+        the curve, which a resumed run reproduces exactly); ``model`` is the checkpoint folder of the
+        last round's model.
 
     Raises:
         ValueError: bad settings, or settings that differ from the resumed run's.
@@ -304,13 +322,14 @@ def run_mbrl(config: MbrlConfig, folder: str, *, resume: bool = False, log: Call
             run = _fresh(config, env, starts, log)
         optimum = np.asarray(run.record["references"]["optimal"]["returns"]) if _exact(env) else None
         for number in range(run.round + 1, config.rounds + 1):
-            entry = _round(config, env, run, number, starts, optimum)
+            entry, timing = _round(config, env, run, number, starts, optimum)
             run.record["curve"].append(entry)
+            run.record.setdefault("timing", []).append(timing)
             run.round = number
             about = {"env": run.record["env"], "data": {"transitions": len(run.data), "source": run.record["runner"]},
                      "mbrl": {"round": number, "seed": config.seed}}
             run_folder.save(number, run.model, run.trainer.state_arrays(), run.data, run.collector, run.record, model_extra=about)
-            log(round_line(entry))
+            log(round_line(entry, timing))
     model = os.path.join(folder, snapshot_name(run.round), "model")
     return {**run.record, "run_folder": folder, "model": model}
 
@@ -354,10 +373,12 @@ def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
     trainer = ContinualTrainer(model, lr=config.lr, batch_size=config.batch_size, normalization=config.normalization)
     exact = _exact(env)
     optimum = exact.returns(env, starts, env.steps) if exact is not None else None
-    true = _evaluate(config, env, env, starts, propagation=None)
+    truth = env.true_dynamics()
+    true = None if truth is None else _evaluate(config, env, truth, starts, propagation=None)
     references = {
-        "true_dynamics": {"returns": _floats(true.returns), "mean_return": float(true.returns.mean()),
-                          "cost_ratio": None if optimum is None else cost_ratio(true.returns, optimum)},
+        "true_dynamics": None if true is None else {
+            "returns": _floats(true.returns), "mean_return": float(true.returns.mean()),
+            "cost_ratio": None if optimum is None else cost_ratio(true.returns, optimum)},
         "optimal": None if optimum is None else {"returns": _floats(optimum), "mean_return": float(optimum.mean())},
     }
     record = {
@@ -366,9 +387,10 @@ def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
         "runner": describe_runner(config.runner, env.name, gym_id(env)),
         "references": references,
         "curve": [],
+        "timing": [],
     }
     log(f"References over {len(starts)} evaluation episodes: {config.planner} with the true dynamics "
-        f"{references['true_dynamics']['mean_return']:.3f}"
+        + ("(none: no true dynamics to plan with)" if true is None else f"{references['true_dynamics']['mean_return']:.3f}")
         + ("" if optimum is None else f", optimal {references['optimal']['mean_return']:.3f}"))
     return _Run(-1, model, trainer, None, None, record)
 
@@ -388,18 +410,23 @@ def _resumed(run_folder: RunFolder, config: MbrlConfig) -> _Run:
     return _Run(snapshot.number, snapshot.model, trainer, snapshot.data, snapshot.planner, record)
 
 
-def _round(config: MbrlConfig, env, run: _Run, number: int, starts: np.ndarray, optimum) -> dict:
-    """Round ``number``: collect, retrain, evaluate; updates ``run`` and returns the curve entry."""
+def _round(config: MbrlConfig, env, run: _Run, number: int, starts: np.ndarray, optimum) -> tuple[dict, dict]:
+    """Round ``number``: collect, retrain, evaluate; updates ``run`` and returns the curve entry and the
+    round's timing (planning ms per step of the collected and the evaluation episodes, seconds per phase)."""
+    clock = time.perf_counter()
     if number == 0:
         episodes = _random_episodes(config, env)
         steps = config.first_train_steps
     else:
         episodes = _planned_episodes(config, env, run, number)
         steps = config.train_steps
+    collected = time.perf_counter()
     new = Transitions.from_episodes(episodes)
     run.data = new if run.data is None else Transitions.concatenate([run.data, new])
     loss = run.trainer.fit(run.data, steps, np.random.default_rng([config.seed, number]))
+    trained = time.perf_counter()
     evaluation = _evaluate(config, env, run.model, starts, _propagation(config))
+    seconds = {"collect": collected - clock, "train": trained - collected, "eval": time.perf_counter() - trained}
     return {
         "round": number,
         "env_steps": len(run.data),
@@ -408,7 +435,18 @@ def _round(config: MbrlConfig, env, run: _Run, number: int, starts: np.ndarray, 
         "eval_cost_ratio": None if optimum is None else cost_ratio(evaluation.returns, optimum),
         "eval_returns": _floats(evaluation.returns),
         "train_loss": loss,
+    }, {
+        "round": number,
+        "collect_ms_per_step": None if number == 0 else ms_per_step(episodes),
+        "eval_ms_per_step": ms_per_step(evaluation),
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
     }
+
+
+def ms_per_step(episodes: Episodes) -> float:
+    """Planning milliseconds per step of ``episodes`` (one planning call chooses the actions of all of them)."""
+    calls = int(episodes.lengths.max()) if len(episodes.lengths) else 0
+    return 1000.0 * episodes.plan_seconds / calls if calls else 0.0
 
 
 def episode_numbers(config: MbrlConfig, number: int) -> range:
@@ -441,7 +479,7 @@ def _random_episodes(config: MbrlConfig, env) -> Episodes:
 
 def _planned_episodes(config: MbrlConfig, env, run: _Run, number: int) -> Episodes:
     """Round ``number``'s episodes, planned with the current model; the planner's key streams continue ``run.collector``."""
-    planner = _planner(config, env, run.model.folded(), _propagation(config))
+    planner = _planner(config, env, planning_model(run.model, env), _propagation(config))
     ids = COLLECT_IDS + np.arange(config.episodes_per_round)
     state = planner.init(ids) if run.collector is None else run.collector.without_warm_start()
 
@@ -456,12 +494,19 @@ def _planned_episodes(config: MbrlConfig, env, run: _Run, number: int) -> Episod
 
 
 def _evaluate(config: MbrlConfig, env, dynamics, starts: np.ndarray, propagation) -> Episodes:
-    """The planner on ``dynamics`` (a model, or ``env`` itself) in closed loop from the evaluation ``starts``:
+    """The planner on ``dynamics`` (a model, or the env's true dynamics) in closed loop from the evaluation ``starts``:
     env ids ``0 .. E-1``, fresh key streams, Gymnasium's ``reset(seed=seed + i)`` (the benchmark's episodes)."""
-    planned = dynamics if dynamics is env else dynamics.folded()
+    planned = planning_model(dynamics, env) if hasattr(dynamics, "folded") else dynamics
     policy = planner_policy(_planner(config, env, planned, propagation))
     seeds = config.seed + np.arange(len(starts))
     return run_episodes(policy, env, starts, env.steps, runner=config.runner, seeds=seeds, set_starts=False)
+
+
+def planning_model(model, env):
+    """What the planner imagines with: the model's folded snapshot, its reward replaced by the env's known one
+    where the env's budget says so (``env.defaults.mbrl.known_reward``: :class:`~worldmodel.folded.KnownRewardModel`)."""
+    folded = model.folded()
+    return KnownRewardModel(folded, env.reward) if env.defaults.mbrl.known_reward else folded
 
 
 def _planner(config: MbrlConfig, env, dynamics, propagation):
@@ -486,9 +531,13 @@ def _floats(values) -> list:
     return [float(v) for v in values]
 
 
-def round_line(entry: dict) -> str:
-    """One curve entry as a progress line."""
+def round_line(entry: dict, timing: dict | None = None) -> str:
+    """One curve entry (and the round's timing) as a progress line."""
     ratio = "" if entry["eval_cost_ratio"] is None else f" | cost ratio {entry['eval_cost_ratio']:.4f}"
+    seconds = None if timing is None else timing["seconds"]
+    times = "" if seconds is None else (
+        f" | planning {timing['eval_ms_per_step']:.1f} ms/step | s: collect {seconds['collect']:.1f}, "
+        f"train {seconds['train']:.1f}, eval {seconds['eval']:.1f}")
     return (f"round {entry['round']} | env steps {entry['env_steps']} | "
             f"train return {np.mean(entry['train_returns']):.3f} | eval return {entry['eval_mean_return']:.3f}"
-            f"{ratio} | loss {entry['train_loss']:.2e}")
+            f"{ratio} | loss {entry['train_loss']:.2e}{times}")

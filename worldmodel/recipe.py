@@ -15,12 +15,14 @@ from planners.runtime.home import wmplan_home
 
 from .checkpoint import load_model, read_config, save_model
 from .data import generate, uniform_transitions
-from .envs import Environment, env_of_checkpoint, env_record, get_env
+from .envs import Environment, env_has_mlx_copy, env_of_checkpoint, env_record, get_env
 from .envs.runner import check_recording
 from .model import EnsembleWorldModel, WorldModel, check_weight_count, layer_shapes
 from .train import TrainConfig, check_training, one_step_mse, train
 
 HELD_OUT_SIZE = 20_000
+HELD_OUT_ROWS = 20
+"""Gymnasium envs the held-out episodes of an env without an MLX copy run in (making one takes ~10-40 ms)."""
 
 
 def default_home() -> str:
@@ -53,12 +55,18 @@ def planner_for(name: str, dynamics, env: Environment, *, horizon: int | None = 
         **planning.planner_options(env),
         "horizon": horizon or planning.horizon,
         "samples": samples or planning.samples,
-        "iterations": iterations,
+        "iterations": iterations if iterations is not None else planning.planner_options(env).get("iterations"),
         "seed": seed,
         "termination": env.termination,
         **overrides,
     }
     return planners.make_planner(name, dynamics, env.action_space, **{k: v for k, v in options.items() if v is not None})
+
+
+def train_runner(env_name: str) -> str:
+    """Where ``wmplan train`` collects its data by default: ``"mlx"`` (the env's MLX copy), ``"gymnasium"``
+    for an env without one (MuJoCo's)."""
+    return "mlx" if env_has_mlx_copy(env_name) else "gymnasium"
 
 
 def train_config(env: Environment, **settings) -> TrainConfig:
@@ -157,7 +165,7 @@ def train_world_model(
 
     Returns:
         The model and its metrics: ``held_out_mse`` per dimension (``[x, v, r]`` for the particle) on
-        20,000 transitions drawn uniformly from the env's training-state box and all actions, and its mean.
+        20,000 transitions (:func:`held_out_transitions`), and its mean.
     """
     if source is not None:
         warnings.warn("train_world_model(source=...) is deprecated: pass runner='mlx' or runner='gymnasium'",
@@ -181,7 +189,7 @@ def train_world_model(
     result = train(model, data, config, log=log, world=world)
     if not root:
         return model, {}
-    held_out = one_step_mse(model, uniform_transitions(env, HELD_OUT_SIZE, seed=config.seed + 1_000_003))
+    held_out = one_step_mse(model, held_out_transitions(env, seed=config.seed + 1_000_003))
     metrics = {
         "held_out_mse": [float(v) for v in held_out],
         "held_out_mse_mean": float(np.mean(held_out)),
@@ -201,11 +209,22 @@ def train_world_model(
     return model, metrics
 
 
+def held_out_transitions(env: Environment, seed: int):
+    """:data:`HELD_OUT_SIZE` transitions to measure a model on: uniform over the env's training box (one step
+    each of its MLX copy), or, for an env without an MLX copy (MuJoCo's), random-action episodes in Gymnasium
+    from reset draws (:func:`~worldmodel.data.generate` with another seed): :data:`HELD_OUT_ROWS` of them
+    side by side (one Gymnasium env each), each restarting where it terminates."""
+    if env.mlx_copy:
+        return uniform_transitions(env, HELD_OUT_SIZE, seed=seed)
+    return generate(env, HELD_OUT_ROWS, HELD_OUT_SIZE // HELD_OUT_ROWS, seed=seed, runner="gymnasium")
+
+
 def held_out_line(env: Environment, metrics: dict) -> str:
     """The printed summary of ``metrics["held_out_mse"]``: each state variable, the reward ``r``, the mean."""
     names = (*env.state_names, "r")
     values = ", ".join(f"{name} = {value:.2e}" for name, value in zip(names, metrics["held_out_mse"]))
-    return f"Held-out one-step MSE ({HELD_OUT_SIZE} uniform transitions): {values}, mean = {metrics['held_out_mse_mean']:.2e}"
+    kind = "uniform" if env.mlx_copy else "random-action"
+    return f"Held-out one-step MSE ({HELD_OUT_SIZE} {kind} transitions): {values}, mean = {metrics['held_out_mse_mean']:.2e}"
 
 
 def load_or_train_model(path: str | None, world=None, env_name: str = "particle",

@@ -29,9 +29,24 @@ def compare_open_loop(env, model, start, actions) -> tuple[np.ndarray, np.ndarra
     actions = mx.array(np.asarray(actions, dtype=np.float32)[None])
     rows = []
     for dynamics in (env, model):
-        states, rewards = open_loop(dynamics, start, actions)
+        if dynamics is env and not env.mlx_copy:
+            states, rewards = gymnasium_open_loop(env, np.array(start[0]), np.array(actions[0]))
+        else:
+            states, rewards = open_loop(dynamics, start, actions)
         rows.append(np.concatenate([states[0, :-1], rewards[0, :, None]], axis=1))
     return rows[0], rows[1]
+
+
+def gymnasium_open_loop(env, start: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`open_loop` of one start ``[S]`` under ``actions [T, A]`` in Gymnasium's env (an env without an MLX
+    copy: MuJoCo's), put in the start first: states ``[1, T + 1, S]`` and rewards ``[1, T]`` (a terminated
+    episode's last state repeats, its rewards are 0)."""
+    from .envs.runner import run_episodes
+
+    steps = iter(actions)
+    episodes = run_episodes(lambda state: next(steps)[None], env, start[None], len(actions), runner="gymnasium",
+                            seeds=[0], set_starts=True)
+    return episodes.states.astype(np.float32), episodes.rewards.astype(np.float32)
 
 
 def parse_actions(env, text: str) -> np.ndarray:

@@ -20,10 +20,10 @@ from worldmodel.envs.runner import choose_runner, planner_policy, run_episodes
 from worldmodel.envs.scores import SCORES, cost_ratio, gap, return_ratio
 from benchmarks.suite import BenchmarkConfig, reference_planner, run_benchmark
 from cli import main
-from worldmodel.envs import ENV_NAMES, env_of_checkpoint, env_record, get_env
+from worldmodel.envs import MLX_ENV_NAMES, env_of_checkpoint, env_record, get_env
 from tests.conftest import need
 
-GYM_ENVS = [name for name in ENV_NAMES if get_env(name).gymnasium is not None]
+GYM_ENVS = [name for name in MLX_ENV_NAMES if get_env(name).gymnasium is not None]
 TINY = ["--dynamics", "true", "--planners", "cem", "--episodes", "2", "--steps", "4", "--horizon", "3", "--samples", "8",
         "--iterations", "1"]
 
@@ -130,7 +130,7 @@ BASELINE_NAMES = {
 }
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
+@pytest.mark.parametrize("name", MLX_ENV_NAMES)
 def test_baselines_per_env_run(name):
     env = get_env(name)
     rows = baselines(env, seed=0, episode_ids=[0, 1])
@@ -158,7 +158,7 @@ def test_scores():
     assert return_ratio(np.array([50.0, 100.0]), np.array([100.0, 200.0])) == 0.5
     assert return_ratio(returns, reference) is None
     assert gap(np.array([80.0, 90.0]), np.array([95.0, 95.0])) == 10.0
-    assert {get_env(n).defaults.benchmark.score for n in ENV_NAMES} <= set(SCORES)
+    assert {get_env(n).defaults.benchmark.score for n in MLX_ENV_NAMES} <= set(SCORES)
 
 
 def test_reference_planner_doubles_the_budget():

@@ -12,7 +12,7 @@ import pytest
 import planners
 from worldmodel import ParticleEnv, WorldModel, generate, load_model, one_step_mse, read_config
 from worldmodel.data import Transitions
-from worldmodel.envs import ENV_NAMES, env_of_checkpoint, get_env
+from worldmodel.envs import MLX_ENV_NAMES, env_of_checkpoint, get_env
 from worldmodel.features import state_change, wrap_angle
 from tests.conftest import invoke, need
 
@@ -120,7 +120,7 @@ def test_one_step_mse_counts_angles_modulo_turns():
     np.testing.assert_allclose(one_step_mse(TurnAhead(), data), 0.0, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
+@pytest.mark.parametrize("name", MLX_ENV_NAMES)
 def test_train_each_env(tmp_path, name):
     env = get_env(name)
     out = str(tmp_path / name)

@@ -9,6 +9,10 @@
     episodes = run_episodes(policy, env, starts, env.steps)   # the one episode runner (MLX or Gymnasium)
     env_of_checkpoint(read_config(path)) # the env a checkpoint was trained on (its env_record)
 
+MuJoCo's environments (``inverted-pendulum``, ``reacher``, ``half-cheetah``: :mod:`~worldmodel.envs.mujoco_base`)
+have no MLX copy: they run in Gymnasium, and building one without MuJoCo installed is a ``ValueError``
+naming the install command.
+
 See :class:`~worldmodel.envs.base.Environment` for what every environment provides, the
 :mod:`~worldmodel.envs.gymnasium` adapter for the real Gymnasium environments, and
 :mod:`~worldmodel.envs.runner` for episodes.
@@ -21,18 +25,26 @@ import inspect
 from .acrobot import Acrobot
 from .base import Environment
 from .cartpole import CartPole
+from .half_cheetah import HalfCheetah
+from .inverted_pendulum import InvertedPendulum
 from .mountaincar import MountainCar
 from .particle import Particle, ParticleEnv
 from .pendulum import Pendulum
+from .reacher import Reacher
 
-ENVIRONMENTS = {cls.name: cls for cls in (Particle, Pendulum, CartPole, Acrobot, MountainCar)}
+ENVIRONMENTS = {cls.name: cls for cls in (Particle, Pendulum, CartPole, Acrobot, MountainCar,
+                                          InvertedPendulum, Reacher, HalfCheetah)}
 ENV_NAMES = tuple(ENVIRONMENTS)
+MLX_ENV_NAMES = tuple(name for name, cls in ENVIRONMENTS.items() if cls.mlx_copy)
+"""The environments with an MLX copy of their dynamics (the others, MuJoCo's, run in Gymnasium only: ``pip install '.[mujoco]'``)."""
 
 __all__ = [
     "ENVIRONMENTS",
     "ENV_NAMES",
+    "MLX_ENV_NAMES",
     "Environment",
     "ParticleEnv",
+    "env_has_mlx_copy",
     "env_of_checkpoint",
     "env_record",
     "get_env",
@@ -56,6 +68,11 @@ def get_env(name: str, **options) -> Environment:
         takes = f"takes the options {accepted}" if accepted else "takes no options"
         raise ValueError(f"environment {name!r} {takes}; got {', '.join(options)}") from None
     return cls(**options)
+
+
+def env_has_mlx_copy(name: str) -> bool:
+    """Whether the environment ``name`` has an MLX copy of its dynamics (``False`` also for an unknown name)."""
+    return name in MLX_ENV_NAMES
 
 
 def env_record(env: Environment) -> dict:

@@ -46,6 +46,8 @@ class Environment(ABC):
             ``planners.dynamics.rollout``): ``1``, as a step is a few element-wise operations.
         defaults: the budgets (:class:`~worldmodel.envs.defaults.EnvDefaults`), its module's ``DEFAULTS``.
         gymnasium: how it mirrors a Gymnasium environment (:class:`~worldmodel.envs.gymnasium.GymSpec`), or ``None``.
+        mlx_copy: whether :meth:`step` is an MLX copy of the dynamics (``False`` for MuJoCo's envs, which
+            run in Gymnasium only: see :mod:`worldmodel.envs.mujoco_base`).
 
     Instances set ``action_space`` (``Discrete`` or ``Box``).
     """
@@ -64,6 +66,7 @@ class Environment(ABC):
     rollout_streams = 1
     defaults: EnvDefaults
     gymnasium: Optional[GymSpec] = None
+    mlx_copy = True
     action_space: Discrete | Box
 
     # -- true dynamics -------------------------------------------------------------------------
@@ -96,6 +99,11 @@ class Environment(ABC):
 
         Known rewards let a learned next-state model plan (``planners.KnownReward(model, env.reward)``).
         """
+
+    def true_dynamics(self):
+        """What planners imagine with for the ``true`` dynamics: the env itself (its MLX copy), or ``None``
+        where there is no copy to plan with."""
+        return self if self.mlx_copy else None
 
     # -- states and actions --------------------------------------------------------------------
 

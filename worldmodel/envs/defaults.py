@@ -54,8 +54,9 @@ class PlanningDefaults:
 
     Attributes:
         horizon, samples: planning horizon and sequences per planning call.
-        options: extra keyword options of every planner here, e.g. a terminal value: a mapping, or a
-            function ``options(env) -> dict`` where they depend on the instance; ``None``: none.
+        options: extra keyword options of every planner here, e.g. a terminal value or ``iterations``
+            (``wmplan mbrl``'s default too): a mapping, or a function ``options(env) -> dict`` where they
+            depend on the instance; ``None``: none.
         demo_start: the start ``[S]`` of ``wmplan plan`` and ``rollout``; ``None``: where
             ``env.reset(1, seed)`` puts it.
     """
@@ -86,6 +87,9 @@ class MbrlBudget:
         batch_size, lr: Adam's batches and learning rate.
         normalization: ``"refit"`` (statistics fit again on all data before every training) or ``"fixed"``.
         eval_episodes: closed-loop episodes from the benchmark's starts after every round.
+        planner, propagation: the planner's name and how an ensemble imagines (``planners.Propagation``'s mode).
+        known_reward: plan with the env's ``reward(state, action, next_state)`` in place of the model's
+            reward head (the model still learns it; ``False``: the learned reward, as for the classic envs).
     """
 
     random_episodes: int = 2
@@ -99,6 +103,9 @@ class MbrlBudget:
     lr: float = 1e-3
     normalization: str = "refit"
     eval_episodes: int = 20
+    known_reward: bool = False
+    planner: str = "cem"
+    propagation: str = "tsinf"
 
 
 @dataclass(frozen=True)

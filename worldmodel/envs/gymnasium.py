@@ -8,6 +8,7 @@ functions here read it. Gymnasium itself is imported only by :func:`make_gym_env
     state = state_from_obs(env, obs)                  # [..., O] -> [..., S] float32
     obs, reward, terminated, truncated, _ = gym_env.step(gym_action(env, action))
     set_gym_state(env, gym_env, state); gym_state(env, gym_env)   # the Markov state, exactly
+    set_physics_state(env, gym_env, p); physics_state(env, gym_env)   # MuJoCo's full physics state [P]
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class GymSpec:
         state_dtype: the numpy dtype Gymnasium keeps ``env.unwrapped.state`` in.
         reset_attributes: attributes of ``env.unwrapped`` set whenever a state is put in (CartPole's
             ``steps_beyond_terminated = None``, so that the next step rewards as on a fresh episode).
+        read_state, write_state: ``read_state(unwrapped) -> [S]`` and ``write_state(unwrapped, state [S])``
+            where the planner state is not ``unwrapped.state`` (MuJoCo's envs: the observation, put in
+            through ``qpos``/``qvel``); ``None``: ``unwrapped.state``.
+        physics: ``True`` where the env also has a full physics state (MuJoCo's: :func:`physics_state`).
+        extra: the wmplan extra that installs it (``"gym"``, ``"mujoco"``), for messages.
     """
 
     id: str
@@ -40,6 +46,10 @@ class GymSpec:
     state_from_obs: Optional[Callable[[np.ndarray], np.ndarray]] = None
     state_dtype: type = np.float64
     reset_attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    read_state: Optional[Callable[[Any], np.ndarray]] = None
+    write_state: Optional[Callable[[Any, np.ndarray], None]] = None
+    physics: bool = False
+    extra: str = "gym"
 
 
 def gym_id(env) -> Optional[str]:
@@ -65,7 +75,7 @@ def make_gym_env(env, **kwargs):
     except ImportError:
         from ..extras import install
 
-        raise ImportError(f"make_gym_env needs gymnasium: {install('gym')}") from None
+        raise ImportError(f"make_gym_env needs gymnasium: {install(env.gymnasium.extra)}") from None
     options = {name: getattr(env, name) for name in env.gymnasium.options}
     return gymnasium.make(env.gymnasium.id, **options, **kwargs)
 
@@ -89,11 +99,66 @@ def gym_action(env, action):
 
 def gym_state(env, gym_env) -> np.ndarray:
     """The Gymnasium env's internal Markov state ``[S]`` (float64): the planner state of ``env``."""
+    if env.gymnasium.read_state is not None:
+        return np.array(env.gymnasium.read_state(gym_env.unwrapped), dtype=np.float64)
     return np.array(gym_env.unwrapped.state, dtype=np.float64)
 
 
 def set_gym_state(env, gym_env, state) -> None:
     """Put the Gymnasium env in planner state ``state [S]`` (for exact comparisons of one step)."""
-    gym_env.unwrapped.state = np.array(state, dtype=env.gymnasium.state_dtype).reshape(env.state_dim)
+    state = np.array(state, dtype=env.gymnasium.state_dtype).reshape(env.state_dim)
+    if env.gymnasium.write_state is not None:
+        env.gymnasium.write_state(gym_env.unwrapped, state)
+    else:
+        gym_env.unwrapped.state = state
     for name, value in env.gymnasium.reset_attributes.items():
         setattr(gym_env.unwrapped, name, value)
+
+
+def physics_state(env, gym_env) -> np.ndarray:
+    """The full physics state ``[P]`` float64 of a MuJoCo Gymnasium env (``mj_getState`` with
+    ``mjSTATE_FULLPHYSICS``: time, ``qpos``, ``qvel``, actuator and plugin states); ``ValueError`` for others."""
+    if env.gymnasium is None or not env.gymnasium.physics:
+        raise ValueError(f"{env.name} has no physics state (only MuJoCo's environments do)")
+    return get_physics(gym_env.unwrapped)
+
+
+def set_physics_state(env, gym_env, physics) -> None:
+    """Put a MuJoCo Gymnasium env in the full physics state ``physics [P]`` (:func:`physics_state`)."""
+    if env.gymnasium is None or not env.gymnasium.physics:
+        raise ValueError(f"{env.name} has no physics state (only MuJoCo's environments do)")
+    set_physics(gym_env.unwrapped, physics)
+
+
+def _full_physics():
+    import mujoco
+
+    return mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+
+def physics_size(unwrapped) -> int:
+    """``P``: the numbers in the full physics state of a MuJoCo Gymnasium env (``env.unwrapped``)."""
+    import mujoco
+
+    return int(mujoco.mj_stateSize(unwrapped.model, _full_physics()))
+
+
+def get_physics(unwrapped) -> np.ndarray:
+    """The full physics state ``[P]`` float64 of ``unwrapped`` (a Gymnasium ``MujocoEnv``): ``mj_getState``
+    with ``mjSTATE_FULLPHYSICS`` (time, ``qpos``, ``qvel``, activations, plugin states)."""
+    import mujoco
+
+    state = np.empty(physics_size(unwrapped), dtype=np.float64)
+    mujoco.mj_getState(unwrapped.model, unwrapped.data, state, _full_physics())
+    return state
+
+
+def set_physics(unwrapped, physics) -> None:
+    """Put ``unwrapped`` in the full physics state ``physics [P]`` (``mj_setState``, then ``mj_forward``)."""
+    import mujoco
+
+    physics = np.asarray(physics, dtype=np.float64).reshape(-1)
+    if physics.size != physics_size(unwrapped):
+        raise ValueError(f"a physics state of {type(unwrapped).__name__} has {physics_size(unwrapped)} numbers, got {physics.size}")
+    mujoco.mj_setState(unwrapped.model, unwrapped.data, physics, _full_physics())
+    mujoco.mj_forward(unwrapped.model, unwrapped.data)

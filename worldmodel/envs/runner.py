@@ -37,7 +37,7 @@ from ..extras import install
 from . import gymnasium as gym_adapter
 
 RUNNERS = ("gymnasium", "mlx")
-READS = ("observation", "state")
+READS = ("observation", "state", "physics")
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -141,12 +141,14 @@ def choose_runner(env, requested: str | None = None) -> str:
     if requested is not None and requested not in RUNNERS:
         raise ValueError(f"unknown runner {requested!r}; choose from {', '.join(RUNNERS)}")
     if requested == "mlx":
+        if not env.mlx_copy:
+            raise ValueError(f"{env.name} has no MLX copy; it runs in Gymnasium's {gym_adapter.gym_id(env)} only (gymnasium)")
         return "mlx"
-    if requested == "gymnasium":
+    if requested == "gymnasium" or not env.mlx_copy:
         if env.gymnasium is None:
             raise ValueError(f"{env.name} has no Gymnasium counterpart; it runs in its MLX copy only (mlx)")
         if gym_adapter.gymnasium_version() is None:
-            raise ValueError(f"the gymnasium runner needs gymnasium: {install('gym')}")
+            raise ValueError(f"the gymnasium runner needs gymnasium: {install(env.gymnasium.extra)}")
         return "gymnasium"
     return "gymnasium" if env.gymnasium is not None and gym_adapter.gymnasium_version() is not None else "mlx"
 
@@ -181,8 +183,9 @@ def run_episodes(
         restart: ``restart(rows [K]) -> starts [K, S]``: rows whose episode terminates begin a new one
             there at once (and keep going), instead of ending.
         read: Gymnasium only: what the runner records and the policy sees, ``"observation"``
-            (the state read from the observation, as an agent would) or ``"state"`` (Gymnasium's
-            internal Markov state, exactly).
+            (the state read from the observation, as an agent would), ``"state"`` (Gymnasium's
+            internal Markov state, exactly) or, for MuJoCo's envs, ``"physics"``: the full physics state
+            ``[P]`` (:func:`~worldmodel.envs.gymnasium.physics_state`), which ``starts`` then hold too.
         on_transition: called after step ``t`` with ``(t, actions [E, A], rewards [E], next_states [E, S],
             alive [E])`` (``alive``: the rows that took the step; the others' values are 0 / their last state), to
             print steps as they end.
@@ -314,7 +317,10 @@ class _GymnasiumSteps:
         for k, row in enumerate(rows):
             obs, _ = self.gym_envs[row].reset(seed=self._seed(row))
             self.begun += 1
-            if self.set_starts:
+            if self.set_starts and self.read == "physics":
+                gym_adapter.set_physics_state(self.env, self.gym_envs[row], states[k])
+                seen[k] = states[k]
+            elif self.set_starts:
                 gym_adapter.set_gym_state(self.env, self.gym_envs[row], states[k])
                 seen[k] = states[k]
             else:
@@ -324,6 +330,8 @@ class _GymnasiumSteps:
     def _read(self, gym_env, obs) -> np.ndarray:
         if self.read == "state":
             return gym_adapter.gym_state(self.env, gym_env)
+        if self.read == "physics":
+            return gym_adapter.physics_state(self.env, gym_env)
         return gym_adapter.state_from_obs(self.env, obs)
 
     def step(self, state: np.ndarray, action: np.ndarray, alive: np.ndarray):

@@ -24,7 +24,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from worldmodel.envs import ENV_NAMES, get_env
+from worldmodel.envs import MLX_ENV_NAMES, get_env
 from worldmodel.envs.gymnasium import gym_action, gym_id, gym_state, make_gym_env, set_gym_state, state_from_obs
 from tests.conftest import need
 
@@ -33,7 +33,7 @@ gymnasium = need("gymnasium")  # the whole file compares against Gymnasium's own
 ATOL = RTOL = 1e-5
 BOUNDARY = 1e-5  # rows this close to a termination boundary may terminate either way
 FAST_ACROBOT_TOL = 3e-4  # rtol = atol for Acrobot's speeds from states beyond half the speed bounds
-GYM_ENVS = [name for name in ENV_NAMES if get_env(name).gymnasium is not None]
+GYM_ENVS = [name for name in MLX_ENV_NAMES if get_env(name).gymnasium is not None]
 
 
 def gym_steps(env, states: np.ndarray, actions: np.ndarray):

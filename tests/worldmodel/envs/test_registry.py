@@ -11,13 +11,16 @@ import pytest
 
 from planners import Box, Discrete, KnownReward, rollout
 from worldmodel import ParticleEnv
-from worldmodel.envs import ENV_NAMES, Environment, get_env
+from worldmodel.envs import ENV_NAMES, MLX_ENV_NAMES, Environment, get_env
 from worldmodel.envs.gymnasium import gym_id, make_gym_env
+from tests.conftest import invoke, one_error_line
 
 
 def test_registry_names_and_errors():
-    assert ENV_NAMES == ("particle", "pendulum", "cartpole", "acrobot", "mountaincar")
-    with pytest.raises(ValueError, match=r"unknown environment 'x'; choose from particle, pendulum, cartpole, acrobot, mountaincar"):
+    assert MLX_ENV_NAMES == ("particle", "pendulum", "cartpole", "acrobot", "mountaincar")
+    assert ENV_NAMES == (*MLX_ENV_NAMES, "inverted-pendulum", "reacher", "half-cheetah")
+    with pytest.raises(ValueError, match=r"unknown environment 'x'; choose from particle, pendulum, cartpole, acrobot, "
+                                         r"mountaincar, inverted-pendulum, reacher, half-cheetah$"):
         get_env("x")
     with pytest.raises(ValueError, match="environment 'cartpole' takes no options; got g"):
         get_env("cartpole", g=9.8)
@@ -27,7 +30,7 @@ def test_registry_names_and_errors():
         get_env("pendulum", g=-1.0)
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
+@pytest.mark.parametrize("name", MLX_ENV_NAMES)
 def test_every_environment_keeps_the_contract(name):
     env = get_env(name)
     assert isinstance(env, Environment) and env.name == name
@@ -54,7 +57,7 @@ def test_every_environment_keeps_the_contract(name):
     assert env.steps >= 1 and env.defaults.planning.horizon >= 1 and env.defaults.planning.samples >= 1
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
+@pytest.mark.parametrize("name", MLX_ENV_NAMES)
 def test_gradients_through_relaxed_actions_are_finite(name):
     """Gradient planners feed probability vectors (Discrete) or in-bound floats (Box) and differentiate
     through the dynamics. (CartPole's and Acrobot's rewards are constant until termination, so their
@@ -90,7 +93,7 @@ def test_a_probability_vector_applies_the_expected_force(name, forces):
 
 
 def test_known_reward_with_the_true_next_state_is_the_environment():
-    for name in ENV_NAMES:
+    for name in MLX_ENV_NAMES:
         env = get_env(name)
         rng = np.random.default_rng(3)
         starts = env.reset(16, seed=3)
@@ -134,8 +137,8 @@ def test_make_gym_env_without_gymnasium_says_how_to_install(monkeypatch):
 
 def test_the_mlx_dynamics_do_not_import_gymnasium():
     code = (
-        "import sys, numpy as np; from worldmodel.envs import ENV_NAMES, get_env; import mlx.core as mx\n"
-        "for name in ENV_NAMES:\n"
+        "import sys, numpy as np; from worldmodel.envs import ENV_NAMES, MLX_ENV_NAMES, get_env; import mlx.core as mx\n"
+        "for name in MLX_ENV_NAMES:\n"
         "    env = get_env(name); rng = np.random.default_rng(0)\n"
         "    mx.eval(env(mx.array(env.sample_states(rng, 4)), mx.array(env.sample_actions(rng, 4))))\n"
         "assert 'gymnasium' not in sys.modules, 'gymnasium was imported'\n"
@@ -156,3 +159,12 @@ def test_the_plain_step_runs_where_mlx_cannot_compile(monkeypatch):
     assert env._compiled_step == env.step
     expected = env.step(state, action)
     assert mx.array_equal(next_state, expected[0]).item() and mx.array_equal(reward, expected[1]).item()
+
+
+@pytest.mark.parametrize("name", ["inverted-pendulum", "reacher", "half-cheetah"])
+def test_a_mujoco_env_without_mujoco_names_the_install_command(monkeypatch, name):
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # import mujoco now raises ImportError
+    with pytest.raises(ValueError, match=rf"^environment '{name}' needs MuJoCo: pip install '\.\[mujoco\]' in the wmplan repository$"):
+        get_env(name)
+    result = invoke("mbrl", "--env", name, "--rounds", "0")
+    assert one_error_line(result, 2).endswith("needs MuJoCo: pip install '.[mujoco]' in the wmplan repository")

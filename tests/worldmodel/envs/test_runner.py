@@ -10,7 +10,7 @@ import pytest
 
 from worldmodel import Transitions
 from worldmodel.data import generate
-from worldmodel.envs import ENV_NAMES, get_env
+from worldmodel.envs import MLX_ENV_NAMES, get_env
 from worldmodel.envs.defaults import BenchmarkDefaults, EnvDefaults, MbrlBudget, PlanningDefaults, TrainingBudget
 from worldmodel.envs.runner import random_policy, run_episodes
 from worldmodel.envs.scores import SCORES
@@ -102,7 +102,7 @@ def test_runner_rejects_bad_input():
         run_episodes(lambda s: s, env, env.reset(1), 2)
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
+@pytest.mark.parametrize("name", MLX_ENV_NAMES)
 def test_reset_is_deterministic_in_the_box(name):
     env = get_env(name)
     a, b, c = env.reset(50, seed=7), env.reset(50, seed=7), env.reset(50, seed=8)
@@ -114,7 +114,7 @@ def test_reset_is_deterministic_in_the_box(name):
         env.reset(0)
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
+@pytest.mark.parametrize("name", MLX_ENV_NAMES)
 def test_each_env_module_has_a_complete_defaults_record(name):
     env = get_env(name)
     defaults = env.defaults
@@ -140,7 +140,7 @@ def test_each_env_module_has_a_complete_defaults_record(name):
 
 
 def test_only_the_discrete_particle_knows_its_optimum():
-    known = {name for name in ENV_NAMES if get_env(name).defaults.benchmark.optimum is not None}
+    known = {name for name in MLX_ENV_NAMES if get_env(name).defaults.benchmark.optimum is not None}
     assert known == {"particle"}
     assert get_env("particle", continuous=True).defaults.benchmark.optimum is None
     with pytest.raises(ValueError, match="unknown score 'ratio'"):
