@@ -358,7 +358,7 @@ def plan(env_name, planner, dynamics, x0, v0, start, steps, horizon, samples, it
         config = BenchmarkConfig(planners=(planner,), dynamics=(dynamics,), episodes=1, steps=steps, horizon=horizon,
                                  samples=samples, iterations=iterations, seed=seed, runner=runner, time_budget_ms=time_budget_ms)
     start, given = resolve_start(env, x0, v0, start, seed)
-    source = env
+    source = env.true_dynamics()
     if dynamics == "model":
         model, _, env = load_model_for(env_name, model_path, start=start if given else None)
         source = model.folded()

@@ -55,7 +55,8 @@ def plot_episode(env, true_states: np.ndarray, imagined_states: np.ndarray, acti
 
     Args:
         true_states: ``[T + 1, S]`` the states the episode visited, the start first.
-        imagined_states: ``[T, S]`` the planner's one-step predictions (state ``t + 1`` as imagined at step ``t``).
+        imagined_states: ``[T, S]`` the planner's one-step predictions (state ``t + 1`` as imagined at step ``t``),
+            or ``None`` (a sequence evaluator predicts none).
         actions: ``[T, A]`` the applied actions.
     """
     plt = _pyplot()
@@ -64,7 +65,8 @@ def plot_episode(env, true_states: np.ndarray, imagined_states: np.ndarray, acti
     fig, axes = plt.subplots(len(names) + 1, 1, sharex=True, figsize=(7, 1.5 * (len(names) + 1) + 0.6))
     for k, (ax, name) in enumerate(zip(axes, names)):
         ax.plot(t, true_states[:, k], "-o", ms=2, label="true")
-        ax.plot(t[1:], imagined_states[:, k], "x--", ms=3, label="imagined (one step ahead)")
+        if imagined_states is not None:
+            ax.plot(t[1:], imagined_states[:, k], "x--", ms=3, label="imagined (one step ahead)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

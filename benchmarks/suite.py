@@ -118,6 +118,26 @@ class CountingDynamics:
         return getattr(self.dynamics, name)
 
 
+class CountingEvaluator(planners.SequenceEvaluator):
+    """Wraps a ``planners.SequenceEvaluator`` (MuJoCo's true dynamics) and counts the transitions it is asked
+    for (``E * N * H`` per call), handing it the same arrays."""
+
+    def __init__(self, evaluator: planners.SequenceEvaluator):
+        super().__init__(self._evaluate, action_dim=evaluator.action_dim, as_numpy=evaluator.as_numpy,
+                         bytes_per_step=evaluator.bytes_per_step)
+        self.evaluator = evaluator
+        self.count = 0
+
+    def _evaluate(self, start, actions):
+        self.count += int(np.prod(actions.shape[:3]))
+        return self.evaluator.evaluate(start, actions)
+
+
+def counting(dynamics):
+    """``dynamics`` wrapped to count its imagined transitions (``.count``): :class:`CountingEvaluator` or :class:`CountingDynamics`."""
+    return CountingEvaluator(dynamics) if isinstance(dynamics, planners.SequenceEvaluator) else CountingDynamics(dynamics)
+
+
 class SearchLog:
     """A planner as a policy (``worldmodel.envs.runner.Policy``: ``planner.act``) that keeps, per step, the
     call's planning time (ms) and its search's iterations (``planner.last_search``)."""
@@ -164,14 +184,16 @@ class PlanRecorder(SearchLog):
     def __call__(self, state: np.ndarray) -> np.ndarray:
         plan = self._plan(state)  # what act() does, keeping the plan's return
         action = plan.actions[:, 0]
-        predicted, _ = self.dynamics(mx.array(state), action)
         self.expected_returns.append(np.array(plan.expected_return))
-        self.predicted.append(np.array(predicted))
+        if not isinstance(self.dynamics, planners.SequenceEvaluator):  # a black box predicts no next state
+            predicted, _ = self.dynamics(mx.array(state), action)
+            self.predicted.append(np.array(predicted))
         return np.array(action)
 
-    def predictions(self, episode: int = 0) -> np.ndarray:
-        """The one-step predictions ``[T, S]`` of one episode (row ``episode`` of every step's ``[E, S]``)."""
-        return np.stack(self.predicted)[:, episode]
+    def predictions(self, episode: int = 0) -> np.ndarray | None:
+        """The one-step predictions ``[T, S]`` of one episode (row ``episode`` of every step's ``[E, S]``);
+        ``None`` for a sequence evaluator."""
+        return np.stack(self.predicted)[:, episode] if self.predicted else None
 
 
 def plan_episode(name: str, dynamics: str, source, env, config: BenchmarkConfig, start, given: bool, echo,
@@ -193,11 +215,12 @@ def plan_episode(name: str, dynamics: str, source, env, config: BenchmarkConfig,
     searches = recorder if config.time_budget_ms is not None else None
     lines = EpisodeLines(env, recorder.expected_returns, start, best, echo=echo, searches=searches)  # each step as it ends
     ep = run_episodes(recorder, env, start[None], config.steps, runner=config.runner, seeds=[config.seed],
-                      set_starts=given, on_transition=lines)
+                      set_starts=given, on_transition=lines, policy_read=env.true_dynamics_read if dynamics == "true" else None)
     lines.summary(ep)
     if plot_path:
         length = int(ep.lengths[0])
-        plot_episode(env, ep.states[0, : length + 1], recorder.predictions()[:length], ep.actions[0, :length], plot_path,
+        predicted = recorder.predictions()
+        plot_episode(env, ep.states[0, : length + 1], None if predicted is None else predicted[:length], ep.actions[0, :length], plot_path,
                      title=f"{env.name}: {name} planning with the {dynamics} dynamics, return {ep.returns[0]:.2f}")
         echo(f"Wrote {plot_path}")
     return ep
@@ -317,18 +340,18 @@ def run_benchmark(
     sources = {"model": model, "true": env.true_dynamics()}
     check_memory(config, env, len(local), model)
 
-    def episodes(policy) -> Episodes:
+    def episodes(policy, policy_read=None) -> Episodes:
         if not len(local):  # more processes than episodes: this one has none
             return Episodes.empty(env, steps)
         return run_episodes(policy, env, local, steps, runner=config.runner, seeds=config.seed + ids,
-                            set_starts=config.init_states is not None, on_step=on_step)
+                            set_starts=config.init_states is not None, on_step=on_step, policy_read=policy_read)
 
     searches = {}  # (name, source) -> SearchLog.summary()
 
     def planned(planner_of, source, name):
-        counted = CountingDynamics(sources[source])
+        counted = counting(sources[source])
         log = SearchLog(planner_of(counted), ids)
-        ep = episodes(log)
+        ep = episodes(log, env.true_dynamics_read if source == "true" else None)
         ep.imagined = counted.count
         searches[name, source] = log.summary(w)
         return ep
@@ -368,7 +391,9 @@ def run_benchmark(
     for row in rows:
         if row["dynamics"] == "model" and (row["planner"], "true") in means:
             row["model_gap"] = means[(row["planner"], "true")] - row["mean_return"]
-    return {"config": _config_record(config, env, len(starts), w), "rows": rows}
+    record = {"config": _config_record(config, env, len(starts), w), "rows": rows}
+    env.close()  # MuJoCo's true dynamics: their rollout threads stop (built again if asked for)
+    return record
 
 
 def _config_record(config: BenchmarkConfig, env, episodes: int, w: World) -> dict:

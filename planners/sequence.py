@@ -31,7 +31,10 @@ import numpy as np
 from .checks import check_int
 from .dynamics import _as_array, finite_or_neg_inf
 
-__all__ = ["SequenceEvaluator", "check_start", "refuse_step_options"]
+__all__ = ["SequenceEvaluator", "STEP_OPTIONS", "check_start", "refuse_step_options"]
+
+STEP_OPTIONS = ("discount", "terminal_value", "termination", "propagation", "streams")
+"""The planner options of step dynamics that a sequence evaluator refuses (it computes whole returns itself)."""
 
 
 class SequenceEvaluator:
@@ -136,7 +139,7 @@ def refuse_step_options(
             f"{planner} follows gradients through step dynamics; a sequence evaluator (a black box) has none: "
             "use CEM, ICEM, MPPI or RandomShooting"
         )
-    refused = [
+    refused = [  # STEP_OPTIONS, then compile
         ("discount", discount != 1.0), ("terminal_value", terminal_value is not None), ("termination", termination is not None),
         ("propagation", propagation is not None), ("streams", streams is not None), ("compile=True", compile is True),
     ]

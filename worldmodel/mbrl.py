@@ -375,6 +375,7 @@ def _fresh(config: MbrlConfig, env, starts: np.ndarray, log) -> _Run:
     optimum = exact.returns(env, starts, env.steps) if exact is not None else None
     truth = env.true_dynamics()
     true = None if truth is None else _evaluate(config, env, truth, starts, propagation=None)
+    env.close()  # MuJoCo's true dynamics: their rollout threads stop
     references = {
         "true_dynamics": None if true is None else {
             "returns": _floats(true.returns), "mean_return": float(true.returns.mean()),
@@ -496,10 +497,12 @@ def _planned_episodes(config: MbrlConfig, env, run: _Run, number: int) -> Episod
 def _evaluate(config: MbrlConfig, env, dynamics, starts: np.ndarray, propagation) -> Episodes:
     """The planner on ``dynamics`` (a model, or the env's true dynamics) in closed loop from the evaluation ``starts``:
     env ids ``0 .. E-1``, fresh key streams, Gymnasium's ``reset(seed=seed + i)`` (the benchmark's episodes)."""
-    planned = planning_model(dynamics, env) if hasattr(dynamics, "folded") else dynamics
+    learned = hasattr(dynamics, "folded")
+    planned = planning_model(dynamics, env) if learned else dynamics
     policy = planner_policy(_planner(config, env, planned, propagation))
     seeds = config.seed + np.arange(len(starts))
-    return run_episodes(policy, env, starts, env.steps, runner=config.runner, seeds=seeds, set_starts=False)
+    return run_episodes(policy, env, starts, env.steps, runner=config.runner, seeds=seeds, set_starts=False,
+                        policy_read=None if learned else env.true_dynamics_read)
 
 
 def planning_model(model, env):

@@ -12,6 +12,7 @@ import numpy as np
 
 import planners
 from planners.runtime.home import wmplan_home
+from planners.sequence import STEP_OPTIONS
 
 from .checkpoint import load_model, read_config, save_model
 from .data import generate, uniform_transitions
@@ -49,7 +50,9 @@ def planner_for(name: str, dynamics, env: Environment, *, horizon: int | None = 
                 iterations: int | None = None, seed: int = 0, **overrides):
     """Planner ``name`` (``planners.PLANNERS``) on ``dynamics`` in ``env``'s action space, with ``env``'s
     termination and planning defaults (``env.defaults.planning``: horizon, samples, options); the sizes
-    given, then ``overrides``, replace them, and ``None`` keeps the env's or the planner's own default."""
+    given, then ``overrides``, replace them, and ``None`` keeps the env's or the planner's own default.
+    A ``planners.SequenceEvaluator`` (MuJoCo's true dynamics) gets none of the options of step dynamics
+    (``planners.sequence.STEP_OPTIONS``: termination, terminal value, ...): it computes whole returns itself."""
     planning = env.defaults.planning
     options = {
         **planning.planner_options(env),
@@ -60,6 +63,8 @@ def planner_for(name: str, dynamics, env: Environment, *, horizon: int | None = 
         "termination": env.termination,
         **overrides,
     }
+    if isinstance(dynamics, planners.SequenceEvaluator):
+        options = {k: v for k, v in options.items() if k not in STEP_OPTIONS}
     return planners.make_planner(name, dynamics, env.action_space, **{k: v for k, v in options.items() if v is not None})
 
 

@@ -102,8 +102,15 @@ class Environment(ABC):
 
     def true_dynamics(self):
         """What planners imagine with for the ``true`` dynamics: the env itself (its MLX copy), or ``None``
-        where there is no copy to plan with."""
+        where there is no copy to plan with (MuJoCo's envs: their ``planners.SequenceEvaluator``)."""
         return self if self.mlx_copy else None
+
+    def close(self) -> None:
+        """Release what :meth:`true_dynamics` started (nothing here; MuJoCo's envs stop their rollout threads)."""
+
+    true_dynamics_read = None
+    """What a planner on :meth:`true_dynamics` is handed in Gymnasium's episodes (the runner's ``policy_read``):
+    ``None``, the planner state; ``"physics"``, MuJoCo's full physics state."""
 
     # -- states and actions --------------------------------------------------------------------
 

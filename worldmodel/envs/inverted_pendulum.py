@@ -11,6 +11,7 @@ Every imagined sequence that keeps the pole up earns the same, so planners get a
 terminal value (:meth:`InvertedPendulum.terminal_value`, a planning option like the acrobot's): a
 small cost, below one step's reward, of ending away from the middle, tilted or moving. Without it
 the planner picks among the tied sequences by chance, and the cart drifts into its rail's end.
+The true dynamics (MuJoCo's rollouts) get the same value of their final state (:meth:`InvertedPendulum.final_value`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ class InvertedPendulum(MujocoEnvironment):
     def terminal_value(self, state: mx.array) -> mx.array:
         """``[B]``: ``-(0.1 x^2 + theta^2 + 0.01 x_dot^2 + 0.01 theta_dot^2)`` of observations ``[B, 4]`` (see the module)."""
         return -(state**2) @ mx.array(VALUE_WEIGHTS, dtype=mx.float32)
+
+    def final_value(self, final: np.ndarray) -> np.ndarray:
+        """:meth:`terminal_value` of MuJoCo's final ``(qpos, qvel)`` ``[B, 4]`` (the observation): the true dynamics' tie-breaker."""
+        return np.array(self.terminal_value(mx.array(final, dtype=mx.float32)), dtype=np.float64)
 
     def termination(self, next_state: mx.array) -> mx.array:
         """``[B]`` bool: ``|theta| > 0.2`` or a non-finite number in the observation ``[B, 4]``."""

@@ -81,9 +81,30 @@ class MujocoEnvironment(Environment):
     reset_physics: Callable[[np.random.Generator, np.ndarray, np.ndarray], tuple]
     """``reset_physics(rng, qpos0, qvel0) -> (qpos, qvel)``: one reset, drawn from ``rng`` as Gymnasium's ``reset_model`` draws it."""
 
+    true_dynamics_read = "physics"
+    final_value = None
+    """``value(final [B, nq + nv]) -> [B]`` of ``qpos``, ``qvel``: the true dynamics' tie-breaker (``MujocoEvaluator``'s
+    ``terminal_value``), or ``None``."""
+
     def __init__(self):
         require_mujoco(self.name)
         self._sim = None  # a Gymnasium env of our own, for observations of drawn starts
+        self._truth = None  # the MujocoEvaluator, built on first use
+
+    def true_dynamics(self):
+        """MuJoCo itself: a :class:`~worldmodel.envs.mujoco_true.MujocoEvaluator` of this env (built on first use,
+        one per env, closed by :meth:`close`), which plans from full physics states (``true_dynamics_read``)."""
+        if self._truth is None:
+            from .mujoco_true import MujocoEvaluator
+
+            self._truth = MujocoEvaluator(self.gymnasium.id, terminal_value=self.final_value)
+        return self._truth
+
+    def close(self) -> None:
+        """Stop the true dynamics' rollout threads, if they were started (a later :meth:`true_dynamics` starts new ones)."""
+        if self._truth is not None:
+            self._truth.close()
+            self._truth = None
 
     def simulator(self):
         """This env's own Gymnasium environment's ``unwrapped`` (built on first use)."""

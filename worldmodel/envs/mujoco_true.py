@@ -207,12 +207,17 @@ class MujocoEvaluator(SequenceEvaluator):
         env: a Gymnasium id (one of :data:`MUJOCO_TASKS`) or a Gymnasium MuJoCo env of one (its
             ``frame_skip``, XML file and reward weights are used; its simulation is not touched).
         threads: rollout threads. Default: :func:`usable_cores`.
+        terminal_value: a tie-breaker for the planning objective, ``value(final [B, nq + nv]) -> [B]``
+            of ``qpos`` and ``qvel`` (float64) after the last step, added to the return of every
+            sequence that did not terminate within the horizon (InvertedPendulum's: every surviving
+            sequence earns the same). :meth:`returns` stays Gymnasium's sums; only the planners'
+            objective (calling the evaluator) gets the value.
 
     Calling it, ``evaluator(start, actions)``, gives the planners' checked float32 MLX returns;
     :meth:`returns` gives the float64 numpy ones. Start states come from :func:`physics_states`.
     """
 
-    def __init__(self, env, *, threads: Optional[int] = None):
+    def __init__(self, env, *, threads: Optional[int] = None, terminal_value: Optional[Callable] = None):
         mujoco = _mujoco()
         gym_id, unwrapped, kwargs, made = _gym_env(env)
         if gym_id not in MUJOCO_TASKS:
@@ -232,8 +237,11 @@ class MujocoEvaluator(SequenceEvaluator):
         self._data = [mujoco.MjData(self.model) for _ in range(self.threads)]
         self._pool = mujoco.rollout.Rollout(nthread=self.threads if self.threads > 1 else 0)
         self._closer = weakref.finalize(self, self._pool.close)
+        if terminal_value is not None and not callable(terminal_value):
+            raise ValueError(f"terminal_value must be callable or None, got {terminal_value!r}")
+        self.terminal_value = terminal_value
         recorded = 8 * self.frame_skip * (self.state_size + self.model.nsensordata + self.model.nu)  # states, sensors, controls
-        super().__init__(self.returns, action_dim=self.model.nu, bytes_per_step=recorded)
+        super().__init__(self.objective, action_dim=self.model.nu, bytes_per_step=recorded)
 
     @property
     def action_space(self) -> Box:
@@ -243,6 +251,14 @@ class MujocoEvaluator(SequenceEvaluator):
 
     def returns(self, start, actions) -> np.ndarray:
         """The sums of Gymnasium's rewards ``[E, N]`` (float64) of ``actions [E, N, H, A]`` from ``start [E, nstate]``."""
+        return self._rollout(start, actions, value=False)
+
+    def objective(self, start, actions) -> np.ndarray:
+        """What the planners maximize ``[E, N]``: :meth:`returns`, plus ``terminal_value`` of the final
+        ``(qpos, qvel)`` where the sequence did not terminate (just the returns without one)."""
+        return self._rollout(start, actions, value=self.terminal_value is not None)
+
+    def _rollout(self, start, actions, value: bool) -> np.ndarray:
         start = np.asarray(start, dtype=np.float64)
         actions = np.asarray(actions, dtype=np.float64)
         if start.ndim != 2 or start.shape[1] != self.state_size:
@@ -270,7 +286,12 @@ class MujocoEvaluator(SequenceEvaluator):
         if terminated is not None:  # the episode is over after the step that terminates: no later rewards
             ended_before = np.cumsum(terminated, axis=1) - terminated > 0
             rewards = np.where(ended_before, 0.0, rewards)
-        return rewards.sum(axis=1).reshape(envs, samples)
+        totals = rewards.sum(axis=1)
+        if value:
+            final = states[:, -1, self.qpos : self.qpos + self.model.nq + self.model.nv]
+            alive = np.ones(len(totals), bool) if terminated is None else ~terminated.any(axis=1)
+            totals = totals + np.where(alive, np.asarray(self.terminal_value(final), dtype=np.float64).reshape(-1), 0.0)
+        return totals.reshape(envs, samples)
 
     def close(self) -> None:
         """Stop the rollout threads (also done when the evaluator is garbage-collected)."""

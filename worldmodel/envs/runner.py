@@ -164,6 +164,7 @@ def run_episodes(
     on_step: Callable[[int], None] | None = None,
     restart: Callable[[np.ndarray], np.ndarray] | None = None,
     read: str = "observation",
+    policy_read: str | None = None,
     on_transition: Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
 ) -> Episodes:
     """Step ``E`` episodes together for at most ``steps`` steps with ``runner``.
@@ -186,6 +187,10 @@ def run_episodes(
             (the state read from the observation, as an agent would), ``"state"`` (Gymnasium's
             internal Markov state, exactly) or, for MuJoCo's envs, ``"physics"``: the full physics state
             ``[P]`` (:func:`~worldmodel.envs.gymnasium.physics_state`), which ``starts`` then hold too.
+        policy_read: Gymnasium only: hand the policy this read (``"state"`` or ``"physics"``, float64)
+            instead of what is recorded (``read``, which ``starts`` keep): a planner on MuJoCo's own
+            physics (``env.true_dynamics_read``) plans from the full physics state while the episode
+            records observations, as every other row's does.
         on_transition: called after step ``t`` with ``(t, actions [E, A], rewards [E], next_states [E, S],
             alive [E])`` (``alive``: the rows that took the step; the others' values are 0 / their last state), to
             print steps as they end.
@@ -194,12 +199,16 @@ def run_episodes(
         raise ValueError(f"unknown runner {runner!r}; choose from {', '.join(RUNNERS)}")
     if read not in READS:
         raise ValueError(f"unknown read {read!r}; choose from {', '.join(READS)}")
+    if policy_read not in (None, "state", "physics"):
+        raise ValueError(f"unknown policy_read {policy_read!r}; choose from state, physics")
+    if policy_read is not None and runner != "gymnasium":
+        raise ValueError(f"policy_read={policy_read!r} needs the gymnasium runner")
     check_recording(env, len(starts), steps, next_states=restart is not None)
     starts = np.asarray(starts, dtype=np.float32)
     if runner == "gymnasium":
         if seeds is None or (not callable(seeds) and len(seeds) != len(starts)):
             raise ValueError(f"the gymnasium runner needs one reset seed per episode, got {seeds!r}")
-        stepper = _GymnasiumSteps(env, len(starts), steps, seeds, set_starts or restart is not None, read)
+        stepper = _GymnasiumSteps(env, len(starts), steps, seeds, set_starts or restart is not None, read, policy_read)
     else:
         stepper = _MlxSteps(env)
     try:
@@ -218,7 +227,7 @@ def _run(policy, env, starts, steps, stepper, restart, on_step, on_transition=No
     for t in range(steps):
         if not alive.any():
             break
-        action, seconds = _choose(policy, state, env)
+        action, seconds = _choose(policy, stepper.view(state), env)
         plan_seconds += seconds
         next_state, reward, ended, truncated = stepper.step(state, action, alive)
         rewards.append(np.where(alive, reward, 0.0))
@@ -282,6 +291,10 @@ class _MlxSteps:
         """Rows ``[K]`` begin episodes in ``states [K, S]``; returns the states the policy sees."""
         return states
 
+    def view(self, state: np.ndarray) -> np.ndarray:
+        """What the policy is handed: the states themselves."""
+        return state
+
     def step(self, state: np.ndarray, action: np.ndarray, alive: np.ndarray):
         """``(next_state [E, S] float32, reward [E] float64, terminated [E], truncated [E])``; ended rows keep their state."""
         next_state, reward = self.env(mx.array(state), mx.array(action))
@@ -300,8 +313,9 @@ class _MlxSteps:
 class _GymnasiumSteps:
     """One Gymnasium environment per row, stepped in a Python loop."""
 
-    def __init__(self, env, rows: int, steps: int, seeds, set_starts: bool, read: str):
-        self.env, self.seeds, self.set_starts, self.read = env, seeds, set_starts, read
+    def __init__(self, env, rows: int, steps: int, seeds, set_starts: bool, read: str, policy_read: str | None = None):
+        self.env, self.seeds, self.set_starts, self.read, self.policy_read = env, seeds, set_starts, read, policy_read
+        self.seen = [None] * rows  # with policy_read: each row's latest state as the policy reads it (float64)
         self.begun = 0
         self.gym_envs = []
         for _ in range(rows):
@@ -325,12 +339,19 @@ class _GymnasiumSteps:
                 seen[k] = states[k]
             else:
                 seen[k] = self._read(self.gym_envs[row], obs)
+            if self.policy_read is not None:
+                self.seen[row] = self._read(self.gym_envs[row], obs, self.policy_read)
         return seen
 
-    def _read(self, gym_env, obs) -> np.ndarray:
-        if self.read == "state":
+    def view(self, state: np.ndarray) -> np.ndarray:
+        """What the policy is handed: ``state [E, S]``, or with ``policy_read`` every row's latest such read ``[E, P]``."""
+        return state if self.policy_read is None else np.stack(self.seen)
+
+    def _read(self, gym_env, obs, read: str | None = None) -> np.ndarray:
+        read = read or self.read
+        if read == "state":
             return gym_adapter.gym_state(self.env, gym_env)
-        if self.read == "physics":
+        if read == "physics":
             return gym_adapter.physics_state(self.env, gym_env)
         return gym_adapter.state_from_obs(self.env, obs)
 
@@ -342,6 +363,8 @@ class _GymnasiumSteps:
             gym_env = self.gym_envs[i]
             obs, reward[i], ended[i], truncated[i], _ = gym_env.step(gym_adapter.gym_action(self.env, action[i]))
             next_state[i] = self._read(gym_env, obs)
+            if self.policy_read is not None:
+                self.seen[i] = self._read(gym_env, obs, self.policy_read)
         return next_state, reward, ended, truncated
 
     def close(self) -> None:
