@@ -121,6 +121,26 @@ def test_the_runner_reads_the_physics_state():
     np.testing.assert_allclose(ep.states[0, 0], physics_state(env, gym_env), atol=1e-6)
 
 
+def test_the_runner_hands_the_policy_the_physics_state():
+    env, seen = get_env("half-cheetah"), []
+    gym_env = make_gym_env(env)
+    gym_env.reset(seed=4)
+
+    def policy(state):
+        seen.append(state)
+        return np.full((len(state), 6), 0.5, np.float32)
+
+    ep = run_episodes(policy, env, env.benchmark_starts(2, 4), 3, runner="gymnasium", seeds=[4, 5], set_starts=False,
+                      policy_read="physics")
+    assert ep.states.shape == (2, 4, env.state_dim)  # observations recorded
+    assert all(s.shape == (2, len(physics_state(env, gym_env))) and s.dtype == np.float64 for s in seen)
+    np.testing.assert_array_equal(seen[0][0], physics_state(env, gym_env))
+    gym_env.step(np.full(6, 0.5, np.float32))
+    np.testing.assert_array_equal(seen[1][0], physics_state(env, gym_env))
+    with pytest.raises(ValueError, match="policy_read='physics' needs the gymnasium runner"):
+        run_episodes(policy, env, env.benchmark_starts(1, 4), 1, runner="mlx", policy_read="physics")
+
+
 @pytest.mark.parametrize("name", ["inverted-pendulum", "reacher"])
 def test_the_pd_controllers_beat_zero_and_random(name):
     env = get_env(name)
@@ -143,7 +163,8 @@ def test_mbrl_and_resume_on_a_mujoco_env(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Episodes in Gymnasium's InvertedPendulum-v5" in result.output
     record = json.loads(open(curve).read())
-    assert record["references"]["true_dynamics"] is None
+    true = record["references"]["true_dynamics"]  # the same tiny CEM on MuJoCo's own physics, 1 episode
+    assert len(true["returns"]) == 1 and true["mean_return"] >= 1 and "with the true dynamics (none" not in result.output
     assert [entry["round"] for entry in record["curve"]] == [0, 1]
     assert [t["round"] for t in record["timing"]] == [0, 1] and record["timing"][0]["collect_ms_per_step"] is None
     assert record["timing"][1]["eval_ms_per_step"] > 0 and set(record["timing"][1]["seconds"]) == {"collect", "train", "eval"}

@@ -143,3 +143,19 @@ def test_bad_ids_and_starts_are_one_line_errors():
     planner = CEM(evaluator, evaluator.action_space, horizon=4, samples=8, iterations=1)
     with pytest.raises(ValueError, match=r"start must be full physics states \[E, 5\] of InvertedPendulum-v5 .*got shape \(1, 4\)$"):
         planner.act(np.zeros((1, 4)))
+
+
+def test_a_terminal_value_breaks_ties_in_the_objective_only():
+    env = random_start("InvertedPendulum-v5", seed=2)
+    start, actions = physics_state(env), random_actions(env, seed=4)
+    value = lambda final: -np.square(final).sum(axis=1)  # noqa: E731
+    with MujocoEvaluator(env, threads=1, terminal_value=value) as valued, MujocoEvaluator(env, threads=1) as plain:
+        returns, objective = valued.returns(start[None], actions), valued.objective(start[None], actions)
+        assert np.array_equal(returns, plain.returns(start[None], actions))  # Gymnasium's sums, untouched
+        assert np.array_equal(plain.objective(start[None], actions), returns)
+    up = returns[0] == HORIZON  # kept the pole up: the value of its final (qpos, qvel) added; fallen: nothing
+    assert up.any() and not up.all()
+    assert np.all(objective[0][up] < returns[0][up]) and np.array_equal(objective[0][~up], returns[0][~up])
+    with pytest.raises(ValueError, match="terminal_value must be callable or None"):
+        MujocoEvaluator(env, terminal_value=1.0)
+    env.close()
