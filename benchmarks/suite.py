@@ -244,7 +244,7 @@ def reference_planner(dynamics, env, config: BenchmarkConfig):
 
 def reference_name(env) -> str | None:
     """The reference row's name: ``optimal`` (exact), ``reference`` (a planner with a large budget on the
-    true dynamics), or ``None`` where the env has neither (no true dynamics to plan with: MuJoCo's envs)."""
+    true dynamics: the MLX copy, or MuJoCo itself), or ``None`` where the env has neither (no true dynamics to plan with)."""
     if env.defaults.benchmark.optimum is not None:
         return "optimal"
     return "reference" if env.true_dynamics() is not None else None
