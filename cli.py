@@ -450,9 +450,8 @@ MBRL_OPTION = {"env": "env_name", "plan_iterations": "iterations"}
 @main.command()
 @options("env", "planner", "horizon", "samples", "iterations", "ensemble", "propagation", "particles", "batch_size",
          "lr", "runner", "seed", "out", "json", "plot", "device",
-         out={"help": "Run folder (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV."},
-         planner={"default": None, "show_default": False, "help": "One of: {planners}. Default: the env's (cem)."},
-         plot={"help": "Draw the learning curve (return vs env steps) to a PNG."})
+         out={"help": "Run folder (its parent must exist). Default: $WMPLAN_HOME/mbrl-ENV."}, plot={"help": "Draw the learning curve to a PNG."},
+         planner={"default": None, "show_default": False, "help": "One of: {planners}. Default: the env's (cem)."})
 @renamed("--plan-iterations", "--iterations", "iterations", type=int)
 @renamed("--episodes-per-iteration", "--episodes-per-round", "episodes_per_round", type=int)
 @click.option("--rounds", type=int, help="Rounds of planning, adding data and retraining (0: the random data only). Default: the env's.")
@@ -495,3 +494,7 @@ def mbrl(out, resume, json_path, plot_path, device, **options):
                f"{time.perf_counter() - start:.1f} s; device: {device}")
     click.echo(f"Run folder: {run_path}; the last model: {result['model']}")
     write_outputs(result, json_path, plot_path, plot_learning_curve, announce=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m cli`, as the distributed launches run it
+    sys.exit(main())
