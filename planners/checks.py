@@ -24,3 +24,8 @@ def check_float(name: str, value, low: float, high: float, *, low_open: bool = F
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
     return value
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message, or its type's name where it has none (for one-line errors)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

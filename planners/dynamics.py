@@ -10,7 +10,7 @@ from typing import Callable, Optional, Protocol, runtime_checkable
 import mlx.core as mx
 import numpy as np
 
-from .checks import check_float, check_int
+from .checks import check_float, check_int, first_line
 from .runtime.memory import MemoryBudgetError
 from .runtime.streams import CHUNK_ROWS, MIN_SHARD_ROWS, in_chunks, map_rows_in_steps
 
@@ -180,7 +180,7 @@ class CheckedDynamics:
         try:
             output = self.dynamics(state, action)
         except (ValueError, TypeError, IndexError) as err:
-            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            detail = first_line(err)
             raise ValueError(
                 f"dynamics failed on state of shape {tuple(state.shape)} and action of shape {tuple(action.shape)} "
                 f"(does the action space fit the dynamics?): {detail}"

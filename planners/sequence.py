@@ -28,7 +28,7 @@ from typing import Callable, Optional
 import mlx.core as mx
 import numpy as np
 
-from .checks import check_int
+from .checks import check_int, first_line
 from .dynamics import _as_array, finite_or_neg_inf
 
 __all__ = ["SequenceEvaluator", "STEP_OPTIONS", "check_start", "refuse_step_options"]
@@ -88,7 +88,7 @@ class SequenceEvaluator:
         try:
             returns = self.evaluate(start, given)
         except (ValueError, TypeError, IndexError) as err:
-            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            detail = first_line(err)
             raise ValueError(
                 f"sequence evaluator failed on start of shape {_shape(start)} and actions of shape {tuple(actions.shape)}: {detail}"
             ) from err
