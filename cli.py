@@ -428,7 +428,7 @@ def speed(env_name, planners, iterations, model_path, json_path, device, samples
 
 @main.command()
 @options("env", "planners", "samples", "iterations", "horizons", "episodes", "steps", "model", "runner", "seed", "json", "plot",
-         "device", planners={"default": "cem,mppi"}, samples={"type": str, "help": "Comma-separated N. Default: 0.1, 0.3, 1 x the env's."},
+         "device", planners={"default": "cem,mppi", "help": "Comma-separated names: {planners}; NAME+compile: compiled calls."}, samples={"type": str, "help": "Comma-separated N. Default: 0.1, 0.3, 1 x the env's."},
          iterations={"type": str, "default": "1,3", "show_default": True, "callback": None, "help": "Comma-separated iterations."},
          episodes={"default": 5, "show_default": True}, plot={"help": "Draw return vs ms/step (log x) to a PNG."})
 @click.option("--peers", default="", help="Peers planning the same model and episodes (the peers extra): pytorch_mppi, mbrl-lib, jax.")

@@ -11,6 +11,9 @@ A point is *dominated* when another point of its planner is at least as fast and
 two strictly); the others are the planner's front. A peer's point is *beaten* when some wmplan point reaches at
 least its return in at most its time. Per peer planner, :func:`dominance_ratios` gives the time the fastest
 wmplan point needs to reach the peer's best return over the peer's time at that return (< 1: wmplan is faster).
+
+A wmplan planner name with :data:`COMPILED` appended (``cem+compile``) is that planner with ``compile=True``:
+each call one ``mx.compile``-d program (its trace and kernel build fall in the untimed warm-up calls).
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ DEFAULT_EPISODES = 5
 SAMPLE_FRACTIONS = (0.1, 0.3, 1.0)
 """The default grid's samples: these fractions of the env's planning samples (``env.defaults.planning``)."""
 DEFAULT_ITERATIONS = (1, 3)
+COMPILED = "+compile"
+
+
+def planner_and_compile(name: str) -> tuple:
+    """``"cem+compile"`` -> ``("cem", True)``, ``"cem"`` -> ``("cem", False)``; ``ValueError`` for an unknown planner."""
+    base = name[: -len(COMPILED)] if name.endswith(COMPILED) else name
+    planners.planner_class(base)  # ValueError naming the choices
+    return base, base != name
 
 
 def grid_values(text, name: str) -> tuple:
@@ -75,7 +86,7 @@ class FrontierConfig:
         from .peers.client import check_peers
 
         for name in self.planners:
-            planners.planner_class(name)  # ValueError naming the choices
+            planner_and_compile(name)
         if not self.planners:
             raise ValueError("planners must name at least one planner")
         for name in ("samples", "iterations", "horizons"):
@@ -94,7 +105,7 @@ class FrontierConfig:
     def benchmark_config(self, env) -> BenchmarkConfig:
         """The :class:`~benchmarks.suite.BenchmarkConfig` of the grid's largest point (for ``prepare_run``'s checks)."""
         h, n, i = (max(values) for values in zip(*self.grid(env)))
-        return BenchmarkConfig(planners=self.planners or ("cem",), dynamics=("model",), episodes=self.episodes,
+        return BenchmarkConfig(planners=tuple(planner_and_compile(n)[0] for n in self.planners), dynamics=("model",), episodes=self.episodes,
                                steps=self.steps, horizon=h, samples=n, iterations=i, seed=self.seed, model=self.model,
                                runner=self.runner)
 
@@ -171,7 +182,9 @@ def run_frontier(config: FrontierConfig, env, model, starts: np.ndarray, log: Ca
     for peer, name in runs:
         if peer == WMPLAN:
             for size in sizes[(peer, name)]:
-                planner = make_planner(name, model, env, bench, horizon=size[0], samples=size[1], iterations=size[2])
+                base, compiled = planner_and_compile(name)
+                planner = make_planner(base, model, env, bench, horizon=size[0], samples=size[1], iterations=size[2],
+                                       compile=compiled or None)
                 episodes(OneStatePerCall(planner, np.asarray(starts, np.float32)), peer, name, size)
     versions = {}
     with tempfile.TemporaryDirectory(prefix="wmplan-frontier-") as folder:

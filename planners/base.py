@@ -299,6 +299,11 @@ class Planner:
     differentiates = False
     """Whether the search follows gradients through the dynamics (then it needs step dynamics)."""
 
+    iterations_update_populations = True
+    """Whether ``iterations`` counts updates of a sampled population (CEM, MPPI, ...), so that an
+    environment's default number of them applies; ``False`` where it counts something else
+    (:class:`~planners.GradientPlanner`'s Adam steps)."""
+
     compile_by_default = False
     """Whether ``compile=None`` compiles each call. Off for every planner, as measured on the Linux
     CPU backend (speed_compare's MLP, CEM and MPPI, three interleaved runs on 2 shared cores): once

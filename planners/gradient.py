@@ -77,6 +77,7 @@ class GradientPlanner(Planner):
     """
 
     differentiates = True
+    iterations_update_populations = False  # its iterations are Adam steps: an env's default iterations are not for it
 
     def __init__(
         self,

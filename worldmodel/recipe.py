@@ -52,13 +52,17 @@ def planner_for(name: str, dynamics, env: Environment, *, horizon: int | None = 
     termination and planning defaults (``env.defaults.planning``: horizon, samples, options); the sizes
     given, then ``overrides``, replace them, and ``None`` keeps the env's or the planner's own default.
     A ``planners.SequenceEvaluator`` (MuJoCo's true dynamics) gets none of the options of step dynamics
-    (``planners.sequence.STEP_OPTIONS``: termination, terminal value, ...): it computes whole returns itself."""
+    (``planners.sequence.STEP_OPTIONS``: termination, terminal value, ...): it computes whole returns itself.
+    The env's default ``iterations`` are for population searches: the gradient planner keeps its own Adam steps."""
     planning = env.defaults.planning
+    env_options = planning.planner_options(env)
+    if not planners.planner_class(name).iterations_update_populations:  # the gradient planner's Adam steps
+        env_options.pop("iterations", None)
     options = {
-        **planning.planner_options(env),
+        **env_options,
         "horizon": horizon or planning.horizon,
         "samples": samples or planning.samples,
-        "iterations": iterations if iterations is not None else planning.planner_options(env).get("iterations"),
+        "iterations": iterations if iterations is not None else env_options.get("iterations"),
         "seed": seed,
         "termination": env.termination,
         **overrides,

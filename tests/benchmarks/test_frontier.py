@@ -29,8 +29,8 @@ def test_config_checks_its_values_and_builds_the_env_grid():
     env = get_env("pendulum")
     config = FrontierConfig(planners=("cem",), samples="50,200", iterations=(1, 3), horizons="10")
     assert config.grid(env) == [(10, 50, 1), (10, 50, 3), (10, 200, 1), (10, 200, 3)]
-    default = FrontierConfig().grid(env)  # 0.1, 0.3, 1 x the env's 1000 samples at its horizon 40
-    assert [p[1] for p in default[::2]] == [100, 300, 1000] and {p[0] for p in default} == {40}
+    default = FrontierConfig().grid(env)  # 0.1, 0.3, 1 x the env's 300 samples at its horizon 40
+    assert [p[1] for p in default[::2]] == [30, 90, 300] and {p[0] for p in default} == {40}
     with pytest.raises(ValueError, match="horizons must be"):
         FrontierConfig(horizons="0")
     with pytest.raises(ValueError, match="peers must be among"):
@@ -164,3 +164,17 @@ def test_each_peer_framework_computes_the_exported_model(framework, tmp_path):
         got = step(params, state, u)
     for g, w in zip(got, want):
         np.testing.assert_allclose(np.asarray(g), w, atol=1e-5)
+
+
+def test_a_compiled_series_plays_the_same_episodes_as_the_plain_one(particle_model):
+    """``cem+compile`` is CEM with ``compile=True``: its own series, the same plans (the compiled call is bit-identical)."""
+    from benchmarks.frontier import planner_and_compile
+
+    assert planner_and_compile("cem+compile") == ("cem", True) and planner_and_compile("mppi") == ("mppi", False)
+    with pytest.raises(ValueError, match="unknown planner 'nope'"):
+        FrontierConfig(planners=("nope+compile",))
+    env, model = particle_model
+    config = FrontierConfig(planners=("cem", "cem+compile"), samples="16", iterations="2", episodes=2, steps=5)
+    plain, compiled = run_frontier(config, env, model, env.benchmark_starts(2, 0))["points"]
+    assert (plain["planner"], compiled["planner"]) == ("cem", "cem+compile")
+    np.testing.assert_allclose(compiled["returns"], plain["returns"], atol=1e-5)

@@ -230,3 +230,16 @@ def test_an_empty_wmplan_home_is_unset_for_models_runs_and_the_blas_cache_alike(
     assert default_run_folder("particle") == os.path.join(home, "mbrl-particle")
     monkeypatch.setenv("WMPLAN_HOME", str(tmp_path / "mine"))
     assert str(blas._cache_root()) == default_home() == str(tmp_path / "mine")
+
+
+def test_an_envs_default_iterations_are_for_population_searches_only():
+    """The pendulum's budget says 3 iterations: CEM/MPPI/cem-gd get them, the gradient planner keeps its 30 Adam steps."""
+    from worldmodel.recipe import planner_for
+
+    env = get_env("pendulum")
+    assert env.defaults.planning.planner_options(env)["iterations"] == 3
+    for name in ("cem", "icem", "mppi", "cem-gd"):
+        assert planner_for(name, env, env).iterations == 3, name
+    assert planner_for("gradient", env, env).iterations == planners.GradientPlanner(env, env.action_space).iterations == 30
+    assert planner_for("gradient", env, env, iterations=7).iterations == 7
+    assert planner_for("cem", env, env, iterations=5).iterations == 5
