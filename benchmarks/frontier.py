@@ -105,9 +105,9 @@ class FrontierConfig:
     def benchmark_config(self, env) -> BenchmarkConfig:
         """The :class:`~benchmarks.suite.BenchmarkConfig` of the grid's largest point (for ``prepare_run``'s checks)."""
         h, n, i = (max(values) for values in zip(*self.grid(env)))
-        return BenchmarkConfig(planners=tuple(planner_and_compile(n)[0] for n in self.planners), dynamics=("model",), episodes=self.episodes,
-                               steps=self.steps, horizon=h, samples=n, iterations=i, seed=self.seed, model=self.model,
-                               runner=self.runner)
+        names = tuple(planner_and_compile(name)[0] for name in self.planners)
+        return BenchmarkConfig(planners=names, dynamics=("model",), episodes=self.episodes, steps=self.steps, horizon=h,
+                               samples=n, iterations=i, seed=self.seed, model=self.model, runner=self.runner)
 
 
 class OneStatePerCall:
